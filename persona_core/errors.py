@@ -1,0 +1,73 @@
+"""Typed errors raised by persona-core. Each carries a stable ``code`` for the API edge."""
+
+from __future__ import annotations
+
+
+class PersonaCoreError(Exception):
+    """Base class; ``code`` is stable and safe to show to API clients."""
+
+    code = "persona_core_error"
+
+
+class InvalidInputError(PersonaCoreError, ValueError):
+    code = "invalid_input"
+
+
+class InvalidNameError(InvalidInputError):
+    code = "invalid_name"
+
+
+class PackValidationError(PersonaCoreError, ValueError):
+    """A pack document does not match schemas/persona_pack.schema.json."""
+
+    code = "invalid_pack"
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class NotFoundError(PersonaCoreError, LookupError):
+    code = "not_found"
+
+
+class PersonaNotFoundError(NotFoundError):
+    code = "persona_not_found"
+
+
+class VersionNotFoundError(NotFoundError):
+    code = "version_not_found"
+
+
+class BlobNotFoundError(NotFoundError):
+    code = "blob_not_found"
+
+
+class AlreadyExistsError(PersonaCoreError):
+    code = "already_exists"
+
+
+class ImmutableVersionError(PersonaCoreError):
+    """A published version can never be rewritten."""
+
+    code = "version_immutable"
+
+
+class InvalidTransitionError(PersonaCoreError):
+    code = "invalid_status_transition"
+
+
+class IntegrityError(PersonaCoreError):
+    """Bytes do not hash to the reference that names them (tampering or corruption)."""
+
+    code = "integrity_error"
+
+
+class SignatureError(PersonaCoreError):
+    """A signed URL is tampered with or expired."""
+
+    code = "bad_signature"
+
+
+class StoreUnavailableError(PersonaCoreError):
+    code = "store_unavailable"

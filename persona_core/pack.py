@@ -1,0 +1,251 @@
+"""PersonaPack: the versioned, immutable identity pack, its canonical JSON and content hash.
+
+The pydantic models here are the pack's JSON form (an edge type). They generate
+``schemas/persona_pack.schema.json``; a test keeps the committed schema and these types
+from drifting apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from persona_core.refs import REF_PATTERN
+
+SCHEMA_VERSION = "1.0"
+
+BlobRefStr = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+PersonaId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+# Fields left out of the content hash: they change with every build of the same content.
+VOLATILE_FIELDS = ("content_hash", "created_at", "version")
+VOLATILE_PROVENANCE_FIELDS = ("run_id",)
+
+
+class CameraMode(StrEnum):
+    A_SELFIE = "A_SELFIE"
+    B_MIRROR = "B_MIRROR"
+    C_CUTAWAY = "C_CUTAWAY"
+
+
+class Expression(StrEnum):
+    NEUTRAL = "neutral"
+    HAPPY = "happy"
+    SAD = "sad"
+    ANGRY = "angry"
+    SURPRISED = "surprised"
+
+
+class Lighting(StrEnum):
+    DARK = "dark"
+    DIM = "dim"
+    NORMAL = "normal"
+    BRIGHT = "bright"
+    HARSH = "harsh"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HeadPose(_Model):
+    yaw: Annotated[float, Field(ge=-180, le=180)]
+    pitch: Annotated[float, Field(ge=-180, le=180)]
+    roll: Annotated[float, Field(ge=-180, le=180)]
+
+
+class AnchorMetadata(_Model):
+    expression_tag: Expression
+    head_pose: HeadPose
+    lighting_tag: Lighting
+    crop_box: Annotated[list[int], Field(min_length=4, max_length=4)]
+    best_for: list[str]
+
+
+class AnchorQuality(_Model):
+    overall: Score
+    sharpness: Score
+    exposure: Score
+    face_size: Score
+    frontalness: Score
+    identity_consistency: Score
+
+
+class Anchor(_Model):
+    anchor_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
+    image_ref: BlobRefStr
+    face_crop_ref: BlobRefStr
+    mask_ref: BlobRefStr | None = None
+    embedding_ref: BlobRefStr
+    style_embedding_ref: BlobRefStr
+    source_sha256: Sha256Hex
+    canonical: bool = False
+    metadata: AnchorMetadata
+    quality: AnchorQuality
+
+
+class Identity(_Model):
+    face_embedding_refs: list[BlobRefStr]
+    embedding_model: str
+    embedding_dim: Annotated[int, Field(gt=0)]
+    centroid_ref: BlobRefStr
+    adapter_refs: list[BlobRefStr] = []
+
+
+class Style(_Model):
+    style_embedding_refs: list[BlobRefStr]
+    embedding_model: str
+    embedding_dim: Annotated[int, Field(gt=0)]
+    stage_constraints: dict[str, str | float | int | bool] = {}
+
+
+class Range(_Model):
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        return self
+
+
+class VoiceProfile(_Model):
+    provider_voice_id: str | None = None
+    speaker_embedding_ref: BlobRefStr | None = None
+    embedding_model: str | None = None
+    prosody_bounds: dict[str, Range] = {}
+    defaults_applied: bool = False
+
+
+class BehaviorPolicy(_Model):
+    persona_card: str = ""
+    emotion_ranges: dict[Expression, Range]
+    allowed_gestures: list[str]
+    defaults_applied: bool = False
+
+
+class RefreshPolicy(_Model):
+    refresh_every_turns: Annotated[int, Field(gt=0)] = 8
+    identity_drift_fail: Score = 0.74
+    identity_drift_warn: Score = 0.84
+    bg_drift_fail: Score = 0.6
+    flicker_fail: Score = 0.6
+
+
+class InputRecord(_Model):
+    name: str
+    sha256: Sha256Hex
+    kind: Literal["image", "video", "voice"]
+    accepted: bool
+    reason: str = ""
+
+
+class ModelRecord(_Model):
+    name: str
+    task: str
+    weights_sha256: list[Sha256Hex]
+    licence: str
+
+
+class Provenance(_Model):
+    inputs: list[InputRecord]
+    models: list[ModelRecord]
+    pipeline_version: str
+    run_id: str
+    config: dict[str, Any] = {}
+
+
+class CheckResult(_Model):
+    name: str
+    passed: bool
+    severity: Literal["ERROR", "WARN"]
+    description: str = ""
+    metadata: dict[str, Any] = {}
+
+
+class PersonaPack(_Model):
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    persona_id: PersonaId
+    version: Annotated[int, Field(ge=1)]
+    created_at: str
+    anchor_sets: dict[CameraMode, list[Anchor]]
+    identity: Identity
+    style: Style
+    voice_profile: VoiceProfile | None = None
+    behavior_policy: BehaviorPolicy
+    refresh_policy: RefreshPolicy = RefreshPolicy()
+    provenance: Provenance
+    checks: list[CheckResult] = []
+    content_hash: Sha256Hex | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=False)
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json(self.to_json_dict())
+
+    def compute_content_hash(self) -> str:
+        return content_hash(self.to_json_dict())
+
+    def sealed(self) -> PersonaPack:
+        """This pack with ``content_hash`` filled in."""
+        return self.model_copy(update={"content_hash": self.compute_content_hash()})
+
+    def all_blob_refs(self) -> set[str]:
+        """Every blob (row refs collapsed to their matrix) this pack points at."""
+        return {r.split("#", 1)[0] for r in _iter_refs(self.to_json_dict())}
+
+
+def canonical_json(doc: Any) -> bytes:
+    """Stable bytes: sorted keys, no whitespace, UTF-8. Floats keep Python's repr."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def content_hash(doc: dict[str, Any]) -> str:
+    """sha256 over the canonical JSON minus fields that vary between identical builds."""
+    body = {k: v for k, v in doc.items() if k not in VOLATILE_FIELDS}
+    prov = body.get("provenance")
+    if isinstance(prov, dict):
+        body["provenance"] = {k: v for k, v in prov.items() if k not in VOLATILE_PROVENANCE_FIELDS}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def _iter_refs(node: Any) -> Any:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and (key.endswith("_ref")) and value.startswith("sha256:"):
+                yield value
+            elif isinstance(value, list) and key.endswith("_refs"):
+                yield from (v for v in value if isinstance(v, str))
+            else:
+                yield from _iter_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _iter_refs(item)
+
+
+DEFAULT_EMOTION_RANGES: dict[Expression, Range] = {
+    Expression.NEUTRAL: Range(min=0.0, max=1.0),
+    Expression.HAPPY: Range(min=0.0, max=0.8),
+    Expression.SAD: Range(min=0.0, max=0.5),
+    Expression.SURPRISED: Range(min=0.0, max=0.6),
+    Expression.ANGRY: Range(min=0.0, max=0.3),
+}
+DEFAULT_GESTURES = ["nod", "head_tilt", "smile", "blink", "shrug", "hand_wave"]
+
+
+def default_behavior_policy() -> BehaviorPolicy:
+    """Conservative limits used when an upload brings no behaviour config."""
+    return BehaviorPolicy(
+        persona_card="",
+        emotion_ranges=dict(DEFAULT_EMOTION_RANGES),
+        allowed_gestures=list(DEFAULT_GESTURES),
+        defaults_applied=True,
+    )

@@ -1,0 +1,57 @@
+"""Validation of pack documents against ``schemas/persona_pack.schema.json``.
+
+The schema file is generated from :mod:`persona_core.pack` (``make schema``) and committed;
+``tests/unit/test_schema.py`` fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from persona_core.errors import PackValidationError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "persona_pack.schema.json"
+SCHEMA_ID = "https://persona-core.dev/schemas/persona_pack.schema.json"
+
+
+def generated_schema() -> dict[str, Any]:
+    from persona_core.pack import PersonaPack
+
+    schema = PersonaPack.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+@cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def validate_pack_document(doc: Any) -> None:
+    """Raise :class:`PackValidationError` naming the first offending field, if any."""
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: (len(e.absolute_path), e.json_path))
+    if errors:
+        err = errors[0]
+        field = ".".join(str(p) for p in err.absolute_path) or "(root)"
+        raise PackValidationError(err.message, field=field)
+
+
+def main() -> None:
+    text = json.dumps(generated_schema(), indent=2, sort_keys=True) + "\n"
+    if "--check" in sys.argv:
+        if SCHEMA_PATH.read_text() != text:
+            sys.exit(f"{SCHEMA_PATH} is stale: run `make schema`")
+        return
+    SCHEMA_PATH.write_text(text)
+    print(f"wrote {SCHEMA_PATH}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Settings for every persona-core process, in one place (environment prefix ``PERSONA_``).
+
+The embedded default needs nothing: a SQLite file and a blob folder under ``home``.
+Set ``PERSONA_DATABASE_URL`` (``postgresql+psycopg://...``) and ``PERSONA_BLOB_URL``
+(``s3://bucket`` with ``PERSONA_S3_ENDPOINT_URL`` etc.) for real use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SIGNING_SECRET = "dev-only-signing-secret-change-me"  # noqa: S105 - refused outside dev
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PERSONA_", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    home: Path = Path(".persona")
+    database_url: str | None = None
+    blob_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    signing_secret: SecretStr = SecretStr(DEV_SIGNING_SECRET)
+    public_base_url: str = "http://127.0.0.1:8000"
+    cache_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_prod(self) -> Settings:
+        if self.env == "prod" and self.signing_secret.get_secret_value() == DEV_SIGNING_SECRET:
+            raise ValueError("PERSONA_SIGNING_SECRET must be set outside dev")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'persona.db').resolve()}"
+
+    @property
+    def resolved_blob_url(self) -> str:
+        return self.blob_url or f"file://{(self.home / 'blobs').resolve()}"
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir or self.home / "cache"

@@ -1,0 +1,155 @@
+"""Store interfaces. Implementations: ``local.LocalBlobStore`` / ``s3.S3BlobStore`` and
+``metadata.SqlMetadataStore`` (SQLite or PostgreSQL). Pick them with ``persona_core.settings``."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from persona_core.errors import InvalidNameError
+
+# Object keys outside the content-addressed area (uploads, manifests) are built only
+# from validated segments: no "..", no absolute paths, no control characters.
+_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def safe_segment(name: str) -> str:
+    if not isinstance(name, str) or not _SEGMENT_RE.match(name) or ".." in name:
+        raise InvalidNameError(f"unsafe name {name!r}: use letters, digits, '.', '_', '-' (max 128)")
+    return name
+
+
+def safe_key(*segments: str) -> str:
+    return "/".join(safe_segment(s) for s in segments)
+
+
+class BlobStore(ABC):
+    """Content-addressed blobs (``sha256:<hex>`` refs) plus a few named objects."""
+
+    @abstractmethod
+    def put(self, data: bytes) -> str:
+        """Store bytes, return their ref. Idempotent; the hash is checked after writing."""
+
+    @abstractmethod
+    def get(self, ref: str) -> bytes:
+        """Bytes of a ref; raises BlobNotFoundError, or IntegrityError if they do not hash to it."""
+
+    @abstractmethod
+    def exists(self, ref: str) -> bool: ...
+
+    @abstractmethod
+    def put_object(self, key: str, data: bytes) -> None:
+        """Write a named object (upload, manifest) atomically."""
+
+    @abstractmethod
+    def get_object(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def list_objects(self, prefix: str) -> list[str]:
+        """Keys under a prefix, sorted."""
+
+    @abstractmethod
+    def signed_url(self, ref: str, ttl_s: int) -> str:
+        """An expiring URL for a blob (S3 presign, or an HMAC URL the registry serves)."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailableError when the store cannot be reached."""
+
+
+class VersionStatus(StrEnum):
+    PENDING = "pending"
+    BUILDING = "building"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    PUBLISHED = "published"
+
+
+@dataclass(frozen=True, slots=True)
+class PersonaRecord:
+    persona_id: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    persona_id: str
+    version: int
+    status: VersionStatus
+    reasons: list[str]
+    inputs: dict[str, Any]
+    checks: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None = None
+    pack_ref: str | None = None
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPack:
+    persona_id: str
+    version: int
+    pack_ref: str
+    content_hash: str
+    blob_refs: list[str] = field(default_factory=list)
+
+
+class MetadataStore(ABC):
+    """Personas, versions and published-pack records. One implementation over SQLAlchemy
+    (SQLite file by default, PostgreSQL for real use), schema managed by Alembic."""
+
+    @abstractmethod
+    def create_persona(self, persona_id: str, metadata: dict[str, Any]) -> PersonaRecord:
+        """Raises AlreadyExistsError if it exists, InvalidNameError for a bad id."""
+
+    @abstractmethod
+    def get_persona(self, persona_id: str) -> PersonaRecord:
+        """Raises PersonaNotFoundError."""
+
+    @abstractmethod
+    def list_personas(self, limit: int = 50, after: str | None = None) -> list[PersonaRecord]:
+        """Sorted by id; ``after`` is the last id of the previous page."""
+
+    @abstractmethod
+    def create_version(self, persona_id: str, inputs: dict[str, Any]) -> VersionRecord:
+        """Allocate the next version number (safe under concurrency), status ``pending``."""
+
+    @abstractmethod
+    def get_version(self, persona_id: str, version: int) -> VersionRecord:
+        """Raises PersonaNotFoundError / VersionNotFoundError."""
+
+    @abstractmethod
+    def list_versions(self, persona_id: str) -> list[VersionRecord]:
+        """Ascending by version."""
+
+    @abstractmethod
+    def set_status(
+        self,
+        persona_id: str,
+        version: int,
+        status: VersionStatus,
+        reasons: list[str] | None = None,
+        checks: list[dict[str, Any]] | None = None,
+    ) -> VersionRecord:
+        """Move a non-published version to pending/building/blocked/failed.
+        Raises ImmutableVersionError for a published one; use ``publish`` to publish."""
+
+    @abstractmethod
+    def publish(self, pack: PublishedPack, checks: list[dict[str, Any]]) -> VersionRecord:
+        """In one transaction: record the pack and flip the version to ``published``.
+        Raises ImmutableVersionError if it is already published."""
+
+    @abstractmethod
+    def get_published(self, persona_id: str, version: int | None = None) -> PublishedPack:
+        """The published pack record; ``version=None`` = newest published.
+        Raises VersionNotFoundError when there is none."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailableError when the database cannot be reached."""

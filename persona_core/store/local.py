@@ -1,0 +1,99 @@
+"""Blob store on a local folder: the embedded default.
+
+Writes go to a temp file in the same directory, are fsynced, then renamed into place, so a
+reader never sees a half-written blob and a crash leaves at most a stray temp file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from persona_core.errors import BlobNotFoundError, IntegrityError, StoreUnavailableError
+from persona_core.refs import parse_ref, sha256_hex
+from persona_core.signing import sign_blob_url
+from persona_core.store.base import BlobStore, safe_segment
+
+
+class LocalBlobStore(BlobStore):
+    def __init__(self, root: Path | str, signing_secret: bytes, public_base_url: str) -> None:
+        self.root = Path(root).resolve()
+        self._blobs = self.root / "blobs"
+        self._objects = self.root / "objects"
+        for d in (self._blobs, self._objects):
+            d.mkdir(parents=True, exist_ok=True)
+        self._secret = signing_secret
+        self._base_url = public_base_url
+
+    def blob_path(self, ref: str) -> Path:
+        digest = parse_ref(ref).digest
+        return self._blobs / digest[:2] / digest
+
+    def put(self, data: bytes) -> str:
+        digest = sha256_hex(data)
+        path = self._blobs / digest[:2] / digest
+        if not path.exists():
+            _atomic_write(path, data)
+        ref = f"sha256:{digest}"
+        if sha256_hex(path.read_bytes()) != digest:
+            raise IntegrityError(f"{ref} does not match its bytes after writing")
+        return ref
+
+    def get(self, ref: str) -> bytes:
+        parsed = parse_ref(ref)
+        try:
+            data = (self._blobs / parsed.digest[:2] / parsed.digest).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"blob {parsed.blob} not found") from None
+        if sha256_hex(data) != parsed.digest:
+            raise IntegrityError(f"blob {parsed.blob} is corrupt: its bytes no longer match its hash")
+        return data
+
+    def exists(self, ref: str) -> bool:
+        return self.blob_path(ref).is_file()
+
+    def _object_path(self, key: str) -> Path:
+        return self._objects.joinpath(*(safe_segment(s) for s in key.split("/")))
+
+    def put_object(self, key: str, data: bytes) -> None:
+        _atomic_write(self._object_path(key), data)
+
+    def get_object(self, key: str) -> bytes:
+        try:
+            return self._object_path(key).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"object {key!r} not found") from None
+
+    def list_objects(self, prefix: str) -> list[str]:
+        base = self._objects
+        keys = []
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                key = Path(dirpath, name).relative_to(base).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def signed_url(self, ref: str, ttl_s: int) -> str:
+        return sign_blob_url(self._base_url, self._secret, ref, ttl_s)
+
+    def ping(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise StoreUnavailableError(f"blob folder {self.root} is not writable")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
