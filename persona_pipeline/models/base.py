@@ -1,0 +1,87 @@
+"""Model backend interfaces. One module per backend implements one of these; the
+registry (``registry.py``) maps names to entries and ``load_model(name)`` builds them once
+per process."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class WeightFile:
+    filename: str
+    sha256: str
+    # Where the file can come from, tried in order: the local model dir, a file inside an
+    # installed package ("package:<dist>/<path inside site-packages>"), an official URL
+    # (download is off by default and always checksum-verified).
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    name: str
+    task: str  # detect | identity | style | matting | voice
+    backend: str  # module name under persona_pipeline.models
+    files: tuple[WeightFile, ...]
+    licence: str
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    commercial_use: bool = True  # False = the user must opt in explicitly (recorded in the pack)
+    default: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    bbox: tuple[float, float, float, float]  # x, y, w, h in image pixels
+    landmarks: np.ndarray  # (5, 2) float32: right eye, left eye, nose, right mouth, left mouth
+    score: float
+
+
+class Model(ABC):
+    entry: ModelEntry
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+    @property
+    def weights_sha256(self) -> list[str]:
+        return [f.sha256 for f in self.entry.files]
+
+
+class FaceDetector(Model):
+    @abstractmethod
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Faces in a BGR uint8 image, best score first."""
+
+
+class IdentityEmbedder(Model):
+    dim: int
+    crop_size: int = 112
+
+    @abstractmethod
+    def embed(self, aligned_crops_bgr: list[np.ndarray]) -> np.ndarray:
+        """(N, dim) float32, L2-normalised, from ArcFace-aligned BGR uint8 crops."""
+
+
+class StyleEmbedder(Model):
+    dim: int
+
+    @abstractmethod
+    def embed(self, images_bgr: list[np.ndarray]) -> np.ndarray:
+        """(N, dim) float32, L2-normalised image features."""
+
+
+class Matter(Model):
+    @abstractmethod
+    def mask(self, images_bgr: list[np.ndarray]) -> list[np.ndarray]:
+        """Per image, an HxW uint8 alpha mask (255 = person) at the image's size."""
+
+
+class VoiceEmbedder(Model):
+    dim: int
+    sample_rate: int = 16000
+
+    @abstractmethod
+    def embed(self, wav: np.ndarray) -> np.ndarray:
+        """(dim,) float32, L2-normalised speaker embedding of a mono float32 clip at sample_rate."""
