@@ -1,0 +1,51 @@
+# persona-core: `make help` lists the targets. Everything runs inside .venv, made on first use.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast lint typecheck schema bench serve dagster diagrams clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: this CPU build is on disk; anything else pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[pipeline,api,dev]'
+	# resemblyzer pulls webrtcvad (imports the gone pkg_resources); webrtcvad-wheels replaces it.
+	$(BIN)/pip install -q --force-reinstall --no-deps webrtcvad-wheels
+	touch $(STAMP)
+
+install: $(STAMP) ## make .venv with everything (CPU torch, Dagster, API, dev tools)
+
+demo: $(STAMP) ## build a real persona from the fixture photos and voices on the embedded default
+	$(BIN)/persona-core demo
+
+test: $(STAMP) ## run every test (starts real PostgreSQL and S3 servers itself)
+	$(BIN)/pytest
+
+test-fast: $(STAMP) ## unit tests only
+	$(BIN)/pytest tests/unit -q
+
+lint: $(STAMP) ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+schema: $(STAMP) ## regenerate schemas/persona_pack.schema.json from persona_core.pack
+	$(BIN)/python -m persona_core.schema
+
+bench: $(STAMP) ## run the benchmarks; prints numbers and writes bench/results.json
+	$(BIN)/python -m bench
+
+serve: $(STAMP) ## run the registry on the embedded default
+	$(BIN)/persona-core serve
+
+dagster: $(STAMP) ## Dagster UI with the project's workspace (sensor on)
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
+
+clean: ## remove the venv and local state
+	rm -rf $(VENV) .persona .dagster_home

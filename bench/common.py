@@ -1,0 +1,38 @@
+"""Helpers shared by the benchmarks: percentiles and the merged results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def percentiles(samples_s: list[float] | np.ndarray, scale: float) -> dict[str, float]:
+    """p50/p99/max of samples in seconds, multiplied by ``scale`` (1e6 -> us, 1e3 -> ms)."""
+    arr = np.asarray(samples_s, dtype=np.float64) * scale
+    return {
+        "p50": round(float(np.percentile(arr, 50)), 3),
+        "p99": round(float(np.percentile(arr, 99)), 3),
+        "max": round(float(arr.max()), 3),
+    }
+
+
+def record(section: str, values: dict[str, Any]) -> None:
+    """Merge ``values`` into bench/results.json (flat keys) and print them."""
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data.update(values)
+    data.setdefault("_machine", {}).update(
+        {"cpu_count": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+    )
+    data.setdefault("_sections", {})[section] = sorted(values)
+    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    width = max(len(k) for k in values)
+    print(f"[{section}]")
+    for key, value in values.items():
+        print(f"  {key:<{width}}  {value}")
