@@ -55,7 +55,8 @@ def png_bytes(rgb: np.ndarray) -> bytes:
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def _unit_rows(rng: np.random.Generator, n: int, dim: int, spread: float) -> np.ndarray:
@@ -70,6 +71,7 @@ def make_pack(
     blobs: BlobStore,
     persona_id: str,
     version: int,
+    *,
     n_anchors: int = 6,
     modes: Sequence[CameraMode | str] = ALL_MODES,
     identity_dim: int = 128,
@@ -180,13 +182,23 @@ def make_pack(
         provenance=Provenance(
             inputs=inputs,
             models=[
-                ModelRecord(name="sface_2021dec_int8", task="identity", weights_sha256=[fake_weights],
-                            licence="Apache-2.0"),
+                ModelRecord(
+                    name="sface_2021dec_int8",
+                    task="identity",
+                    weights_sha256=[fake_weights],
+                    licence="Apache-2.0",
+                ),
             ],
             pipeline_version="testing",
             run_id=f"make-pack-{seed}",
         ),
-        checks=[CheckResult(name="enough_anchors", passed=True, severity="ERROR",
-                            metadata={"observed": n_anchors, "threshold": len(mode_list)})],
+        checks=[
+            CheckResult(
+                name="enough_anchors",
+                passed=True,
+                severity="ERROR",
+                metadata={"observed": n_anchors, "threshold": len(mode_list)},
+            )
+        ],
     )
     return pack.sealed()
