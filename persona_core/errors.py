@@ -71,3 +71,9 @@ class SignatureError(PersonaCoreError):
 
 class StoreUnavailableError(PersonaCoreError):
     code = "store_unavailable"
+
+
+class InvalidManifestError(InvalidInputError):
+    """An upload manifest object is not the JSON document the pipeline expects."""
+
+    code = "invalid_manifest"

@@ -153,3 +153,41 @@ class MetadataStore(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise StoreUnavailableError when the database cannot be reached."""
+
+    # API keys for the registry: only a sha256 of each secret is stored.
+    @abstractmethod
+    def create_api_key(
+        self, name: str, scopes: list[str], persona_ids: list[str] | None = None
+    ) -> tuple[ApiKeyRecord, str]:
+        """A new key and its plaintext ``pk_<key_id>_<secret>``, shown once, never stored."""
+
+    @abstractmethod
+    def verify_api_key(self, plaintext: str) -> ApiKeyRecord | None:
+        """The key's record when the plaintext is a live key; None otherwise (constant time)."""
+
+    @abstractmethod
+    def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+
+    @abstractmethod
+    def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
+        """Revoke a key (idempotent). Raises NotFoundError for an unknown id."""
+
+
+# --- API keys (appended for the registry) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key without its secret; ``persona_ids=None`` means every persona."""
+
+    key_id: str
+    name: str
+    scopes: list[str]
+    persona_ids: list[str] | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
