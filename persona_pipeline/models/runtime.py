@@ -1,0 +1,47 @@
+"""onnxruntime sessions shared by every ONNX backend: provider choice and thread settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def runtime_providers() -> tuple[str, ...]:
+    """CUDA first when this onnxruntime build (onnxruntime-gpu) reports it, then CPU."""
+    available = set(ort.get_available_providers())
+    return (CUDA, CPU) if CUDA in available else (CPU,)
+
+
+def intra_op_threads() -> int:
+    """Threads for one model call: every core of a small machine, capped for large ones.
+
+    Larger counts stop paying off for these small models and fight the other processes."""
+    override = os.environ.get("PERSONA_MODEL_THREADS", "")
+    if override.isdigit() and int(override) > 0:
+        return int(override)
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def session_options() -> Any:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads()
+    opts.inter_op_num_threads = 1  # graphs here are chains; parallel branches buy nothing
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # the int8 zoo graphs warn about every initializer otherwise
+    return opts
+
+
+def make_session(model: Path | bytes, providers: tuple[str, ...] | None = None) -> Any:
+    """An InferenceSession on ``model`` (a path or serialized bytes) with the shared options."""
+    chosen = tuple(providers) if providers else runtime_providers()
+    available = set(ort.get_available_providers())
+    usable = [p for p in chosen if p in available] or [CPU]
+    source = str(model) if isinstance(model, Path) else model
+    return ort.InferenceSession(source, sess_options=session_options(), providers=usable)
