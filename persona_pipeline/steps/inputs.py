@@ -1,0 +1,210 @@
+"""Step ``inputs``: a version's files from the blob store, videos sampled into frames,
+voice clips decoded and resampled.
+
+Images are not decoded here (QC does that, only for inputs it has no cached result for);
+this step only resolves what the version holds, so an unchanged input costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from persona_core.errors import InvalidInputError, PersonaCoreError
+from persona_core.refs import sha256_hex
+from persona_core.store.base import BlobStore
+from persona_pipeline.steps.cache import StepCache
+from persona_pipeline.steps.config import MODES, PipelineConfig
+from persona_pipeline.steps.images import dhash, encode_jpeg, hamming
+
+IMAGE, VIDEO, VOICE = "image", "video", "voice"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    name: str
+    sha256: str
+    ref: str
+    camera_mode: str | None = None
+    source_video: str | None = None  # set for frames sampled from a clip
+    frame_time_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceInput:
+    name: str
+    sha256: str
+    wav: np.ndarray  # mono float32 at sample_rate
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return round(len(self.wav) / self.sample_rate, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    """One uploaded file as the manifest lists it (provenance)."""
+
+    name: str
+    sha256: str
+    kind: str
+    ref: str
+    camera_mode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    name: str
+    sha256: str
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class VersionInputs:
+    persona_id: str
+    version: int
+    files: tuple[InputFile, ...]
+    images: tuple[ImageInput, ...]
+    voices: tuple[VoiceInput, ...]
+    rejected: tuple[Rejection, ...]
+    behavior_policy: dict[str, Any] | None
+    voice_config: dict[str, Any] | None
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def parse_files(inputs_doc: dict[str, Any]) -> list[InputFile]:
+    """The ``files`` list of a version's inputs JSON, validated."""
+    raw = inputs_doc.get("files")
+    if not isinstance(raw, list):
+        raise InvalidInputError("version inputs have no 'files' list")
+    files = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise InvalidInputError(f"files[{i}] is not an object")
+        kind = item.get("kind")
+        if kind not in (IMAGE, VIDEO, VOICE):
+            raise InvalidInputError(f"files[{i}] kind {kind!r} is not image, video or voice")
+        mode = item.get("camera_mode")
+        if mode is not None and mode not in MODES:
+            raise InvalidInputError(f"files[{i}] camera_mode {mode!r} is not one of {MODES}")
+        try:
+            files.append(InputFile(str(item["name"]), str(item["sha256"]), kind, str(item["ref"]), mode))
+        except KeyError as exc:
+            raise InvalidInputError(f"files[{i}] lacks {exc.args[0]!r}") from None
+    return files
+
+
+def load_inputs(
+    persona_id: str,
+    version: int,
+    inputs_doc: dict[str, Any],
+    blobs: BlobStore,
+    config: PipelineConfig,
+    *,
+    load_wav: Callable[[bytes, int], np.ndarray] | None = None,
+    sample_rate: int = 16000,
+) -> VersionInputs:
+    """Resolve a version's inputs; unreadable videos and voice clips become rejections."""
+    files = parse_files(inputs_doc)
+    images: list[ImageInput] = []
+    voices: list[VoiceInput] = []
+    rejected: list[Rejection] = []
+    frame_cache = StepCache.for_step(
+        blobs, "frames", config=config.fingerprint("video_frames_per_second", "video_max_frames",
+                                                   "frame_duplicate_distance")
+    )
+    for f in files:
+        if f.kind == IMAGE:
+            images.append(ImageInput(f.name, f.sha256, f.ref, f.camera_mode))
+        elif f.kind == VIDEO:
+            try:
+                images.extend(_video_frames(f, blobs, config, frame_cache))
+            except InvalidInputError as exc:
+                rejected.append(Rejection(f.name, f.sha256, f.kind, f"video unreadable: {exc}"))
+        else:
+            if load_wav is None:
+                raise InvalidInputError("voice clips given but no audio loader")
+            try:
+                wav = load_wav(blobs.get(f.ref), sample_rate)
+            except PersonaCoreError as exc:
+                rejected.append(Rejection(f.name, f.sha256, f.kind, f"audio unreadable: {exc}"))
+                continue
+            if wav.size < sample_rate // 2:
+                rejected.append(Rejection(f.name, f.sha256, f.kind, "audio shorter than 0.5 s"))
+                continue
+            voices.append(VoiceInput(f.name, f.sha256, np.asarray(wav, dtype=np.float32), sample_rate))
+    behavior = inputs_doc.get("behavior_policy")
+    voice_cfg = inputs_doc.get("voice")
+    return VersionInputs(
+        persona_id=persona_id,
+        version=version,
+        files=tuple(files),
+        images=tuple(images),
+        voices=tuple(voices),
+        rejected=tuple(rejected),
+        behavior_policy=behavior if isinstance(behavior, dict) else None,
+        voice_config=voice_cfg if isinstance(voice_cfg, dict) else None,
+        counters={f"frames_{k}": v for k, v in frame_cache.counters().items()},
+    )
+
+
+def sample_video(data: bytes, suffix: str, config: PipelineConfig) -> list[tuple[float, np.ndarray]]:
+    """(time_s, BGR frame) at ``video_frames_per_second``, near-duplicates dropped."""
+    fd, tmp = tempfile.mkstemp(suffix=suffix or ".mp4")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        cap = cv2.VideoCapture(tmp)
+        try:
+            if not cap.isOpened():
+                raise InvalidInputError("OpenCV cannot open the clip")
+            fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+            step = max(1, round(fps / config.video_frames_per_second))
+            kept: list[tuple[float, np.ndarray]] = []
+            hashes: list[int] = []
+            index = 0
+            while len(kept) < config.video_max_frames:
+                ok = cap.grab()
+                if not ok:
+                    break
+                if index % step == 0:
+                    ok, frame = cap.retrieve()
+                    if ok and frame is not None:
+                        h = dhash(frame)
+                        if all(hamming(h, o) > config.frame_duplicate_distance for o in hashes):
+                            hashes.append(h)
+                            kept.append((round(index / fps, 2), frame))
+                index += 1
+        finally:
+            cap.release()
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    if not kept:
+        raise InvalidInputError("no frames could be read")
+    return kept
+
+
+def _video_frames(
+    f: InputFile, blobs: BlobStore, config: PipelineConfig, cache: StepCache
+) -> list[ImageInput]:
+    cached = cache.get_json(f.sha256)
+    if cached is None:
+        frames = sample_video(blobs.get(f.ref), Path(f.name).suffix, config)
+        cached = []
+        for t, frame in frames:
+            data = encode_jpeg(frame)
+            cached.append({"t": t, "ref": blobs.put(data), "sha256": sha256_hex(data)})
+        cache.put_json(f.sha256, cached, f.name)
+    return [
+        ImageInput(f"{f.name}@{c['t']:.2f}s", c["sha256"], c["ref"], f.camera_mode, f.name, c["t"])
+        for c in cached
+    ]

@@ -1,0 +1,262 @@
+"""Step ``qc``: per image, measurements (resolution, blur, exposure, faces, pose, partial
+face) and a pass/fail with the reason for every rejected image.
+
+Measurements are cached per input (they depend on the bytes and the detector only); the
+verdict is recomputed from them on every build, so changing a threshold costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from persona_core.errors import InvalidInputError
+from persona_core.pack import Expression, Lighting
+from persona_core.store.base import BlobStore
+from persona_pipeline.models.base import FaceDetector
+from persona_pipeline.steps import geometry
+from persona_pipeline.steps.cache import StepCache
+from persona_pipeline.steps.config import MODES, PipelineConfig
+from persona_pipeline.steps.images import decode, image_size, reduction_for
+from persona_pipeline.steps.inputs import ImageInput
+
+QC_SCHEMA = pa.DataFrameSchema(
+    {
+        "name": pa.Column(str),
+        "sha256": pa.Column(str, pa.Check.str_matches(r"^[0-9a-f]{64}$")),
+        "width": pa.Column(int, pa.Check.ge(0)),
+        "height": pa.Column(int, pa.Check.ge(0)),
+        "face_count": pa.Column(int, pa.Check.ge(0)),
+        "face_px": pa.Column(int, pa.Check.ge(0)),
+        "face_frac": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "face_score": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "outside_frac": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "blur": pa.Column(float, pa.Check.ge(0.0)),
+        "luma": pa.Column(float, pa.Check.in_range(0.0, 255.0)),
+        "lighting": pa.Column(str, pa.Check.isin([x.value for x in Lighting] + [""])),
+        "yaw": pa.Column(float, pa.Check.in_range(-90.0, 90.0)),
+        "pitch": pa.Column(float, pa.Check.in_range(-90.0, 90.0)),
+        "roll": pa.Column(float, pa.Check.in_range(-180.0, 180.0)),
+        "expression": pa.Column(str, pa.Check.isin([x.value for x in Expression] + [""])),
+        "camera_mode": pa.Column(str, pa.Check.isin([*MODES, ""])),
+        "mode_source": pa.Column(str, pa.Check.isin(["uploader", "framing", ""])),
+        "passed": pa.Column(bool),
+        "reason": pa.Column(str),
+    },
+    checks=[pa.Check(lambda df: (df["passed"] | (df["reason"].str.len() > 0)).all(),
+                     error="every rejected image needs a reason")],
+    strict=True,
+    coerce=False,
+)
+QC_COLUMNS = list(QC_SCHEMA.columns)
+
+
+@dataclass(frozen=True)
+class QcResult:
+    table: pd.DataFrame  # validated by QC_SCHEMA, one row per image, input order
+    faces: dict[str, dict[str, Any]]  # sha256 -> {"bbox", "landmarks"} of the one face, passed images
+    counters: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def passed(self) -> pd.DataFrame:
+        return self.table[self.table["passed"]]
+
+    def rejected(self) -> list[tuple[str, str]]:
+        rows = self.table[~self.table["passed"]]
+        return list(zip(rows["name"], rows["reason"], strict=True))
+
+
+def measure(data: bytes, detector: FaceDetector, config: PipelineConfig) -> dict[str, Any]:
+    """Measurements of one image (JSON-ready); ``error`` set when it cannot be read."""
+    try:
+        width, height = image_size(data)
+        factor = reduction_for(max(width, height), config.qc_decode_min_side)
+        img = decode(data, factor)
+    except InvalidInputError as exc:
+        return {"error": str(exc), "width": 0, "height": 0, "faces": []}
+    scale = width / img.shape[1]
+    dets = detector.detect(img)
+    faces = []
+    for d in dets:
+        x, y, w, h = (float(v) * scale for v in d.bbox)
+        faces.append({"bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)],
+                      "landmarks": np.round(d.landmarks * scale, 2).tolist(), "score": round(d.score, 4)})
+    doc: dict[str, Any] = {"error": "", "width": width, "height": height, "faces": faces}
+    if faces:
+        doc.update(_face_region_stats(img, [v / scale for v in faces[0]["bbox"]]))
+    return doc
+
+
+def _face_region_stats(img: np.ndarray, bbox: list[float]) -> dict[str, float]:
+    x, y, w, h = (round(v) for v in bbox)
+    region = img[max(0, y) : y + h, max(0, x) : x + w]
+    if region.size == 0:
+        return {"blur": 0.0, "luma": 0.0, "luma_split": 0.0, "clipped": 0.0}
+    gray = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
+    # Blur is read at a fixed face height, so it does not depend on resolution.
+    side = 128
+    norm = cv2.resize(gray, (max(1, round(gray.shape[1] * side / gray.shape[0])), side),
+                      interpolation=cv2.INTER_AREA)
+    blur = float(cv2.Laplacian(norm, cv2.CV_64F).var())
+    half = norm.shape[1] // 2
+    split = abs(float(norm[:, :half].mean()) - float(norm[:, half:].mean())) if half else 0.0
+    clipped = float(((gray <= 5) | (gray >= 250)).mean())
+    return {"blur": round(blur, 2), "luma": round(float(gray.mean()), 2), "luma_split": round(split, 2),
+            "clipped": round(clipped, 4)}
+
+
+def lighting_tag(luma: float, split: float, clipped: float, config: PipelineConfig) -> Lighting:
+    if luma < config.dark_luma:
+        return Lighting.DARK
+    if clipped > 0.2 or split > 45:
+        return Lighting.HARSH
+    if luma < 85:
+        return Lighting.DIM
+    if luma > config.bright_luma - 30:
+        return Lighting.BRIGHT
+    return Lighting.NORMAL
+
+
+def camera_mode_from_framing(face_frac: float, config: PipelineConfig) -> str:
+    """A_SELFIE when the face fills the frame, C_CUTAWAY for a wide shot, B_MIRROR between."""
+    if face_frac >= config.selfie_face_frac:
+        return "A_SELFIE"
+    if face_frac >= config.mirror_face_frac:
+        return "B_MIRROR"
+    return "C_CUTAWAY"
+
+
+def verdict(item: ImageInput, m: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
+    """One QC table row from the measurements and the thresholds."""
+    row: dict[str, Any] = {
+        "name": item.name, "sha256": item.sha256, "width": int(m["width"]), "height": int(m["height"]),
+        "face_count": 0, "face_px": 0, "face_frac": 0.0, "face_score": 0.0, "outside_frac": 0.0,
+        "blur": 0.0, "luma": 0.0, "lighting": "", "yaw": 0.0, "pitch": 0.0, "roll": 0.0,
+        "expression": "", "camera_mode": "", "mode_source": "", "passed": False, "reason": "",
+    }
+    if m["error"]:
+        row["reason"] = f"unreadable image: {m['error']}"
+        return row
+    faces = m["faces"]
+    if faces:
+        largest = max(f["bbox"][3] for f in faces)
+        counted = [f for f in faces if f["bbox"][3] >= config.second_face_rel_size * largest]
+        main = max(counted, key=lambda f: f["bbox"][3])
+        yaw, pitch, roll = geometry.head_pose(np.asarray(main["landmarks"]))
+        smile = geometry.mouth_ratio(np.asarray(main["landmarks"]))
+        face_px = round(main["bbox"][3])
+        face_frac = round(min(1.0, main["bbox"][3] / max(1, m["height"])), 4)
+        lighting = lighting_tag(m["luma"], m["luma_split"], m["clipped"], config)
+        row.update(
+            face_count=len(counted), face_px=face_px, face_frac=face_frac,
+            face_score=round(float(main["score"]), 4),
+            outside_frac=min(1.0, geometry.outside_fraction(tuple(main["bbox"]), m["width"], m["height"])),
+            blur=float(m["blur"]), luma=float(m["luma"]), lighting=lighting.value,
+            yaw=yaw, pitch=pitch, roll=roll,
+            expression=(Expression.HAPPY if smile >= 0.9 else Expression.NEUTRAL).value,
+        )
+        if item.camera_mode:
+            row.update(camera_mode=item.camera_mode, mode_source="uploader")
+        else:
+            row.update(camera_mode=camera_mode_from_framing(face_frac, config), mode_source="framing")
+    row["reason"] = _reject_reason(row, config)
+    row["passed"] = not row["reason"]
+    return row
+
+
+# Rejection rules, first failing one wins, in the order a person would fix them.
+_RULES: tuple[tuple[Callable[[dict[str, Any], PipelineConfig], bool],
+                    Callable[[dict[str, Any], PipelineConfig], str]], ...] = (
+    (lambda r, c: min(r["width"], r["height"]) < c.min_image_side_px,
+     lambda r, c: f"resolution {r['width']}x{r['height']} below {c.min_image_side_px} px short side"),
+    (lambda r, c: r["face_count"] == 0, lambda r, c: "no face found"),
+    (lambda r, c: r["face_count"] > 1,
+     lambda r, c: f"face count {r['face_count']}: need exactly 1 person in an anchor photo"),
+    (lambda r, c: r["face_px"] < c.min_face_px,
+     lambda r, c: f"face too small: {r['face_px']} px high, need {c.min_face_px}"),
+    (lambda r, c: r["outside_frac"] > c.max_outside_fraction,
+     lambda r, c: (f"partial face: ~{r['outside_frac']:.0%} of the face is outside the frame "
+                   f"(max {c.max_outside_fraction:.0%})")),
+    (lambda r, c: r["face_score"] < c.min_face_score,
+     lambda r, c: f"face unclear or occluded: detector score {r['face_score']:.2f} < {c.min_face_score}"),
+    (lambda r, c: abs(r["yaw"]) > c.max_abs_yaw or abs(r["pitch"]) > c.max_abs_pitch,
+     lambda r, c: (f"head turned too far: yaw {r['yaw']:.0f}, pitch {r['pitch']:.0f} "
+                   f"(max {c.max_abs_yaw:.0f} / {c.max_abs_pitch:.0f} degrees)")),
+    (lambda r, c: r["blur"] < c.blur_min,
+     lambda r, c: f"blurry face: variance of Laplacian {r['blur']:.1f} < {c.blur_min}"),
+    (lambda r, c: r["luma"] < c.dark_luma,
+     lambda r, c: f"face too dark: mean luma {r['luma']:.0f} < {c.dark_luma:.0f}"),
+    (lambda r, c: r["luma"] > c.bright_luma,
+     lambda r, c: f"face overexposed: mean luma {r['luma']:.0f} > {c.bright_luma:.0f}"),
+)
+
+
+def _reject_reason(row: dict[str, Any], config: PipelineConfig) -> str:
+    for failed, message in _RULES:
+        if failed(row, config):
+            return message(row, config)
+    return ""
+
+
+def run_qc(
+    images: tuple[ImageInput, ...] | list[ImageInput],
+    blobs: BlobStore,
+    detector: FaceDetector,
+    config: PipelineConfig,
+) -> QcResult:
+    """QC every image; measurements come from the per-input cache when present."""
+    started = time.perf_counter()
+    cache = StepCache.for_step(blobs, "qc", [detector], config.fingerprint("qc_decode_min_side"))
+    measured: dict[str, dict[str, Any]] = {}
+    todo = []
+    for item in images:
+        if item.sha256 in measured:
+            continue
+        hit = cache.get_json(item.sha256)
+        if hit is not None:
+            measured[item.sha256] = hit
+        else:
+            todo.append(item)
+
+    def work(item: ImageInput) -> tuple[ImageInput, dict[str, Any]]:
+        return item, measure(blobs.get(item.ref), detector, config)
+
+    with ThreadPoolExecutor(max_workers=config.workers) as pool:
+        for item, m in pool.map(work, todo):
+            measured[item.sha256] = m
+            cache.put_json(item.sha256, m, item.name)
+
+    rows, faces, seen = [], {}, set()
+    for item in images:
+        if item.sha256 in seen:
+            # The same bytes uploaded twice add nothing; say so instead of dropping silently.
+            rows.append({**verdict(item, measured[item.sha256], config), "passed": False,
+                         "reason": "duplicate of another input (same sha256)", "sha256": item.sha256})
+            continue
+        seen.add(item.sha256)
+        row = verdict(item, measured[item.sha256], config)
+        rows.append(row)
+        if row["passed"]:
+            main = max(measured[item.sha256]["faces"], key=lambda f: f["bbox"][3])
+            faces[item.sha256] = {"bbox": main["bbox"], "landmarks": main["landmarks"]}
+    table = pd.DataFrame(rows, columns=QC_COLUMNS)
+    table = _typed(table)
+    return QcResult(table, faces, {f"qc_{k}": v for k, v in cache.counters().items()},
+                    round(time.perf_counter() - started, 4))
+
+
+def _typed(table: pd.DataFrame) -> pd.DataFrame:
+    ints = ["width", "height", "face_count", "face_px"]
+    floats = ["face_frac", "face_score", "outside_frac", "blur", "luma", "yaw", "pitch", "roll"]
+    strs = ["name", "sha256", "lighting", "expression", "camera_mode", "mode_source", "reason"]
+    table = table.astype({**dict.fromkeys(ints, "int64"), **dict.fromkeys(floats, "float64"),
+                          **dict.fromkeys(strs, object), "passed": bool})
+    return QC_SCHEMA.validate(table)
