@@ -1,0 +1,75 @@
+"""SQLAlchemy Core tables of the metadata store. Alembic migrations (``migrations/``) own
+the schema in the database; these definitions are what the queries use, and
+``tests/integration/test_migrations.py`` checks the two agree."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+# JSONB on PostgreSQL (indexable, compact), plain JSON text on SQLite.
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+STATUSES = ("pending", "building", "blocked", "failed", "published")
+
+metadata = sa.MetaData()
+
+personas = sa.Table(
+    "personas",
+    metadata,
+    sa.Column("persona_id", sa.String(63), primary_key=True),
+    sa.Column("metadata", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+persona_versions = sa.Table(
+    "persona_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "persona_id",
+        sa.String(63),
+        sa.ForeignKey("personas.persona_id", ondelete="RESTRICT", name="fk_persona_versions_persona"),
+        nullable=False,
+    ),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reasons", Json, nullable=False),
+    sa.Column("inputs", Json, nullable=False),
+    sa.Column("checks", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("published_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("persona_id", "version", name="uq_persona_versions_persona_version"),
+    sa.CheckConstraint("version >= 1", name="ck_persona_versions_version_positive"),
+    sa.CheckConstraint(f"status IN {STATUSES!r}", name="ck_persona_versions_status"),
+)
+
+published_packs = sa.Table(
+    "published_packs",
+    metadata,
+    sa.Column("persona_id", sa.String(63), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("pack_ref", sa.String(80), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("blob_refs", Json, nullable=False),
+    sa.Column("published_at", Timestamp, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["persona_id", "version"],
+        ["persona_versions.persona_id", "persona_versions.version"],
+        name="fk_published_packs_version",
+        ondelete="RESTRICT",
+    ),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("scopes", Json, nullable=False),
+    sa.Column("persona_ids", Json, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+)
