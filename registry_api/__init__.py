@@ -1,0 +1,1 @@
+"""The persona registry: a FastAPI app and a gRPC server over one service layer."""

@@ -1,0 +1,113 @@
+"""API keys at the edge: who is calling, and may they do this.
+
+Scopes are ordered: ``admin`` implies ``build`` implies ``read``. A key may be restricted
+to a set of persona ids; it then sees and touches only those personas.
+
+Verified keys are cached in memory for ``api_key_cache_ttl_s`` (30 s by default), keyed by
+the sha256 of the presented key, so the hot GET-pack route never waits on the database.
+The price: a revoked key keeps working in an already-running process for up to that TTL.
+Unknown keys are never cached, so a freshly created key works at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from registry_api.errors import AuthenticationError, InsufficientScopeError, PersonaForbiddenError
+
+SCOPES = ("read", "build", "admin")
+_IMPLIED = {"read": {"read"}, "build": {"read", "build"}, "admin": {"read", "build", "admin"}}
+API_KEY_HEADER = "x-api-key"
+_CACHE_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    scopes: frozenset[str]
+    persona_ids: frozenset[str] | None = None  # None = every persona
+
+    @classmethod
+    def from_record(cls, record: Any) -> Principal:
+        granted: set[str] = set()
+        for scope in record.scopes:
+            granted |= _IMPLIED.get(scope, set())
+        ids = getattr(record, "persona_ids", None)
+        return cls(name=record.name, scopes=frozenset(granted), persona_ids=frozenset(ids) if ids else None)
+
+    def require(self, scope: str, persona_id: str | None = None) -> None:
+        """Raise InsufficientScopeError / PersonaForbiddenError unless this call is allowed."""
+        if scope not in self.scopes:
+            raise InsufficientScopeError(f"this API key lacks the {scope!r} scope")
+        if persona_id is not None and not self.may_see(persona_id):
+            raise PersonaForbiddenError(f"this API key is not allowed to access persona {persona_id!r}")
+
+    def may_see(self, persona_id: str) -> bool:
+        return self.persona_ids is None or persona_id in self.persona_ids
+
+
+def key_from_headers(get: Callable[[str], str | None]) -> str | None:
+    """The presented key: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``."""
+    key = get(API_KEY_HEADER)
+    if key:
+        return key.strip()
+    auth = get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return None
+
+
+class KeyVerifier:
+    """Turns a presented key into a Principal, with a short positive cache (see module doc)."""
+
+    def __init__(self, verify: Callable[[str], Any], ttl_s: float) -> None:
+        self._verify = verify
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, key: str | None) -> Principal | None:
+        """The principal if the key is in the cache and fresh; no I/O (safe on the event loop)."""
+        if not key:
+            return None
+        hit = self._cache.get(_fingerprint(key))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
+    def verify(self, key: str | None) -> Principal:
+        """Raise AuthenticationError for a missing, unknown or revoked key. May hit the database."""
+        if not key:
+            raise AuthenticationError("an API key is required (X-API-Key or Authorization: Bearer)")
+        principal = self.cached(key)
+        if principal is not None:
+            return principal
+        record = self._verify(key)
+        if record is None:
+            raise AuthenticationError("unknown or revoked API key")
+        principal = Principal.from_record(record)
+        if self._ttl_s > 0:
+            with self._lock:
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache.clear()
+                self._cache[_fingerprint(key)] = (time.monotonic() + self._ttl_s, principal)
+        return principal
+
+    def forget(self, keys: Iterable[str] = ()) -> None:
+        """Drop cached keys (all of them when none are named), e.g. right after a revocation."""
+        names = list(keys)
+        with self._lock:
+            if not names:
+                self._cache.clear()
+            for key in names:
+                self._cache.pop(_fingerprint(key), None)
+
+
+def _fingerprint(key: str) -> str:
+    # Plaintext keys are never kept in memory longer than the request that presented them.
+    return hashlib.sha256(key.encode()).hexdigest()

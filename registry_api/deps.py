@@ -1,0 +1,31 @@
+"""FastAPI dependencies: the service and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from registry_api.auth import Principal, key_from_headers
+from registry_api.service import RegistryService
+
+
+def get_service(request: Request) -> RegistryService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[RegistryService, Depends(get_service)]
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller's principal; a cached key costs no I/O, an uncached one a database read."""
+    service: RegistryService = request.app.state.service
+    key = key_from_headers(request.headers.get)
+    principal = service.keys.cached(key)
+    if principal is not None:
+        return principal
+    return await run_in_threadpool(service.keys.verify, key)
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]

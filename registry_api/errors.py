@@ -1,0 +1,171 @@
+"""API-edge errors and the one table that maps every persona-core error to HTTP and gRPC.
+
+Domain code raises typed errors from :mod:`persona_core.errors`; the registry adds the few
+that only exist at its edge (auth, upload limits). ``status_for`` walks the exception's
+class hierarchy, so a new subclass inherits its parent's status and keeps its own ``code``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from persona_core.errors import (
+    AlreadyExistsError,
+    ImmutableVersionError,
+    IntegrityError,
+    InvalidInputError,
+    InvalidManifestError,
+    InvalidTransitionError,
+    NotFoundError,
+    PackValidationError,
+    PersonaCoreError,
+    SignatureError,
+    StoreUnavailableError,
+)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://persona-core.dev/problems/"
+
+
+class AuthenticationError(PersonaCoreError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(PersonaCoreError):
+    code = "forbidden"
+
+
+class InsufficientScopeError(PermissionDeniedError):
+    code = "insufficient_scope"
+
+
+class PersonaForbiddenError(PermissionDeniedError):
+    """The key is restricted to other personas."""
+
+    code = "persona_forbidden"
+
+
+class PackNotPublishedError(NotFoundError):
+    code = "pack_not_published"
+
+
+class UploadError(InvalidInputError):
+    code = "invalid_upload"
+
+
+class NoFilesError(UploadError):
+    code = "no_files"
+
+
+class FileTooLargeError(UploadError):
+    code = "file_too_large"
+
+
+class RequestTooLargeError(UploadError):
+    code = "request_too_large"
+
+
+class TooManyFilesError(UploadError):
+    code = "too_many_files"
+
+
+class UnsupportedMediaTypeError(UploadError):
+    code = "unsupported_media_type"
+
+
+class ContentTypeMismatchError(UnsupportedMediaTypeError):
+    """The declared content type disagrees with what the bytes are."""
+
+    code = "content_type_mismatch"
+
+
+class CorruptFileError(UploadError):
+    code = "corrupt_file"
+
+
+# Most specific first is not needed: lookup follows the MRO of the raised class.
+_HTTP_STATUS: dict[type[PersonaCoreError], int] = {
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    SignatureError: 403,
+    NotFoundError: 404,
+    AlreadyExistsError: 409,
+    ImmutableVersionError: 409,
+    InvalidTransitionError: 409,
+    FileTooLargeError: 413,
+    RequestTooLargeError: 413,
+    TooManyFilesError: 413,
+    UnsupportedMediaTypeError: 415,
+    CorruptFileError: 422,
+    InvalidManifestError: 422,
+    PackValidationError: 422,
+    InvalidInputError: 400,
+    # Stored bytes that no longer match their hash are the server's fault, never the client's.
+    IntegrityError: 500,
+    StoreUnavailableError: 503,
+    PersonaCoreError: 500,
+}
+
+_GRPC_STATUS: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+def status_for(exc: PersonaCoreError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _HTTP_STATUS:
+            return _HTTP_STATUS[cls]
+    return 500
+
+
+def grpc_status_for(exc: PersonaCoreError) -> grpc.StatusCode:
+    status = status_for(exc)
+    if isinstance(exc, (ImmutableVersionError, InvalidTransitionError)):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    return _GRPC_STATUS.get(status, grpc.StatusCode.UNKNOWN)
+
+
+def problem(status: int, code: str, detail: str, instance: str = "", **extra: Any) -> dict[str, Any]:
+    """An RFC 9457 problem document with the registry's stable ``code``."""
+    doc: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
+    if instance:
+        doc["instance"] = instance
+    doc.update(extra)
+    return doc
+
+
+def public_detail(exc: PersonaCoreError) -> str:
+    # Internal failures keep their message in the server log only.
+    return str(exc) if status_for(exc) < 500 else exc.code.replace("_", " ")

@@ -1,0 +1,139 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ResolveMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESOLVE_MODE_URL: _ClassVar[ResolveMode]
+    RESOLVE_MODE_BYTES: _ClassVar[ResolveMode]
+RESOLVE_MODE_URL: ResolveMode
+RESOLVE_MODE_BYTES: ResolveMode
+
+class CreatePersonaRequest(_message.Message):
+    __slots__ = ("persona_id", "metadata_json")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    metadata_json: str
+    def __init__(self, persona_id: _Optional[str] = ..., metadata_json: _Optional[str] = ...) -> None: ...
+
+class Persona(_message.Message):
+    __slots__ = ("persona_id", "metadata_json", "created_at")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    metadata_json: str
+    created_at: str
+    def __init__(self, persona_id: _Optional[str] = ..., metadata_json: _Optional[str] = ..., created_at: _Optional[str] = ...) -> None: ...
+
+class UploadFile(_message.Message):
+    __slots__ = ("name", "content_type", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    content_type: str
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., content_type: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class CreatePersonaVersionRequest(_message.Message):
+    __slots__ = ("persona_id", "files", "manifest_json")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    files: _containers.RepeatedCompositeFieldContainer[UploadFile]
+    manifest_json: str
+    def __init__(self, persona_id: _Optional[str] = ..., files: _Optional[_Iterable[_Union[UploadFile, _Mapping]]] = ..., manifest_json: _Optional[str] = ...) -> None: ...
+
+class PersonaVersion(_message.Message):
+    __slots__ = ("persona_id", "version", "status", "reasons", "checks_json", "inputs_json", "created_at", "updated_at", "published_at", "content_hash")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_JSON_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    version: int
+    status: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    checks_json: str
+    inputs_json: str
+    created_at: str
+    updated_at: str
+    published_at: str
+    content_hash: str
+    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., status: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., checks_json: _Optional[str] = ..., inputs_json: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., published_at: _Optional[str] = ..., content_hash: _Optional[str] = ...) -> None: ...
+
+class ListPersonaVersionsRequest(_message.Message):
+    __slots__ = ("persona_id",)
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    def __init__(self, persona_id: _Optional[str] = ...) -> None: ...
+
+class ListPersonaVersionsResponse(_message.Message):
+    __slots__ = ("persona_id", "versions")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    versions: _containers.RepeatedCompositeFieldContainer[PersonaVersion]
+    def __init__(self, persona_id: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[PersonaVersion, _Mapping]]] = ...) -> None: ...
+
+class GetPersonaPackRequest(_message.Message):
+    __slots__ = ("persona_id", "version", "if_none_match")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IF_NONE_MATCH_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    version: str
+    if_none_match: str
+    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[str] = ..., if_none_match: _Optional[str] = ...) -> None: ...
+
+class GetPersonaPackResponse(_message.Message):
+    __slots__ = ("persona_id", "version", "content_hash", "etag", "pack_json", "not_modified")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    PACK_JSON_FIELD_NUMBER: _ClassVar[int]
+    NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    version: int
+    content_hash: str
+    etag: str
+    pack_json: bytes
+    not_modified: bool
+    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., content_hash: _Optional[str] = ..., etag: _Optional[str] = ..., pack_json: _Optional[bytes] = ..., not_modified: _Optional[bool] = ...) -> None: ...
+
+class ResolveAssetRequest(_message.Message):
+    __slots__ = ("ref", "mode", "ttl_s")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    mode: ResolveMode
+    ttl_s: int
+    def __init__(self, ref: _Optional[str] = ..., mode: _Optional[_Union[ResolveMode, str]] = ..., ttl_s: _Optional[int] = ...) -> None: ...
+
+class ResolveAssetResponse(_message.Message):
+    __slots__ = ("ref", "url", "expires_at", "data")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    url: str
+    expires_at: int
+    data: bytes
+    def __init__(self, ref: _Optional[str] = ..., url: _Optional[str] = ..., expires_at: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...

@@ -1,0 +1,168 @@
+"""The registry over gRPC: the five calls of ``schemas/persona_registry.proto`` on the same
+:class:`RegistryService` as HTTP, with the same API keys (metadata ``x-api-key`` or
+``authorization: Bearer``) and the same error codes (trailing metadata ``error-code``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from concurrent import futures
+from datetime import datetime
+from typing import Any, TypeVar
+
+import grpc
+
+from persona_core.errors import InvalidInputError, PersonaCoreError
+from persona_core.store.base import PersonaRecord, VersionRecord
+from registry_api.auth import Principal, key_from_headers
+from registry_api.errors import grpc_status_for, public_detail
+from registry_api.grpc_gen import persona_registry_pb2 as pb
+from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
+from registry_api.service import AssetBytes, RegistryService
+from registry_api.uploads import RawFile, parse_manifest, validate_upload
+
+log = logging.getLogger("registry_api.grpc")
+T = TypeVar("T")
+_GRPC_MAX_MESSAGE = 2**31 - 1
+_DEFAULT_TTL_S = 3600
+
+
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn persona-core errors into gRPC statuses with the stable code in trailing metadata."""
+
+    @functools.wraps(method)
+    def wrapper(self: PersonaRegistryServicer, request: Any, context: grpc.ServicerContext) -> T:
+        try:
+            return method(self, request, context)
+        except PersonaCoreError as exc:
+            status = grpc_status_for(exc)
+            if status == grpc.StatusCode.INTERNAL:
+                log.error("%s in %s: %s", exc.code, method.__name__, exc)
+            context.set_trailing_metadata((("error-code", exc.code),))
+            context.abort(status, f"{exc.code}: {public_detail(exc)}")
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+def _ts(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def persona_message(record: PersonaRecord) -> pb.Persona:
+    return pb.Persona(
+        persona_id=record.persona_id,
+        metadata_json=json.dumps(record.metadata, sort_keys=True),
+        created_at=_ts(record.created_at),
+    )
+
+
+def version_message(record: VersionRecord) -> pb.PersonaVersion:
+    return pb.PersonaVersion(
+        persona_id=record.persona_id,
+        version=record.version,
+        status=record.status.value,
+        reasons=list(record.reasons),
+        checks_json=json.dumps(record.checks, sort_keys=True, default=str),
+        inputs_json=json.dumps(record.inputs, sort_keys=True, default=str),
+        created_at=_ts(record.created_at),
+        updated_at=_ts(record.updated_at),
+        published_at=_ts(record.published_at),
+        content_hash=record.content_hash or "",
+    )
+
+
+class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
+    def __init__(self, service: RegistryService) -> None:
+        self.service = service
+
+    def _who(self, context: grpc.ServicerContext) -> Principal:
+        headers = {k.lower(): v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        return self.service.keys.verify(key_from_headers(headers.get))
+
+    @_guarded
+    def CreatePersona(self, request: pb.CreatePersonaRequest, context: grpc.ServicerContext) -> pb.Persona:  # noqa: N802
+        who = self._who(context)
+        metadata = _json_object(request.metadata_json, "metadata_json")
+        return persona_message(self.service.create_persona(who, request.persona_id, metadata))
+
+    @_guarded
+    def CreatePersonaVersion(  # noqa: N802
+        self, request: pb.CreatePersonaVersionRequest, context: grpc.ServicerContext
+    ) -> pb.PersonaVersion:
+        who = self._who(context)
+        self.service.check_can_upload(who, request.persona_id)
+        settings = self.service.settings
+        files = [RawFile(name=f.name, data=f.data, declared_type=f.content_type) for f in request.files]
+        manifest = parse_manifest(request.manifest_json or None, settings.max_manifest_bytes)
+        upload = validate_upload(files, manifest, settings)
+        return version_message(self.service.submit_version(who, request.persona_id, upload))
+
+    @_guarded
+    def ListPersonaVersions(  # noqa: N802
+        self, request: pb.ListPersonaVersionsRequest, context: grpc.ServicerContext
+    ) -> pb.ListPersonaVersionsResponse:
+        who = self._who(context)
+        records = self.service.list_versions(who, request.persona_id)
+        return pb.ListPersonaVersionsResponse(
+            persona_id=request.persona_id, versions=[version_message(r) for r in records]
+        )
+
+    @_guarded
+    def GetPersonaPack(  # noqa: N802
+        self, request: pb.GetPersonaPackRequest, context: grpc.ServicerContext
+    ) -> pb.GetPersonaPackResponse:
+        who = self._who(context)
+        pack = self.service.get_pack(who, request.persona_id, request.version or "latest")
+        fresh = request.if_none_match.strip() in (pack.etag, pack.content_hash)
+        return pb.GetPersonaPackResponse(
+            persona_id=pack.persona_id,
+            version=pack.version,
+            content_hash=pack.content_hash,
+            etag=pack.etag,
+            pack_json=b"" if fresh else pack.body,
+            not_modified=fresh,
+        )
+
+    @_guarded
+    def ResolveAsset(  # noqa: N802
+        self, request: pb.ResolveAssetRequest, context: grpc.ServicerContext
+    ) -> pb.ResolveAssetResponse:
+        who = self._who(context)
+        mode = "bytes" if request.mode == pb.RESOLVE_MODE_BYTES else "url"
+        ttl_s = request.ttl_s or _DEFAULT_TTL_S
+        asset = self.service.resolve_asset(who, request.ref, mode, ttl_s)
+        if isinstance(asset, AssetBytes):
+            return pb.ResolveAssetResponse(ref=asset.ref, data=asset.data)
+        return pb.ResolveAssetResponse(ref=asset.ref, url=asset.url, expires_at=asset.expires_at)
+
+
+def _json_object(text: str, field: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise InvalidInputError(f"{field} is not JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{field} must be a JSON object")
+    return value
+
+
+def start_grpc_server(
+    service: RegistryService, port: int = 0, host: str = "127.0.0.1", max_workers: int = 8
+) -> tuple[grpc.Server, int]:
+    """Start the gRPC server on ``host:port`` (0 = a free port); returns it and the bound port."""
+    limit = min(service.settings.max_request_bytes, _GRPC_MAX_MESSAGE)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry-grpc"),
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+    )
+    pb_grpc.add_PersonaRegistryServicer_to_server(PersonaRegistryServicer(service), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+    server.start()
+    return server, bound

@@ -1,0 +1,82 @@
+"""API-key management as plain functions (the CLI wires them to commands).
+
+Keys are stored hashed by the metadata store; the plaintext exists only in the return value
+of :func:`create_key`. A running registry honours a revocation within
+``api_key_cache_ttl_s`` (see auth.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from persona_core.errors import InvalidInputError
+from persona_core.pack import PersonaId
+from persona_core.store.base import ApiKeyRecord, MetadataStore
+from registry_api.auth import SCOPES
+
+_PERSONA_IDS = TypeAdapter(list[PersonaId])
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    key_id: str
+    name: str
+    scopes: list[str]
+    persona_ids: list[str] | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, record: ApiKeyRecord) -> KeyInfo:
+        return cls(
+            key_id=record.key_id,
+            name=record.name,
+            scopes=list(record.scopes),
+            persona_ids=list(record.persona_ids) if record.persona_ids is not None else None,
+            created_at=record.created_at,
+            revoked_at=record.revoked_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "name": self.name,
+            "scopes": self.scopes,
+            "persona_ids": self.persona_ids,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+def create_key(
+    metadata: MetadataStore, name: str, scopes: list[str], persona_ids: list[str] | None = None
+) -> tuple[KeyInfo, str]:
+    """A new key and its plaintext (shown once). Scopes: read, build, admin (admin ⊇ build ⊇ read)."""
+    if not name.strip():
+        raise InvalidInputError("an API key needs a name")
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if not scopes or unknown:
+        raise InvalidInputError(f"scopes must be a non-empty subset of {list(SCOPES)}; unknown: {unknown}")
+    if persona_ids is not None:
+        try:
+            _PERSONA_IDS.validate_python(persona_ids)
+        except ValidationError:
+            raise InvalidInputError(f"not valid persona ids: {persona_ids}") from None
+        if not persona_ids:
+            raise InvalidInputError("persona_ids, when given, must name at least one persona")
+    record, plaintext = metadata.create_api_key(name.strip(), sorted(set(scopes)), persona_ids)
+    return KeyInfo.of(record), plaintext
+
+
+def list_keys(metadata: MetadataStore) -> list[KeyInfo]:
+    """Every key, revoked ones included, oldest first (no secrets)."""
+    return [KeyInfo.of(r) for r in metadata.list_api_keys()]
+
+
+def revoke_key(metadata: MetadataStore, key_id: str) -> KeyInfo:
+    """Revoke a key (idempotent); NotFoundError for an unknown id."""
+    return KeyInfo.of(metadata.revoke_api_key(key_id))

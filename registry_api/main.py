@@ -1,0 +1,107 @@
+"""The registry's FastAPI app: ``create_app(settings)``.
+
+Run it with ``uvicorn --factory registry_api.main:app_from_env`` or ``registry_api.server.run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from persona_core.errors import PersonaCoreError
+from persona_core.store.base import BlobStore, MetadataStore
+from persona_core.stores import open_blob_store, open_metadata_store
+from registry_api.auth import API_KEY_HEADER
+from registry_api.config import ApiSettings
+from registry_api.errors import PROBLEM_JSON, problem, public_detail, status_for
+from registry_api.routes import assets, health, personas, versions
+from registry_api.service import RegistryService
+
+log = logging.getLogger("registry_api")
+API_VERSION = "1.0.0"
+
+
+def create_app(
+    settings: ApiSettings | None = None,
+    *,
+    metadata: MetadataStore | None = None,
+    blobs: BlobStore | None = None,
+) -> FastAPI:
+    """The app over the stores named by ``settings`` (or the ones passed in, e.g. by tests)."""
+    settings = settings or ApiSettings()
+    if metadata is None or blobs is None:
+        metadata = metadata or open_metadata_store(settings)
+        blobs = blobs or open_blob_store(settings)
+    app = FastAPI(
+        title="persona-core registry",
+        version=API_VERSION,
+        description="Personas, their versions and immutable PersonaPacks. Every route but health "
+        "needs an API key (`X-API-Key` or `Authorization: Bearer`); errors are "
+        "`application/problem+json` with a stable `code`.",
+    )
+    app.state.service = RegistryService(settings, metadata, blobs)
+    for router in (health.router, personas.router, versions.router, assets.router):
+        app.include_router(router)
+    app.add_exception_handler(PersonaCoreError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the environment (``PERSONA_*``)."""
+    return create_app(ApiSettings())
+
+
+def _problem_response(request: Request, status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    doc = problem(status, code, detail, instance=request.url.path, **extra)
+    return JSONResponse(doc, status_code=status, media_type=PROBLEM_JSON)
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    # The one place domain errors become HTTP: status from errors.status_for, code from the class.
+    if not isinstance(exc, PersonaCoreError):  # pragma: no cover - registered for this type only
+        raise exc
+    status = status_for(exc)
+    if status >= 500:
+        log.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc)
+    response = _problem_response(request, status, exc.code, public_detail(exc))
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="persona-registry"'
+    return response
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+    detail = f"{where}: {first.get('msg', 'invalid request')}"
+    simple = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in errors]
+    return _problem_response(request, 422, "invalid_request", detail, errors=simple)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
+    code = {404: "route_not_found", 405: "method_not_allowed"}.get(status, f"http_{status}")
+    detail = str(exc.detail) if isinstance(exc, StarletteHTTPException) else "error"
+    return _problem_response(request, status, code, detail)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER},
+        "Bearer": {"type": "http", "scheme": "bearer"},
+    }
+    schema["security"] = [{"ApiKey": []}, {"Bearer": []}]
+    app.openapi_schema = schema
+    return schema

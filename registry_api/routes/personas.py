@@ -1,0 +1,42 @@
+"""Personas: create, get, list."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from registry_api.deps import PrincipalDep, ServiceDep
+from registry_api.routes.common import PROBLEMS
+from registry_api.schemas import PersonaCreate, PersonaOut, PersonaPage
+
+router = APIRouter(prefix="/v1/personas", tags=["personas"])
+
+
+@router.post("", status_code=201, responses=PROBLEMS(400, 401, 403, 409))
+def create_persona(
+    body: PersonaCreate, who: PrincipalDep, service: ServiceDep, response: Response
+) -> PersonaOut:
+    """Create a persona (scope ``admin``); 409 ``already_exists`` if the id is taken."""
+    record = service.create_persona(who, body.persona_id, body.metadata)
+    response.headers["Location"] = f"/v1/personas/{record.persona_id}"
+    return PersonaOut.of(record)
+
+
+@router.get("", responses=PROBLEMS(401, 403))
+def list_personas(
+    who: PrincipalDep,
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    after: Annotated[str | None, Query(description="`next_after` of the previous page")] = None,
+) -> PersonaPage:
+    """Personas sorted by id, one page at a time (scope ``read``; restricted keys see their own)."""
+    records, next_after = service.list_personas(who, limit, after)
+    return PersonaPage(items=[PersonaOut.of(r) for r in records], next_after=next_after)
+
+
+@router.get("/{persona_id}", responses=PROBLEMS(401, 403, 404))
+def get_persona(persona_id: str, who: PrincipalDep, service: ServiceDep) -> PersonaOut:
+    """One persona (scope ``read``)."""
+    return PersonaOut.of(service.get_persona(who, persona_id))
+

@@ -1,0 +1,202 @@
+"""Persona versions: upload (starts a build), list, status, and the published pack."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from registry_api.config import ApiSettings
+from registry_api.deps import PrincipalDep, ServiceDep
+from registry_api.errors import FileTooLargeError, RequestTooLargeError, TooManyFilesError, UploadError
+from registry_api.routes.common import PROBLEMS
+from registry_api.schemas import VersionList, VersionOut
+from registry_api.service import LATEST
+from registry_api.uploads import FIELD_KINDS, MANIFEST_FIELD, RawFile, parse_manifest, validate_upload
+
+router = APIRouter(prefix="/v1/personas/{persona_id}/versions", tags=["versions"])
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+# `latest` moves: caches must revalidate (the ETag makes that a cheap 304).
+REVALIDATE = "no-cache"
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Images, video clips and voice clips; "
+                            "the kind is sniffed from the bytes.",
+                        },
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "videos": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "voices": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        MANIFEST_FIELD: {
+                            "type": "string",
+                            "description": "Optional JSON: "
+                            '{"files": {"<name>": {"camera_mode": "A_SELFIE"}}, '
+                            '"behavior": BehaviorPolicy, "voice": VoiceProfile}',
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    openapi_extra=_UPLOAD_BODY,
+    responses=PROBLEMS(400, 401, 403, 404, 413, 415, 422),
+)
+async def create_version(
+    persona_id: str, request: Request, response: Response, who: PrincipalDep, service: ServiceDep
+) -> VersionOut:
+    """Upload inputs for a new version (scope ``build``): 202 with the pending version.
+
+    The build is triggered through the upload manifest that the pipeline's sensor watches; it
+    never runs inside this request. Every file is checked before anything is stored.
+    """
+    await run_in_threadpool(service.check_can_upload, who, persona_id)
+    settings = service.settings
+    files, manifest_text = await _read_multipart(request, settings)
+    manifest = parse_manifest(manifest_text, settings.max_manifest_bytes)
+    upload = await run_in_threadpool(validate_upload, files, manifest, settings)
+    record = await run_in_threadpool(service.submit_version, who, persona_id, upload)
+    out = VersionOut.of(record)
+    response.headers["Location"] = out.status_url
+    return out
+
+
+@router.get("", responses=PROBLEMS(401, 403, 404))
+def list_versions(persona_id: str, who: PrincipalDep, service: ServiceDep) -> VersionList:
+    """Every version with status, reasons, check results and times (scope ``read``)."""
+    records = service.list_versions(who, persona_id)
+    return VersionList(persona_id=persona_id, items=[VersionOut.of(r) for r in records])
+
+
+@router.get("/{version}", responses=PROBLEMS(400, 401, 403, 404))
+def get_version(persona_id: str, version: str, who: PrincipalDep, service: ServiceDep) -> VersionOut:
+    """One version's status; ``latest`` is the newest published one (scope ``read``)."""
+    return VersionOut.of(service.get_version(who, persona_id, version))
+
+
+@router.get(
+    "/{version}/pack",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The PersonaPack JSON (schemas/persona_pack.schema.json), exactly as stored.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        304: {"description": "The client's copy (If-None-Match) is current."},
+        **PROBLEMS(400, 401, 403, 404),
+    },
+)
+async def get_pack(
+    persona_id: str, version: str, request: Request, who: PrincipalDep, service: ServiceDep
+) -> Response:
+    """The published pack (scope ``read``): ETag = content hash, immutable once published.
+
+    404 ``pack_not_published`` until the version is published. ``latest`` answers with the
+    newest published pack and ``Content-Location`` naming its version.
+    """
+    pack = service.cached_pack(who, persona_id, version)
+    if pack is None:
+        pack = await run_in_threadpool(service.get_pack, who, persona_id, version)
+    headers = {"ETag": pack.etag, "Cache-Control": IMMUTABLE, "X-Persona-Version": str(pack.version)}
+    if version == LATEST:
+        headers["Cache-Control"] = REVALIDATE
+        headers["Content-Location"] = f"/v1/personas/{persona_id}/versions/{pack.version}/pack"
+    if _etag_matches(request.headers.get("if-none-match"), pack.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(pack.body, media_type="application/json", headers=headers)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return any(t.strip().removeprefix("W/") == etag for t in header.split(","))
+
+
+async def _read_multipart(request: Request, settings: ApiSettings) -> tuple[list[RawFile], str | None]:
+    """Parse the form with hard limits: body size, file count, per-file size; files spool to disk."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise UploadError("send the files as multipart/form-data")
+    declared_length = request.headers.get("content-length")
+    if declared_length and declared_length.isdigit() and int(declared_length) > settings.max_request_bytes:
+        raise RequestTooLargeError(
+            f"request body of {declared_length} bytes > limit {settings.max_request_bytes}"
+        )
+    # A scope without "app" makes Starlette raise MultiPartException instead of a bare 400,
+    # so the limits below answer with the registry's own codes.
+    scope = {k: v for k, v in request.scope.items() if k != "app"}
+    limited = Request(scope, _capped_receive(request.receive, settings.max_request_bytes))
+    try:
+        form = await limited.form(
+            max_files=settings.max_upload_files,
+            max_fields=settings.max_upload_fields,
+            max_part_size=settings.max_manifest_bytes,
+        )
+    except MultiPartException as exc:
+        if exc.message.startswith("Too many files"):
+            raise TooManyFilesError(f"more than {settings.max_upload_files} files in one upload") from None
+        raise UploadError(f"malformed multipart body: {exc.message}") from None
+    try:
+        files: list[RawFile] = []
+        manifest: str | None = None
+        for field, value in form.multi_items():
+            if field == MANIFEST_FIELD:
+                # Sent as a plain field or as a file part; form parsing already capped its size.
+                raw = await value.read() if isinstance(value, UploadFile) else value
+                manifest = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+            elif isinstance(value, UploadFile):
+                files.append(await _raw_file(field, value, settings))
+            else:
+                raise UploadError(f"unexpected form field {field!r}")
+        return files, manifest
+    finally:
+        await form.close()
+
+
+async def _raw_file(field: str, upload: UploadFile, settings: ApiSettings) -> RawFile:
+    if field not in FIELD_KINDS:
+        raise UploadError(f"unexpected file field {field!r}: use files, images, videos or voices")
+    # The part is already spooled (to disk past 1 MiB); refuse before reading it into memory.
+    if upload.size is not None and upload.size > settings.max_upload_file_bytes:
+        raise FileTooLargeError(
+            f"{upload.filename}: {upload.size} bytes > limit {settings.max_upload_file_bytes}"
+        )
+    data = await upload.read()
+    declared = upload.content_type or ""
+    return RawFile(name=upload.filename or "", data=data, declared_type=declared, field=field)
+
+
+def _capped_receive(receive: Callable[[], Awaitable[Any]], cap: int) -> Callable[[], Awaitable[Any]]:
+    seen = 0
+
+    async def wrapped() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message.get("type") == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > cap:
+                raise RequestTooLargeError(f"request body exceeds {cap} bytes")
+        return message
+
+    return wrapped

@@ -1,0 +1,260 @@
+"""The registry's service layer: one object both the HTTP routes and the gRPC servicer call.
+
+Every method takes the caller's :class:`Principal` first and checks it here, so the two
+transports cannot disagree about who may do what.
+
+Published packs are immutable, so their bytes and ETag are cached in memory per
+(persona, version) after the first read; ``latest`` is resolved to a number that is
+re-read from the database every ``latest_cache_ttl_s`` (1 s by default).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from persona_core.errors import BlobNotFoundError, InvalidInputError, VersionNotFoundError
+from persona_core.ingest import submit_version
+from persona_core.refs import parse_ref
+from persona_core.signing import verify_blob_signature
+from persona_core.store.base import (
+    ApiKeyRecord,
+    BlobStore,
+    MetadataStore,
+    PersonaRecord,
+    PublishedPack,
+    VersionRecord,
+    VersionStatus,
+)
+from registry_api.auth import KeyVerifier, Principal
+from registry_api.config import ApiSettings
+from registry_api.errors import PackNotPublishedError, PersonaForbiddenError, RequestTooLargeError
+from registry_api.uploads import ValidatedUpload
+
+LATEST = "latest"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedPack:
+    persona_id: str
+    version: int
+    body: bytes
+    content_hash: str
+    etag: str
+    blob_refs: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedUrl:
+    ref: str
+    url: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssetBytes:
+    ref: str
+    data: bytes
+
+
+def parse_version_spec(spec: str | int) -> int | Literal["latest"]:
+    """``latest`` or a version number >= 1; anything else is a typed 400."""
+    if spec == LATEST:
+        return LATEST
+    try:
+        number = int(spec)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"version must be a positive integer or 'latest', got {spec!r}") from None
+    if number < 1:
+        raise InvalidInputError(f"version must be >= 1, got {number}")
+    return number
+
+
+class RegistryService:
+    def __init__(self, settings: ApiSettings, metadata: MetadataStore, blobs: BlobStore) -> None:
+        self.settings = settings
+        self.metadata = metadata
+        self.blobs = blobs
+        self.keys = KeyVerifier(self._verify_key, settings.api_key_cache_ttl_s)
+        self._packs: OrderedDict[tuple[str, int], CachedPack] = OrderedDict()
+        self._latest: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def _verify_key(self, plaintext: str) -> ApiKeyRecord | None:
+        return self.metadata.verify_api_key(plaintext)
+
+    # -- personas -------------------------------------------------------------------------
+
+    def create_persona(self, who: Principal, persona_id: str, metadata: dict[str, Any]) -> PersonaRecord:
+        who.require("admin", persona_id)
+        return self.metadata.create_persona(persona_id, metadata)
+
+    def get_persona(self, who: Principal, persona_id: str) -> PersonaRecord:
+        who.require("read", persona_id)
+        return self.metadata.get_persona(persona_id)
+
+    def list_personas(
+        self, who: Principal, limit: int, after: str | None = None
+    ) -> tuple[list[PersonaRecord], str | None]:
+        """One page sorted by id, and the cursor of the next page (None on the last one)."""
+        who.require("read")
+        if who.persona_ids is None:
+            page = self.metadata.list_personas(limit=limit + 1, after=after)
+        else:
+            # A restricted key lists only its own personas: walk its (small) id set directly.
+            page = []
+            for pid in sorted(who.persona_ids):
+                if (after is None or pid > after) and len(page) <= limit:
+                    try:
+                        page.append(self.metadata.get_persona(pid))
+                    except LookupError:
+                        continue
+        more = len(page) > limit
+        page = page[:limit]
+        return page, (page[-1].persona_id if more and page else None)
+
+    # -- versions -------------------------------------------------------------------------
+
+    def check_can_upload(self, who: Principal, persona_id: str) -> None:
+        """Auth and persona existence, before a single upload byte is read."""
+        who.require("build", persona_id)
+        self.metadata.get_persona(persona_id)
+
+    def submit_version(self, who: Principal, persona_id: str, upload: ValidatedUpload) -> VersionRecord:
+        """Store a validated upload as a new pending version; its manifest triggers the build."""
+        self.check_can_upload(who, persona_id)
+        manifest = upload.manifest
+        return submit_version(
+            self.metadata,
+            self.blobs,
+            persona_id,
+            files=[(f.name, f.data, f.kind) for f in upload.files],
+            behavior=manifest.behavior.model_dump(mode="json") if manifest.behavior else None,
+            voice=manifest.voice.model_dump(mode="json") if manifest.voice else None,
+            camera_modes=upload.camera_modes or None,
+        )
+
+    def list_versions(self, who: Principal, persona_id: str) -> list[VersionRecord]:
+        who.require("read", persona_id)
+        self.metadata.get_persona(persona_id)
+        return self.metadata.list_versions(persona_id)
+
+    def get_version(self, who: Principal, persona_id: str, spec: str | int) -> VersionRecord:
+        who.require("read", persona_id)
+        return self.metadata.get_version(persona_id, self._resolve_number(persona_id, spec))
+
+    # -- packs ----------------------------------------------------------------------------
+
+    def cached_pack(self, who: Principal, persona_id: str, spec: str) -> CachedPack | None:
+        """The pack from memory only (no I/O), or None when a store read is needed."""
+        who.require("read", persona_id)
+        if spec == LATEST:
+            hit = self._latest.get(persona_id)
+            if hit is None or hit[0] <= time.monotonic():
+                return None
+            number = hit[1]
+        elif spec.isdigit():
+            number = int(spec)
+        else:
+            return None
+        return self._packs.get((persona_id, number))
+
+    def get_pack(self, who: Principal, persona_id: str, spec: str | int) -> CachedPack:
+        """The published pack's exact stored bytes; PackNotPublishedError until it is published."""
+        who.require("read", persona_id)
+        number = self._resolve_number(persona_id, spec)
+        key = (persona_id, number)
+        pack = self._packs.get(key)
+        if pack is not None:
+            return pack
+        try:
+            record = self.metadata.get_published(persona_id, number)
+        except VersionNotFoundError:
+            status = self.metadata.get_version(persona_id, number).status  # raises if no such version
+            raise PackNotPublishedError(
+                f"{persona_id} v{number} is {status.value}; its pack exists once it is published"
+            ) from None
+        pack = self._load(record)
+        with self._lock:
+            self._packs[key] = pack
+            while len(self._packs) > self.settings.pack_cache_max_entries:
+                self._packs.popitem(last=False)
+        return pack
+
+    def _load(self, record: PublishedPack) -> CachedPack:
+        body = self.blobs.get(record.pack_ref)  # the store verifies the bytes hash to the ref
+        refs = {parse_ref(r).blob for r in record.blob_refs} | {parse_ref(record.pack_ref).blob}
+        return CachedPack(
+            persona_id=record.persona_id,
+            version=record.version,
+            body=body,
+            content_hash=record.content_hash,
+            etag=f'"{record.content_hash}"',
+            blob_refs=frozenset(refs),
+        )
+
+    def _resolve_number(self, persona_id: str, spec: str | int) -> int:
+        parsed = parse_version_spec(spec)
+        if parsed != LATEST:
+            return parsed
+        hit = self._latest.get(persona_id)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            number = self.metadata.get_published(persona_id, None).version
+        except VersionNotFoundError:
+            self.metadata.get_persona(persona_id)  # an unknown persona is a 404 of its own
+            raise PackNotPublishedError(f"{persona_id} has no published version yet") from None
+        self._latest[persona_id] = (now + self.settings.latest_cache_ttl_s, number)
+        return number
+
+    # -- assets ---------------------------------------------------------------------------
+
+    def resolve_asset(self, who: Principal, ref: str, mode: str, ttl_s: int) -> SignedUrl | AssetBytes:
+        """A signed, expiring URL for a blob, or its bytes (``mode='bytes'``)."""
+        who.require("read")
+        blob_ref = parse_ref(ref).blob
+        if who.persona_ids is not None and not self._ref_visible(who, blob_ref):
+            raise PersonaForbiddenError("this API key may only resolve assets of its own personas' packs")
+        if mode == "bytes":
+            data = self.blobs.get(blob_ref)
+            if len(data) > self.settings.resolve_bytes_max:
+                raise RequestTooLargeError(
+                    f"{blob_ref} is {len(data)} bytes (> {self.settings.resolve_bytes_max}); ask for a url"
+                )
+            return AssetBytes(ref=ref, data=data)
+        if mode != "url":
+            raise InvalidInputError(f"mode must be 'url' or 'bytes', got {mode!r}")
+        if not self.blobs.exists(blob_ref):
+            raise BlobNotFoundError(f"blob {blob_ref} not found")
+        url = self.blobs.signed_url(blob_ref, ttl_s)
+        return SignedUrl(ref=ref, url=url, expires_at=int(time.time()) + ttl_s)
+
+    def _ref_visible(self, who: Principal, blob_ref: str) -> bool:
+        for persona_id in sorted(who.persona_ids or ()):
+            try:
+                versions = self.metadata.list_versions(persona_id)
+            except LookupError:
+                continue
+            for v in versions:
+                if v.status != VersionStatus.PUBLISHED:
+                    continue
+                if blob_ref in self.get_pack(who, persona_id, v.version).blob_refs:
+                    return True
+        return False
+
+    def signed_blob(self, digest: str, expires: int, sig: str) -> bytes:
+        """Bytes behind an HMAC URL made by ``signing.sign_blob_url``; SignatureError if bad or expired."""
+        verify_blob_signature(self.settings.signing_secret.get_secret_value().encode(), digest, expires, sig)
+        return self.blobs.get(f"sha256:{digest}")
+
+    # -- health ---------------------------------------------------------------------------
+
+    def ready(self) -> None:
+        """Raise StoreUnavailableError unless both stores answer."""
+        self.metadata.ping()
+        self.blobs.ping()

@@ -1,0 +1,218 @@
+"""Upload validation: what a file is comes from its bytes, never from its name or header.
+
+Everything here runs before anything is stored, so a rejected upload leaves the stores as
+they were. Images must also decode (OpenCV), so a truncated JPEG is refused at the door
+instead of failing a build later.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from persona_core.errors import InvalidManifestError, InvalidNameError
+from persona_core.pack import BehaviorPolicy, CameraMode, VoiceProfile
+from persona_core.refs import sha256_hex
+from persona_core.store.base import safe_segment
+from registry_api.config import ApiSettings
+from registry_api.errors import (
+    ContentTypeMismatchError,
+    CorruptFileError,
+    FileTooLargeError,
+    NoFilesError,
+    RequestTooLargeError,
+    TooManyFilesError,
+    UnsupportedMediaTypeError,
+    UploadError,
+)
+
+Kind = Literal["image", "video", "voice"]
+
+# Declared types that say nothing: the sniffed type wins without comparison.
+_UNINFORMATIVE = {"", "application/octet-stream", "binary/octet-stream"}
+# Other spellings clients use for the same formats.
+_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "audio/vnd.wave": "audio/wav",
+    "audio/x-flac": "audio/flac",
+    "audio/mp3": "audio/mpeg",
+    "audio/x-m4a": "audio/mp4",
+    "audio/m4a": "audio/mp4",
+    "application/ogg": "audio/ogg",
+    "video/avi": "video/x-msvideo",
+    "video/msvideo": "video/x-msvideo",
+    "video/x-matroska": "video/webm",
+    "audio/webm": "video/webm",
+}
+# Multipart field names a client may use; a named kind must match the bytes.
+FIELD_KINDS: dict[str, Kind | None] = {"files": None, "images": "image", "videos": "video", "voices": "voice"}
+MANIFEST_FIELD = "manifest"
+
+
+@dataclass(frozen=True, slots=True)
+class RawFile:
+    name: str
+    data: bytes
+    declared_type: str = ""
+    field: str = "files"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedFile:
+    name: str
+    data: bytes
+    kind: Kind
+    media_type: str
+    sha256: str
+
+
+class FileTags(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    camera_mode: CameraMode | None = None
+
+
+class UploadManifest(BaseModel):
+    """Optional JSON sent with an upload: per-file camera-mode tags, behaviour and voice config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    files: dict[str, FileTags] = {}
+    behavior: BehaviorPolicy | None = None
+    voice: VoiceProfile | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedUpload:
+    files: list[ValidatedFile]
+    manifest: UploadManifest
+
+    @property
+    def camera_modes(self) -> dict[str, str]:
+        tagged = self.manifest.files.items()
+        return {name: tags.camera_mode.value for name, tags in tagged if tags.camera_mode is not None}
+
+
+# (offset, magic, kind, media type), checked in order; RIFF and ftyp containers need a second look.
+_MAGIC: tuple[tuple[int, bytes, Kind, str], ...] = (
+    (0, b"\xff\xd8\xff", "image", "image/jpeg"),
+    (0, b"\x89PNG\r\n\x1a\n", "image", "image/png"),
+    (8, b"WEBP", "image", "image/webp"),
+    (8, b"WAVE", "voice", "audio/wav"),
+    (8, b"AVI ", "video", "video/x-msvideo"),
+    (0, b"fLaC", "voice", "audio/flac"),
+    (0, b"OggS", "voice", "audio/ogg"),
+    (0, b"ID3", "voice", "audio/mpeg"),
+    (8, b"M4A ", "voice", "audio/mp4"),
+    (8, b"M4B ", "voice", "audio/mp4"),
+    (8, b"qt  ", "video", "video/quicktime"),
+    (0, b"\x1a\x45\xdf\xa3", "video", "video/webm"),
+)
+_CONTAINER = {
+    b"WEBP": b"RIFF",
+    b"WAVE": b"RIFF",
+    b"AVI ": b"RIFF",
+    b"M4A ": b"ftyp",
+    b"M4B ": b"ftyp",
+    b"qt  ": b"ftyp",
+}
+
+
+def sniff(data: bytes) -> tuple[Kind, str] | None:
+    """(kind, media type) from magic bytes, or None for anything not accepted."""
+    head = data[:16]
+    for offset, magic, kind, media_type in _MAGIC:
+        if head[offset : offset + len(magic)] != magic:
+            continue
+        container = _CONTAINER.get(magic)
+        if container is None or head[0:4] == container or head[4:8] == container:
+            return kind, media_type
+    if head[4:8] == b"ftyp":
+        return "video", "video/mp4"
+    # MPEG audio without an ID3 tag starts with an 11-bit frame sync.
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "voice", "audio/mpeg"
+    return None
+
+
+def _decodes_as_image(data: bytes) -> bool:
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    return img is not None and img.size > 0
+
+
+def check_file_name(name: str) -> str:
+    """The name as sent, if it is a plain, safe file name (no folders, no '..')."""
+    try:
+        return safe_segment(name)
+    except InvalidNameError:
+        raise InvalidNameError(
+            f"file name {name!r} is not allowed: use a plain name of letters, digits, '.', '_', '-'"
+        ) from None
+
+
+def validate_file(raw: RawFile, settings: ApiSettings) -> ValidatedFile:
+    name = check_file_name(raw.name)
+    if len(raw.data) > settings.max_upload_file_bytes:
+        raise FileTooLargeError(f"{name}: {len(raw.data)} bytes > limit {settings.max_upload_file_bytes}")
+    if not raw.data:
+        raise CorruptFileError(f"{name}: file is empty")
+    sniffed = sniff(raw.data)
+    if sniffed is None:
+        raise UnsupportedMediaTypeError(
+            f"{name}: not an accepted format (JPEG, PNG, WebP; WAV, FLAC, OGG, MP3, M4A; MP4, MOV, AVI, WebM)"
+        )
+    kind, media_type = sniffed
+    declared = raw.declared_type.split(";", 1)[0].strip().lower()
+    declared = _ALIASES.get(declared, declared)
+    if declared not in _UNINFORMATIVE and declared != media_type:
+        raise ContentTypeMismatchError(f"{name}: declared {declared!r} but the bytes are {media_type}")
+    field_kind = FIELD_KINDS.get(raw.field)
+    if field_kind is not None and field_kind != kind:
+        raise ContentTypeMismatchError(f"{name}: sent as {raw.field!r} but the bytes are {media_type}")
+    if kind == "image" and not _decodes_as_image(raw.data):
+        raise CorruptFileError(f"{name}: looks like {media_type} but does not decode")
+    sha = sha256_hex(raw.data)
+    return ValidatedFile(name=name, data=raw.data, kind=kind, media_type=media_type, sha256=sha)
+
+
+def parse_manifest(text: str | bytes | None, max_bytes: int | None = None) -> UploadManifest:
+    if max_bytes is not None and text is not None and len(text) > max_bytes:
+        raise InvalidManifestError(f"manifest is larger than {max_bytes} bytes")
+    if text is None or (isinstance(text, (str, bytes)) and not text.strip()):
+        return UploadManifest()
+    try:
+        doc: Any = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidManifestError(f"manifest is not JSON: {exc}") from None
+    try:
+        return UploadManifest.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise InvalidManifestError(f"manifest {where}: {first['msg']}") from None
+
+
+def validate_upload(files: list[RawFile], manifest: UploadManifest, settings: ApiSettings) -> ValidatedUpload:
+    """Check every file and the manifest; raise the first problem. Stores nothing."""
+    if not files:
+        raise NoFilesError("an upload needs at least one file")
+    if len(files) > settings.max_upload_files:
+        raise TooManyFilesError(f"{len(files)} files > limit {settings.max_upload_files}")
+    total = sum(len(f.data) for f in files)
+    if total > settings.max_upload_total_bytes:
+        raise RequestTooLargeError(f"{total} bytes in all > limit {settings.max_upload_total_bytes}")
+    validated = [validate_file(f, settings) for f in files]
+    names = [f.name for f in validated]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UploadError(f"duplicate file names: {', '.join(dupes)}")
+    unknown = sorted(set(manifest.files) - set(names))
+    if unknown:
+        raise InvalidManifestError(f"manifest names files that were not uploaded: {', '.join(unknown)}")
+    return ValidatedUpload(files=validated, manifest=manifest)
