@@ -1,0 +1,43 @@
+"""Pick the blob and metadata stores from :class:`~persona_core.settings.Settings`: the one
+place that maps configuration to implementations."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlparse
+
+from persona_core.errors import InvalidInputError
+from persona_core.settings import Settings
+from persona_core.store.base import BlobStore
+from persona_core.store.local import LocalBlobStore
+from persona_core.store.metadata import SqlMetadataStore
+from persona_core.store.s3 import S3BlobStore
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """``file:///path`` -> LocalBlobStore; ``s3://bucket[/prefix]`` -> S3BlobStore.
+    The S3 bucket must exist (``S3BlobStore.ensure_bucket`` creates it explicitly)."""
+    url = urlparse(settings.resolved_blob_url)
+    if url.scheme == "file":
+        if url.netloc not in ("", "localhost"):
+            raise InvalidInputError(f"file URLs must be local: {settings.resolved_blob_url!r}")
+        return LocalBlobStore(
+            unquote(url.path),
+            signing_secret=settings.signing_secret.get_secret_value().encode(),
+            public_base_url=settings.public_base_url,
+        )
+    if url.scheme == "s3":
+        secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
+        return S3BlobStore(
+            url.netloc,
+            prefix=url.path.strip("/"),
+            endpoint_url=settings.s3_endpoint_url,
+            access_key=settings.s3_access_key,
+            secret_key=secret,
+            region=settings.s3_region,
+        )
+    raise InvalidInputError(f"unsupported blob URL {settings.resolved_blob_url!r}: use file:// or s3://")
+
+
+def open_metadata_store(settings: Settings) -> SqlMetadataStore:
+    """The SQL metadata store at ``settings.resolved_database_url``, migrated to the newest schema."""
+    return SqlMetadataStore.open(settings.resolved_database_url)
