@@ -1,0 +1,140 @@
+"""The selection index: everything ``select_anchor`` and the refresh/clamp hooks need from a
+pack, precomputed once so a lookup is a few dict hits.
+
+It has one serialised form (a small JSON object, see :func:`index_document`) that the disk
+cache stores next to the pack, so a fresh process neither parses the full pack JSON nor
+sorts anchors. Anchor ids and image refs travel as newline-joined strings: they cannot
+contain newlines (their patterns forbid it) and one split is far cheaper than a JSON array
+of hundreds of strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from persona_core.pack import CameraMode, Expression, PersonaPack, RefreshPolicy
+from persona_core.runtime.drift import DriftThresholds
+
+INDEX_FORMAT = 1
+# Fixed fallback order when a requested mode has no anchors at all.
+MODE_ORDER: tuple[str, ...] = tuple(m.value for m in CameraMode)
+EXPRESSIONS: tuple[str, ...] = tuple(e.value for e in Expression)
+
+
+def index_document(pack: PersonaPack) -> dict[str, Any]:
+    """The serialisable selection index of a pack (anchors ordered by quality desc, then id)."""
+    ids: list[str] = []
+    refs: list[str] = []
+    quality: list[float] = []
+    mode_of: list[str] = []
+    expr_of: list[str] = []
+    canonical_flag: list[bool] = []
+    for mode, anchors in pack.anchor_sets.items():
+        for anchor in anchors:
+            ids.append(anchor.anchor_id)
+            refs.append(anchor.image_ref)
+            quality.append(anchor.quality.overall)
+            mode_of.append(CameraMode(mode).value)
+            expr_of.append(Expression(anchor.metadata.expression_tag).value)
+            canonical_flag.append(anchor.canonical)
+
+    def ranked(positions: list[int]) -> list[int]:
+        return sorted(positions, key=lambda p: (-quality[p], ids[p]))
+
+    order: dict[str, list[int]] = {}
+    by_emotion: dict[str, dict[str, list[int]]] = {}
+    canonical: dict[str, int] = {}
+    for mode in MODE_ORDER:
+        in_mode = ranked([p for p in range(len(ids)) if mode_of[p] == mode])
+        if not in_mode:
+            continue
+        order[mode] = in_mode
+        flagged = [p for p in in_mode if canonical_flag[p]]
+        # A mode without a flagged canonical anchor falls back to its best anchor.
+        canonical[mode] = flagged[0] if flagged else in_mode[0]
+        groups: dict[str, list[int]] = {}
+        for p in in_mode:
+            groups.setdefault(expr_of[p], []).append(p)
+        by_emotion[mode] = groups
+    return {
+        "format": INDEX_FORMAT,
+        "persona_id": pack.persona_id,
+        "version": pack.version,
+        "content_hash": pack.content_hash,
+        "ids": "\n".join(ids),
+        "image_refs": "\n".join(refs),
+        "quality": quality,
+        "mode": [MODE_ORDER.index(m) for m in mode_of],
+        "expr": [EXPRESSIONS.index(e) for e in expr_of],
+        "order": order,
+        "by_emotion": by_emotion,
+        "canonical": canonical,
+        "refresh_policy": pack.refresh_policy.model_dump(mode="json"),
+        "behavior_policy": pack.behavior_policy.model_dump(mode="json"),
+    }
+
+
+class SelectionIndex:
+    """Read-only lookup tables of one pack. ``memo`` caches resolved choices (bounded: keys
+    are built only from valid modes, emotions and the pack's own anchor ids)."""
+
+    __slots__ = (
+        "behavior_policy_doc",
+        "by_mode_emotion",
+        "canonical",
+        "clamp_tables",
+        "content_hash",
+        "expr_of",
+        "ids",
+        "image_refs",
+        "memo",
+        "mode_of",
+        "modes",
+        "persona_id",
+        "pos",
+        "quality",
+        "refresh_policy_doc",
+        "thresholds",
+        "version",
+    )
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        if doc.get("format") != INDEX_FORMAT:
+            raise ValueError(f"unknown selection index format {doc.get('format')!r}")
+        self.persona_id: str = doc["persona_id"]
+        self.version: int = doc["version"]
+        self.content_hash: str | None = doc["content_hash"]
+        ids = doc["ids"].split("\n") if doc["ids"] else []
+        self.ids: list[str] = ids
+        self.image_refs: list[str] = doc["image_refs"].split("\n") if ids else []
+        self.quality: list[float] = doc["quality"]
+        self.mode_of: list[str] = [MODE_ORDER[i] for i in doc["mode"]]
+        self.expr_of: list[str] = [EXPRESSIONS[i] for i in doc["expr"]]
+        columns = (self.image_refs, self.quality, self.mode_of, self.expr_of)
+        if any(len(col) != len(ids) for col in columns):
+            raise ValueError("selection index columns differ in length")
+        self.pos: dict[str, int] = {a: p for p, a in enumerate(ids)}
+        self.modes: tuple[str, ...] = tuple(m for m in MODE_ORDER if m in doc["order"])
+        self.canonical: dict[str, int] = doc["canonical"]
+        self.by_mode_emotion: dict[tuple[str, str], list[int]] = {
+            (mode, emo): lst for mode, groups in doc["by_emotion"].items() for emo, lst in groups.items()
+        }
+        self.refresh_policy_doc: dict[str, Any] = doc["refresh_policy"]
+        self.behavior_policy_doc: dict[str, Any] = doc["behavior_policy"]
+        rp = self.refresh_policy_doc
+        self.thresholds = DriftThresholds(
+            identity_fail=rp["identity_drift_fail"],
+            identity_warn=rp["identity_drift_warn"],
+            bg_fail=rp["bg_drift_fail"],
+            flicker_fail=rp["flicker_fail"],
+            refresh_every_turns=rp["refresh_every_turns"],
+        )
+        self.memo: dict[tuple[Any, ...], Any] = {}
+        self.clamp_tables: Any = None  # compiled on the first clamp (runtime.clamp.ClampTables)
+
+    @classmethod
+    def from_pack(cls, pack: PersonaPack) -> SelectionIndex:
+        return cls(index_document(pack))
+
+    def refresh_policy(self) -> RefreshPolicy:
+        return RefreshPolicy.model_validate(self.refresh_policy_doc)

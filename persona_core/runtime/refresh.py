@@ -1,0 +1,140 @@
+"""``anchor_refresh_policy``: should the renderer re-seed from a fresh anchor this turn?
+
+Checks, first match wins (thresholds from the pack's RefreshPolicy, or its defaults:
+every 8 turns, identity fail 0.74 / warn 0.84, background fail 0.6, flicker fail 0.6):
+
+1. identity similarity below the fail line -> reset (``identity_drift_fail``)
+2. background similarity below its fail line -> reset (``background_drift``)
+3. flicker above its fail line -> reset (``flicker``)
+4. identity below the warn line on the last two turns -> reset (``identity_drift_sustained``)
+5. identity below warn and falling fast enough to cross fail next turn -> reset
+   (``identity_drift_trend``)
+6. ``turn_index`` a positive multiple of ``refresh_every_turns`` -> reset (``periodic``)
+7. identity below warn once -> no reset, but say so (``identity_drift_warn``)
+8. otherwise no reset (``ok``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from persona_core.errors import InvalidInputError
+from persona_core.pack import PersonaPack, RefreshPolicy
+from persona_core.runtime._identity_cache import IdentityCache
+from persona_core.runtime.drift import DEFAULT_THRESHOLDS, DriftStats, DriftThresholds, as_drift_stats
+
+
+class RefreshReason(StrEnum):
+    OK = "ok"
+    PERIODIC = "periodic"
+    IDENTITY_DRIFT_FAIL = "identity_drift_fail"
+    IDENTITY_DRIFT_SUSTAINED = "identity_drift_sustained"
+    IDENTITY_DRIFT_TREND = "identity_drift_trend"
+    IDENTITY_DRIFT_WARN = "identity_drift_warn"
+    BACKGROUND_DRIFT = "background_drift"
+    FLICKER = "flicker"
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshDecision:
+    force_reset: bool
+    reason: RefreshReason
+    detail: str = ""
+
+
+_OK = RefreshDecision(False, RefreshReason.OK, "within thresholds")
+_POLICY_THRESHOLDS: IdentityCache[RefreshPolicy, DriftThresholds] = IdentityCache(DriftThresholds.from_policy)
+
+
+def thresholds_of(policy: Any) -> DriftThresholds:
+    """Thresholds from a RefreshPolicy, CachedPack, PersonaPack, or None (the defaults)."""
+    if policy is None:
+        return DEFAULT_THRESHOLDS
+    index = getattr(policy, "index", None)
+    if index is not None and isinstance(getattr(index, "thresholds", None), DriftThresholds):
+        return index.thresholds
+    if isinstance(policy, PersonaPack):
+        policy = policy.refresh_policy
+    if isinstance(policy, RefreshPolicy):
+        return _POLICY_THRESHOLDS.get(policy)
+    raise InvalidInputError(
+        f"expected a RefreshPolicy, CachedPack or PersonaPack, got {type(policy).__name__}"
+    )
+
+
+def anchor_refresh_policy(turn_index: int, drift_trend: Any = None, policy: Any = None) -> RefreshDecision:
+    """Decide whether to force an anchor reset at ``turn_index`` (0-based).
+
+    ``drift_trend`` is None, one DriftStats (or mapping), or a sequence of them, oldest
+    first; only the last two entries matter. ``policy`` is a RefreshPolicy, CachedPack or
+    PersonaPack; None uses the safe defaults. Bad input raises InvalidInputError.
+    """
+    if type(turn_index) is not int or turn_index < 0:
+        raise InvalidInputError(f"turn_index must be an int >= 0, got {turn_index!r}")
+    th = thresholds_of(policy)
+    latest, previous = _last_two(drift_trend)
+    drift = None if latest is None else _drift_decision(latest, previous, th)
+    if drift is not None and drift.force_reset:
+        return drift
+    if turn_index > 0 and turn_index % th.refresh_every_turns == 0:
+        return RefreshDecision(
+            True, RefreshReason.PERIODIC, f"turn {turn_index}: every {th.refresh_every_turns} turns"
+        )
+    return drift or _OK
+
+
+def _drift_decision(  # noqa: PLR0911 - one return per rule of the module docstring
+    latest: DriftStats, previous: DriftStats | None, th: DriftThresholds
+) -> RefreshDecision | None:
+    ident = latest.identity_similarity
+    if ident < th.identity_fail:
+        return _reset(
+            RefreshReason.IDENTITY_DRIFT_FAIL, f"identity_similarity {ident:.3f} < fail {th.identity_fail}"
+        )
+    if latest.bg_similarity < th.bg_fail:
+        return _reset(
+            RefreshReason.BACKGROUND_DRIFT, f"bg_similarity {latest.bg_similarity:.3f} < fail {th.bg_fail}"
+        )
+    if latest.flicker_score > th.flicker_fail:
+        return _reset(
+            RefreshReason.FLICKER, f"flicker_score {latest.flicker_score:.3f} > fail {th.flicker_fail}"
+        )
+    if ident >= th.identity_warn:
+        return None
+    if previous is not None:
+        prev = previous.identity_similarity
+        if prev < th.identity_warn:
+            return _reset(
+                RefreshReason.IDENTITY_DRIFT_SUSTAINED,
+                f"identity_similarity {prev:.3f}, {ident:.3f} < warn {th.identity_warn} two turns running",
+            )
+        if ident + (ident - prev) < th.identity_fail:
+            return _reset(
+                RefreshReason.IDENTITY_DRIFT_TREND,
+                f"identity_similarity {prev:.3f} -> {ident:.3f} heads below fail {th.identity_fail}",
+            )
+    return RefreshDecision(
+        False, RefreshReason.IDENTITY_DRIFT_WARN, f"identity_similarity {ident:.3f} < warn {th.identity_warn}"
+    )
+
+
+def _last_two(trend: Any) -> tuple[DriftStats | None, DriftStats | None]:
+    if trend is None:
+        return None, None
+    if type(trend) is DriftStats or isinstance(trend, Mapping):
+        return as_drift_stats(trend), None
+    if isinstance(trend, Sequence) and not isinstance(trend, str | bytes):
+        if not trend:
+            return None, None
+        latest = as_drift_stats(trend[-1])
+        return latest, (as_drift_stats(trend[-2]) if len(trend) > 1 else None)
+    raise InvalidInputError(
+        f"drift_trend must be DriftStats, a mapping or a sequence, got {type(trend).__name__}"
+    )
+
+
+def _reset(reason: RefreshReason, detail: str) -> RefreshDecision:
+    return RefreshDecision(True, reason, detail)

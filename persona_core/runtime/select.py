@@ -1,0 +1,149 @@
+"""``select_anchor``: which reference image the renderer should use for this turn.
+
+Rules, in order:
+
+1. *Continuity*: the previous anchor (``continuity``) is kept while drift is fine (identity
+   similarity at or above the pack's warn line, background above its fail line, flicker
+   below its fail line), it is in the mode being rendered, and it shows the desired emotion
+   (or the mode has no anchor with that emotion, so nothing would be better).
+2. *Best match*: the best anchor of the mode with the desired emotion.
+3. *Mode canonical*: the mode's canonical anchor (its best one when none is flagged).
+4. *Other mode*: when the mode has no anchors, rules 2-3 in the first other mode that has
+   some, in the fixed order A_SELFIE, B_MIRROR, C_CUTAWAY.
+
+Ties are broken by quality (descending), then anchor id (ascending), so the choice is a
+pure function of the pack and the arguments. Every result is memoised per pack: a repeat
+call is a dict lookup returning the same immutable AnchorChoice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from persona_core.errors import InvalidInputError, NotFoundError
+from persona_core.pack import CameraMode, Expression, PersonaPack
+from persona_core.runtime._identity_cache import IdentityCache
+from persona_core.runtime.drift import DRIFT_OK, continuity_state
+from persona_core.runtime.index import EXPRESSIONS, MODE_ORDER, SelectionIndex
+
+_MODES = frozenset(MODE_ORDER)
+_EXPRESSIONS = frozenset(EXPRESSIONS)
+
+
+class SelectReason(StrEnum):
+    CONTINUITY = "continuity"
+    BEST_MATCH = "best_match"
+    MODE_CANONICAL = "mode_canonical"
+    OTHER_MODE = "other_mode"
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorChoice:
+    anchor_id: str
+    image_ref: str
+    mode: CameraMode
+    emotion: Expression
+    quality: float
+    reason: SelectReason
+    detail: str
+
+
+_INDEXES: IdentityCache[PersonaPack, SelectionIndex] = IdentityCache(SelectionIndex.from_pack)
+
+
+def index_of(pack: Any) -> SelectionIndex:
+    """The selection index of a CachedPack (built at load) or a PersonaPack (built once, kept
+    while the pack object lives)."""
+    index = getattr(pack, "index", None)
+    if type(index) is SelectionIndex:
+        return index
+    if isinstance(pack, PersonaPack):
+        return _INDEXES.get(pack)
+    raise InvalidInputError(f"expected a CachedPack or PersonaPack, got {type(pack).__name__}")
+
+
+def select_anchor(
+    pack: Any,
+    mode: CameraMode | str,
+    desired_emotion: Expression | str = Expression.NEUTRAL,
+    continuity: str | None = None,
+    drift_stats: Any = None,
+) -> AnchorChoice:
+    """Pick the anchor for one turn (rules in the module docstring).
+
+    ``pack`` is a CachedPack or PersonaPack; ``continuity`` the previous turn's anchor id;
+    ``drift_stats`` a DriftStats or mapping (None = no drift observed). An unknown mode or
+    emotion raises InvalidInputError; a pack with no anchors raises NotFoundError.
+    """
+    index = index_of(pack)
+    drift = DRIFT_OK if drift_stats is None else continuity_state(drift_stats, index.thresholds)
+    key = (mode, desired_emotion, continuity, drift)
+    try:
+        choice = index.memo.get(key)
+    except TypeError:  # an unhashable argument
+        raise InvalidInputError(f"mode/emotion/continuity must be strings, got {key[:3]!r}") from None
+    if choice is None:
+        choice = _resolve(index, mode, desired_emotion, continuity, drift)
+        # Only ids the pack knows are memoised, which keeps the memo bounded whatever
+        # callers pass; an unknown previous anchor is rare and resolves each time.
+        if continuity is None or continuity in index.pos:
+            index.memo[key] = choice
+    return choice
+
+
+def _check_args(mode: Any, emotion: Any, continuity: Any) -> tuple[str, str]:
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise InvalidInputError(f"unknown camera mode {mode!r}; expected one of {list(MODE_ORDER)}")
+    if not isinstance(emotion, str) or emotion not in _EXPRESSIONS:
+        raise InvalidInputError(f"unknown emotion {emotion!r}; expected one of {list(EXPRESSIONS)}")
+    if continuity is not None and not isinstance(continuity, str):
+        raise InvalidInputError(f"continuity must be an anchor id or None, got {continuity!r}")
+    return str(mode), str(emotion)
+
+
+def _resolve(index: SelectionIndex, mode: Any, emotion: Any, continuity: Any, drift: str) -> AnchorChoice:
+    mode, emotion = _check_args(mode, emotion, continuity)
+    if not index.ids:
+        raise NotFoundError(f"pack {index.persona_id} v{index.version} has no anchors")
+    target = mode if mode in index.canonical else next(m for m in MODE_ORDER if m in index.canonical)
+    has_emotion = (target, emotion) in index.by_mode_emotion
+
+    broken = ""
+    if continuity is not None:
+        p = index.pos.get(continuity)
+        if p is None:
+            broken = f"previous anchor {continuity!r} is not in this pack"
+        elif drift != DRIFT_OK:
+            broken = f"{drift} outside the pack's refresh thresholds"
+        elif index.mode_of[p] != target:
+            broken = f"previous anchor is in {index.mode_of[p]}, rendering {target}"
+        elif has_emotion and index.expr_of[p] != emotion:
+            broken = f"previous anchor shows {index.expr_of[p]}, {emotion} wanted"
+        else:
+            return _choice(index, p, SelectReason.CONTINUITY, "previous anchor kept: drift within thresholds")
+    suffix = f"; {broken}" if broken else ""
+
+    if has_emotion:
+        p = index.by_mode_emotion[(target, emotion)][0]
+        found = f"best {emotion} anchor in {target}"
+    else:
+        p = index.canonical[target]
+        found = f"no {emotion} anchor in {target}: its canonical anchor"
+    if target != mode:
+        return _choice(index, p, SelectReason.OTHER_MODE, f"{mode} has no anchors; {found}{suffix}")
+    reason = SelectReason.BEST_MATCH if has_emotion else SelectReason.MODE_CANONICAL
+    return _choice(index, p, reason, found + suffix)
+
+
+def _choice(index: SelectionIndex, p: int, reason: SelectReason, detail: str) -> AnchorChoice:
+    return AnchorChoice(
+        anchor_id=index.ids[p],
+        image_ref=index.image_refs[p],
+        mode=CameraMode(index.mode_of[p]),
+        emotion=Expression(index.expr_of[p]),
+        quality=index.quality[p],
+        reason=reason,
+        detail=detail,
+    )
