@@ -1,0 +1,194 @@
+"""Step ``anchor_sets``: QC-passed faces grouped by camera mode, tagged, scored, identity
+outliers and near-duplicates removed, ranked by quality and diversity, one canonical per mode.
+
+Also computes what the two anchor checks read: the per-mode counts against their minimum
+(the blocking gate) and each candidate's identity similarity to the others (stability).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from persona_pipeline.steps.config import MODES, PipelineConfig
+from persona_pipeline.steps.embeddings import Embeddings
+from persona_pipeline.steps.faces import FaceRecord, FacesResult
+from persona_pipeline.steps.masks import MasksResult
+
+_BEST_FOR = {"A_SELFIE": ["talking", "closeup"], "B_MIRROR": ["talking", "medium_shot"],
+             "C_CUTAWAY": ["reaction", "wide"]}
+_WEIGHTS = {"sharpness": 0.25, "exposure": 0.15, "face_size": 0.15, "frontalness": 0.2,
+            "identity_consistency": 0.25}
+
+
+def r4(x: float) -> float:
+    """Scores are rounded so equal builds give byte-equal packs."""
+    return round(float(x), 4)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    face: FaceRecord
+    mode: str
+    mode_source: str
+    expression: str
+    lighting: str
+    head_pose: tuple[float, float, float]
+    quality: dict[str, float]
+    identity_score: float
+    mask_ref: str | None = None
+
+    @property
+    def anchor_id(self) -> str:
+        return f"{self.mode.lower()}-{self.face.sha256[:12]}"
+
+    def best_for(self) -> list[str]:
+        tags = list(_BEST_FOR[self.mode])
+        tags.append("smiling" if self.expression == "happy" else "listening")
+        return tags
+
+
+@dataclass(frozen=True)
+class Stability:
+    scores: dict[str, float]  # input name -> median identity similarity to the other candidates
+    threshold: float
+    median: float
+    spread: float
+    outliers: dict[str, float]  # input name -> score, below threshold
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AnchorSelection:
+    anchors: dict[str, list[Candidate]]  # mode -> ranked anchors, canonical first
+    stability: Stability
+    dropped: dict[str, str]  # input name -> why it is not an anchor
+    gate_counts: dict[str, dict[str, int]]  # required mode -> {"observed", "threshold"}
+    gate_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def gate_passed(self) -> bool:
+        return not self.gate_reasons
+
+    def ordered(self) -> list[Candidate]:
+        return [c for mode in MODES for c in self.anchors.get(mode, [])]
+
+
+def identity_stability(
+    vectors: dict[str, np.ndarray], names: dict[str, str], config: PipelineConfig
+) -> Stability:
+    """Each candidate's median cosine to the others and the outliers below the threshold
+    max(floor, median - k * max(1.4826 * MAD, min_spread)), derived from the set itself."""
+    shas = sorted(vectors, key=lambda s: names[s])
+    if len(shas) < 3:
+        scores = {names[s]: 1.0 for s in shas}
+        return Stability(scores, config.instability_floor, 1.0, 0.0, {},
+                         note=f"{len(shas)} candidate(s): at least 3 are needed to tell an outlier")
+    mat = np.stack([vectors[s] for s in shas]).astype(np.float64)
+    sims = mat @ mat.T
+    scores_arr = np.array([np.median(np.delete(sims[i], i)) for i in range(len(shas))])
+    med = float(np.median(scores_arr))
+    mad = float(np.median(np.abs(scores_arr - med))) * 1.4826
+    spread = max(mad, config.instability_min_spread)
+    threshold = max(config.instability_floor, med - config.instability_k * spread)
+    scores = {names[s]: r4(v) for s, v in zip(shas, scores_arr, strict=True)}
+    outliers = {n: v for n, v in scores.items() if v < threshold}
+    return Stability(scores, r4(threshold), r4(med), r4(spread), outliers)
+
+
+def _quality(row: Any, identity_score: float, config: PipelineConfig) -> dict[str, float]:
+    sharp = math.log10(max(row.blur, 1e-6) / config.blur_min) / math.log10(50)
+    exposure = 1.0 - abs(row.luma - 128.0) / 128.0
+    size = row.face_px / 256.0
+    frontal = 1.0 - (abs(row.yaw) / config.max_abs_yaw + abs(row.pitch) / config.max_abs_pitch) / 2
+    q = {"sharpness": sharp, "exposure": exposure, "face_size": size, "frontalness": frontal,
+         "identity_consistency": identity_score}
+    q = {k: r4(min(1.0, max(0.0, v))) for k, v in q.items()}
+    q["overall"] = r4(sum(q[k] * w for k, w in _WEIGHTS.items()))
+    return q
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+
+
+def select_anchors(
+    qc_table: pd.DataFrame,
+    faces: FacesResult,
+    identity: Embeddings,
+    style: Embeddings,
+    masks: MasksResult,
+    *,
+    config: PipelineConfig,
+) -> AnchorSelection:
+    """Anchors per mode from the QC-passed faces (see the module docstring)."""
+    rows = {r.sha256: r for r in qc_table.itertuples() if r.passed}
+    recs = [f for f in faces.faces if f.sha256 in rows and f.sha256 in identity.vectors]
+    names = {f.sha256: f.name for f in recs}
+    stability = identity_stability({f.sha256: identity.vectors[f.sha256] for f in recs}, names, config)
+    dropped: dict[str, str] = {}
+    cands: list[Candidate] = []
+    for f in recs:
+        score = stability.scores[f.name]
+        if f.name in stability.outliers:
+            dropped[f.name] = (f"identity outlier: similarity {score:.4f} to the other photos is below "
+                               f"{stability.threshold:.4f} (another person?)")
+            continue
+        row = rows[f.sha256]
+        cands.append(Candidate(
+            face=f, mode=row.camera_mode, mode_source=row.mode_source, expression=row.expression,
+            lighting=row.lighting, head_pose=(r4(row.yaw), r4(row.pitch), r4(row.roll)),
+            quality=_quality(row, score, config), identity_score=score,
+            mask_ref=masks.mask_refs.get(f.sha256),
+        ))
+    # Best first; ties broken by content so the order never depends on upload order.
+    cands.sort(key=lambda c: (-c.quality["overall"], c.face.sha256))
+    kept: list[Candidate] = []
+    for c in cands:
+        twin = next((k for k in kept if _is_duplicate(c, k, identity, style, config)), None)
+        if twin is not None:
+            dropped[c.face.name] = f"near-duplicate of {twin.face.name} (kept the better one)"
+        else:
+            kept.append(c)
+    anchors: dict[str, list[Candidate]] = {}
+    for mode in MODES:
+        pool = [c for c in kept if c.mode == mode]
+        ranked = _rank_diverse(pool, style, config)
+        for c in ranked[config.max_anchors_per_mode :]:
+            dropped[c.face.name] = f"{mode} already has {config.max_anchors_per_mode} better anchors"
+        if ranked:
+            anchors[mode] = ranked[: config.max_anchors_per_mode]
+    gate_counts, reasons = {}, []
+    for mode in config.required_modes:
+        need, have = config.min_anchors(mode), len(anchors.get(mode, []))
+        gate_counts[mode] = {"observed": have, "threshold": need}
+        if have < need:
+            reasons.append(f"{mode}: {have} usable anchor(s), need at least {need}")
+    return AnchorSelection(anchors, stability, dict(sorted(dropped.items())), gate_counts, reasons)
+
+
+def _is_duplicate(a: Candidate, b: Candidate, identity: Embeddings, style: Embeddings,
+                  config: PipelineConfig) -> bool:
+    sa, sb = a.face.sha256, b.face.sha256
+    return (_cos(identity.vectors[sa], identity.vectors[sb]) >= config.duplicate_identity_sim
+            and _cos(style.vectors[sa], style.vectors[sb]) >= config.duplicate_style_sim)
+
+
+def _rank_diverse(pool: list[Candidate], style: Embeddings, config: PipelineConfig) -> list[Candidate]:
+    # Greedy maximal marginal relevance: quality minus similarity to what is already chosen,
+    # so a mode's anchors cover different looks instead of five copies of the best one.
+    left, chosen = list(pool), []
+    while left:
+        def gain(c: Candidate) -> float:
+            sim = max((_cos(style.vectors[c.face.sha256], style.vectors[k.face.sha256]) for k in chosen),
+                      default=0.0)
+            return c.quality["overall"] - config.diversity_weight * sim
+
+        best = min(left, key=lambda c: (-gain(c), c.face.sha256))
+        chosen.append(best)
+        left.remove(best)
+    return chosen

@@ -1,0 +1,179 @@
+"""Step ``persona_pack``: the PersonaPack from the anchor selection, embeddings as one
+float32 matrix blob per kind, voice and behaviour (or safe defaults), provenance and checks.
+
+Deterministic: equal inputs give an equal content hash (anchor order is by mode then rank,
+ties broken by content; scores rounded; volatile fields are outside the hash).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from persona_core.embeddings import matrix_to_bytes
+from persona_core.errors import InvalidInputError
+from persona_core.pack import (
+    Anchor,
+    AnchorMetadata,
+    AnchorQuality,
+    BehaviorPolicy,
+    HeadPose,
+    Identity,
+    InputRecord,
+    ModelRecord,
+    PersonaPack,
+    Provenance,
+    Range,
+    Style,
+    VoiceProfile,
+    default_behavior_policy,
+)
+from persona_core.refs import row_ref
+from persona_core.store.base import BlobStore
+from persona_pipeline.steps.anchors import AnchorSelection
+from persona_pipeline.steps.checks import CheckOutcome
+from persona_pipeline.steps.config import PipelineConfig
+from persona_pipeline.steps.embeddings import Embeddings, VoiceEmbedding
+from persona_pipeline.steps.inputs import VersionInputs
+
+PIPELINE_VERSION = "persona_pipeline/1.0"
+DEFAULT_PROSODY = {"pitch_semitones": Range(min=-2.0, max=2.0), "rate": Range(min=0.9, max=1.1)}
+
+
+def _normalised(mat: np.ndarray) -> np.ndarray:
+    return (mat / np.maximum(np.linalg.norm(mat, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def model_records(models: list[Any]) -> list[ModelRecord]:
+    return [ModelRecord(name=m.entry.name, task=m.entry.task, weights_sha256=list(m.weights_sha256),
+                        licence=m.entry.licence) for m in models]
+
+
+def input_records(inputs: VersionInputs, qc_rows: dict[str, tuple[bool, str]],
+                  dropped: dict[str, str]) -> list[InputRecord]:
+    """Every uploaded file (and sampled video frame) with whether it was used and why not."""
+    rejected = {r.name: r.reason for r in inputs.rejected}
+    records = []
+    for f in inputs.files:
+        if f.kind == "voice":
+            reason = rejected.get(f.name, "")
+            records.append(InputRecord(name=f.name, sha256=f.sha256, kind="voice", accepted=not reason,
+                                       reason=reason))
+        elif f.kind == "video":
+            frames = [i for i in inputs.images if i.source_video == f.name]
+            used = sum(1 for i in frames if qc_rows.get(i.name, (False, ""))[0] and i.name not in dropped)
+            none_used = f"none of its {len(frames)} sampled frames passed"
+            reason = rejected.get(f.name) or ("" if used else none_used)
+            records.append(InputRecord(name=f.name, sha256=f.sha256, kind="video", accepted=not reason,
+                                       reason=reason))
+    for img in inputs.images:
+        passed, why = qc_rows.get(img.name, (False, "not checked"))
+        reason = why if not passed else dropped.get(img.name, "")
+        accepted = passed and not reason.startswith("identity outlier")
+        records.append(InputRecord(name=img.name, sha256=img.sha256, kind="image", accepted=accepted,
+                                   reason=reason))
+    return records
+
+
+def voice_profile(inputs: VersionInputs, voice: VoiceEmbedding, blobs: BlobStore) -> VoiceProfile:
+    cfg = dict(inputs.voice_config or {})
+    cfg.pop("defaults_applied", None)
+    try:
+        given = VoiceProfile.model_validate(cfg)
+    except ValueError as exc:
+        raise InvalidInputError(f"voice config is invalid: {exc}") from None
+    ref = None
+    if voice.vector is not None:
+        ref = row_ref(blobs.put(matrix_to_bytes(voice.vector[None, :])), 0)
+    return VoiceProfile(
+        provider_voice_id=given.provider_voice_id,
+        speaker_embedding_ref=ref or given.speaker_embedding_ref,
+        embedding_model=voice.model or given.embedding_model,
+        prosody_bounds=given.prosody_bounds or dict(DEFAULT_PROSODY),
+        defaults_applied=inputs.voice_config is None or voice.vector is None,
+    )
+
+
+def behavior_policy(inputs: VersionInputs) -> BehaviorPolicy:
+    if inputs.behavior_policy is None:
+        return default_behavior_policy()
+    doc = {k: v for k, v in inputs.behavior_policy.items() if k != "defaults_applied"}
+    try:
+        return BehaviorPolicy.model_validate(doc)
+    except ValueError as exc:
+        raise InvalidInputError(f"behaviour config is invalid: {exc}") from None
+
+
+def assemble_pack(
+    inputs: VersionInputs,
+    selection: AnchorSelection,
+    identity: Embeddings,
+    style: Embeddings,
+    voice: VoiceEmbedding,
+    *,
+    blobs: BlobStore,
+    qc_rows: dict[str, tuple[bool, str]],
+    models: list[Any],
+    checks: list[CheckOutcome],
+    config: PipelineConfig,
+    run_id: str,
+) -> PersonaPack:
+    """A sealed pack whose every ref is in ``blobs``; raises InvalidInputError without anchors."""
+    ordered = selection.ordered()
+    if not ordered:
+        raise InvalidInputError("no usable anchors: nothing to publish")
+    ident = _normalised(np.stack([identity.vectors[c.face.sha256] for c in ordered]))
+    styl = _normalised(np.stack([style.vectors[c.face.sha256] for c in ordered]))
+    ident_ref = blobs.put(matrix_to_bytes(ident))
+    style_ref = blobs.put(matrix_to_bytes(styl))
+    centroid_ref = blobs.put(matrix_to_bytes(_normalised(ident.mean(axis=0, keepdims=True))))
+
+    anchor_sets: dict[str, list[Anchor]] = {}
+    for i, c in enumerate(ordered):
+        q = c.quality
+        anchor_sets.setdefault(c.mode, []).append(Anchor(
+            anchor_id=c.anchor_id,
+            image_ref=c.face.image_ref,
+            face_crop_ref=c.face.crop_ref,
+            mask_ref=c.mask_ref,
+            embedding_ref=row_ref(ident_ref, i),
+            style_embedding_ref=row_ref(style_ref, i),
+            source_sha256=c.face.sha256,
+            canonical=not anchor_sets.get(c.mode),
+            metadata=AnchorMetadata(
+                expression_tag=c.expression,
+                head_pose=HeadPose(yaw=c.head_pose[0], pitch=c.head_pose[1], roll=c.head_pose[2]),
+                lighting_tag=c.lighting,
+                crop_box=list(c.face.crop_box),
+                best_for=c.best_for(),
+            ),
+            quality=AnchorQuality(**q),
+        ))
+    lighting = Counter(c.lighting for c in ordered).most_common(1)[0][0]
+    pack = PersonaPack(
+        persona_id=inputs.persona_id,
+        version=inputs.version,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        anchor_sets=anchor_sets,
+        identity=Identity(face_embedding_refs=[row_ref(ident_ref, i) for i in range(len(ordered))],
+                          embedding_model=identity.model, embedding_dim=identity.dim,
+                          centroid_ref=row_ref(centroid_ref, 0)),
+        style=Style(style_embedding_refs=[row_ref(style_ref, i) for i in range(len(ordered))],
+                    embedding_model=style.model, embedding_dim=style.dim,
+                    stage_constraints={"lighting": lighting, "portrait_size": config.portrait_size}),
+        voice_profile=voice_profile(inputs, voice, blobs),
+        behavior_policy=behavior_policy(inputs),
+        provenance=Provenance(
+            inputs=input_records(inputs, qc_rows, selection.dropped),
+            models=model_records(models),
+            pipeline_version=PIPELINE_VERSION,
+            run_id=run_id,
+            # Worker count changes speed, never content: kept out so the hash does not move.
+            config={k: v for k, v in config.as_dict().items() if k != "workers"},
+        ),
+        checks=[c.to_pack() for c in checks],
+    )
+    return pack.sealed()
