@@ -30,6 +30,8 @@ _SECRET_KEY_RE = re.compile(
     r"|credentials?)(?:$|[_.-])"
 )
 _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # registry API keys "pk_<key_id>_<secret>": keep the id (useful in logs), drop the secret
+    (re.compile(r"\bpk_([0-9a-f]{16})_[A-Za-z0-9_-]{16,}"), rf"pk_\1_{REDACTED}"),
     # "Authorization: Bearer abc", "bearer abc"
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
     # header or key=value forms: "X-API-Key: abc", "api_key=abc", "secret: 'abc'"
@@ -153,9 +155,9 @@ def configure_logging(
 ) -> logging.Handler:
     """Install (or replace) persona-core's handler on the root logger and return it.
 
-    ``json_output=None`` reads ``PERSONA_LOG_JSON``; ``level=None`` reads
-    ``PERSONA_LOG_LEVEL`` (default INFO). Secrets of ``settings`` (a
-    :class:`persona_core.settings.Settings`) are registered for redaction.
+    ``json_output=None`` follows ``settings.log_json`` or ``PERSONA_LOG_JSON``; ``level=None``
+    follows ``settings.log_level`` or ``PERSONA_LOG_LEVEL`` (default INFO). Secrets of
+    ``settings`` (a :class:`persona_core.settings.Settings`) are registered for redaction.
     """
     if settings is not None:
         for name in ("signing_secret", "s3_secret_key"):
@@ -169,10 +171,13 @@ def configure_logging(
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(RedactingFilter())
-    use_json = json_logs_enabled() if json_output is None else json_output
-    handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    if json_output is None:
+        json_output = bool(getattr(settings, "log_json", False)) or json_logs_enabled()
+    handler.setFormatter(JsonFormatter() if json_output else TextFormatter())
     root.addHandler(handler)
-    root.setLevel(level if level is not None else os.environ.get("PERSONA_LOG_LEVEL", "INFO").upper())
+    if level is None:
+        level = getattr(settings, "log_level", None) or os.environ.get("PERSONA_LOG_LEVEL", "INFO")
+    root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
 
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     signing_secret: SecretStr = SecretStr(DEV_SIGNING_SECRET)
     public_base_url: str = "http://127.0.0.1:8000"
     cache_dir: Path | None = None
+    # Logging (persona_core.logging.configure_logging): JSON lines for log shippers.
+    log_json: bool = False
+    log_level: str = "INFO"
 
     @model_validator(mode="after")
     def _no_default_secrets_in_prod(self) -> Settings:

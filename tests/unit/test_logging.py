@@ -60,6 +60,7 @@ SECRET_KEY = "pk_live_7f3a9c1e5b2d4f60a8c7e9b1d3f5a7c9"
         ("created key", (), {"api_key": SECRET_KEY}),
         ("settings", (), {"config": {"s3_secret_key": SECRET_KEY, "region": "us-east-1"}}),
         ("api_key=%s rest", (SECRET_KEY,), {}),
+        ("key %s used", ("pk_0123456789abcdef_" + SECRET_KEY,), {}),
     ],
 )
 def test_secrets_are_redacted(
