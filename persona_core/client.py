@@ -1,0 +1,231 @@
+"""A Python client for the persona registry (HTTP, httpx), and a PackSource over it.
+
+Errors come back as the registry's problem documents; the client raises the persona-core
+error class with the same ``code`` where one exists (e.g. ``PersonaNotFoundError``),
+otherwise :class:`RegistryError` carrying ``code`` and ``status``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from persona_core import errors as _errors
+from persona_core.errors import IntegrityError, PersonaCoreError
+from persona_core.refs import parse_ref, sha256_hex
+
+DEFAULT_TIMEOUT_S = 30.0
+TERMINAL_STATUSES = frozenset({"published", "blocked", "failed"})
+
+
+class RegistryError(PersonaCoreError):
+    """An error answer from the registry without a more specific persona-core class."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def _known_errors() -> dict[str, type[PersonaCoreError]]:
+    table: dict[str, type[PersonaCoreError]] = {}
+    for obj in vars(_errors).values():
+        if isinstance(obj, type) and issubclass(obj, PersonaCoreError) and obj is not PersonaCoreError:
+            table.setdefault(obj.code, obj)
+    return table
+
+
+_BY_CODE = _known_errors()
+
+
+@dataclass(frozen=True, slots=True)
+class PackResponse:
+    persona_id: str
+    version: int
+    etag: str
+    body: bytes  # the pack's stored JSON bytes; empty when not_modified
+    not_modified: bool = False
+
+    def document(self) -> dict[str, Any]:
+        return json.loads(self.body)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadItem:
+    name: str
+    data: bytes
+    content_type: str = "application/octet-stream"
+
+
+class RegistryClient:
+    """Thin, typed calls to the registry's HTTP API. Use as a context manager or ``close()``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s, transport=transport)
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, url, **kwargs)
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response
+
+    def _json(self, method: str, url: str, **kwargs: Any) -> Any:
+        return self._send(method, url, **kwargs).json()
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def health(self) -> bool:
+        return self._http.get("/healthz").status_code == 200
+
+    def ready(self) -> bool:
+        return self._http.get("/readyz").status_code == 200
+
+    def create_persona(self, persona_id: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = {"persona_id": persona_id, "metadata": metadata or {}}
+        return self._json("POST", "/v1/personas", json=body)  # type: ignore[no-any-return]
+
+    def get_persona(self, persona_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/personas/{persona_id}")  # type: ignore[no-any-return]
+
+    def list_personas(self, limit: int = 50, after: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        return self._json("GET", "/v1/personas", params=params)  # type: ignore[no-any-return]
+
+    def iter_personas(self, page_size: int = 50) -> Iterator[dict[str, Any]]:
+        after = None
+        while True:
+            page = self.list_personas(limit=page_size, after=after)
+            yield from page["items"]
+            after = page["next_after"]
+            if not after:
+                return
+
+    def create_version(
+        self,
+        persona_id: str,
+        files: Sequence[UploadItem | tuple[str, bytes]],
+        manifest: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Upload inputs; returns the pending version (202). The build runs elsewhere."""
+        parts = []
+        for item in files:
+            f = item if isinstance(item, UploadItem) else UploadItem(item[0], item[1])
+            parts.append(("files", (f.name, f.data, f.content_type)))
+        data = {"manifest": json.dumps(manifest)} if manifest is not None else None
+        url = f"/v1/personas/{persona_id}/versions"
+        return self._json("POST", url, files=parts, data=data)  # type: ignore[no-any-return]
+
+    def list_versions(self, persona_id: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/v1/personas/{persona_id}/versions")["items"]  # type: ignore[no-any-return]
+
+    def get_version(self, persona_id: str, version: int | str = "latest") -> dict[str, Any]:
+        return self._json("GET", f"/v1/personas/{persona_id}/versions/{version}")  # type: ignore[no-any-return]
+
+    def wait_for_version(
+        self, persona_id: str, version: int, timeout_s: float = 600.0, poll_s: float = 1.0
+    ) -> dict[str, Any]:
+        """Poll until the version is published, blocked or failed; TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            record = self.get_version(persona_id, version)
+            if record["status"] in TERMINAL_STATUSES:
+                return record
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{persona_id} v{version} still {record['status']} after {timeout_s} s")
+            time.sleep(poll_s)
+
+    def get_pack(
+        self, persona_id: str, version: int | str = "latest", *, if_none_match: str | None = None
+    ) -> PackResponse:
+        """The pack's bytes as stored; ``not_modified`` when ``if_none_match`` is still current."""
+        headers = {"If-None-Match": if_none_match} if if_none_match else {}
+        response = self._send("GET", f"/v1/personas/{persona_id}/versions/{version}/pack", headers=headers)
+        return PackResponse(
+            persona_id=persona_id,
+            version=int(response.headers["X-Persona-Version"]),
+            etag=response.headers["ETag"],
+            body=response.content if response.status_code == 200 else b"",
+            not_modified=response.status_code == 304,
+        )
+
+    def resolve_url(self, ref: str, ttl_s: int = 3600) -> dict[str, Any]:
+        """``{"ref", "url", "expires_at"}``: a signed URL that needs no API key."""
+        body = {"ref": ref, "mode": "url", "ttl_s": ttl_s}
+        return self._json("POST", "/v1/assets/resolve", json=body)  # type: ignore[no-any-return]
+
+    def resolve_bytes(self, ref: str) -> bytes:
+        """The blob's bytes, checked against the ref (IntegrityError if they differ)."""
+        response = self._send("POST", "/v1/assets/resolve", json={"ref": ref, "mode": "bytes"})
+        return _checked(ref, response.content)
+
+    def fetch_signed(self, url: str) -> bytes:
+        """GET a signed URL (registry HMAC URL or S3 presign) without sending the API key."""
+        response = httpx.get(url, timeout=self._http.timeout)
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.content
+
+
+class RegistryPackSource:
+    """A ``persona_core.runtime.PackSource`` over the registry's HTTP API, for ``PackCache``."""
+
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+
+    def pack_document(self, persona_id: str, version: int | None) -> bytes:
+        return self.client.get_pack(persona_id, "latest" if version is None else version).body
+
+    def blob(self, ref: str) -> bytes:
+        return self.client.resolve_bytes(ref)
+
+
+def _checked(ref: str, data: bytes) -> bytes:
+    if sha256_hex(data) != parse_ref(ref).digest:
+        raise IntegrityError(f"bytes received for {parse_ref(ref).blob} do not hash to it")
+    return data
+
+
+def _error_from(response: httpx.Response) -> PersonaCoreError:
+    code, detail = f"http_{response.status_code}", response.reason_phrase
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        code = str(doc.get("code", code))
+        detail = str(doc.get("detail", detail))
+    elif response.text:
+        detail = response.text[:500]  # e.g. an S3 XML error from a presigned URL
+    cls = _BY_CODE.get(code)
+    if cls is not None and cls.__init__ is Exception.__init__:
+        err = cls(detail)
+        err.status = response.status_code  # type: ignore[attr-defined]
+        return err
+    return RegistryError(response.status_code, code, detail)
