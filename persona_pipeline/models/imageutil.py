@@ -28,12 +28,17 @@ def fit_within(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
-def center_crop_square(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
-    """Shorter side resized to ``size``, then the central ``size`` x ``size`` square."""
+def center_crop_square(image: np.ndarray, size: int, interpolation: int | None = None) -> np.ndarray:
+    """Shorter side resized to ``size``, then the central ``size`` x ``size`` square.
+
+    Without ``interpolation``: area averaging when shrinking, bilinear when enlarging."""
     h, w = image.shape[:2]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    interp = interpolation if scale < 1.0 else cv2.INTER_LINEAR
+    if interpolation is not None:
+        interp = interpolation
+    else:
+        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (nw, nh), interpolation=interp)
     top, left = (nh - size) // 2, (nw - size) // 2
     return resized[top : top + size, left : left + size]

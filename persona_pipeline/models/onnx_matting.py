@@ -35,7 +35,7 @@ class OnnxMatter(Matter):
         self._session = make_session(weights, providers)
         self._input = self._session.get_inputs()[0].name
 
-    def _input_size(self, h: int, w: int) -> tuple[int, int]:
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
         if isinstance(self._size, (tuple, list)):
             return int(self._size[0]), int(self._size[1])
         # A number: the shorter side goes to it, both sides snap to the model's stride.
@@ -43,7 +43,7 @@ class OnnxMatter(Matter):
         return _round_to(h * scale, self._multiple), _round_to(w * scale, self._multiple)
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
-        th, tw = self._input_size(*image.shape[:2])
+        th, tw = self.input_size(*image.shape[:2])
         interp = cv2.INTER_AREA if th * tw < image.shape[0] * image.shape[1] else cv2.INTER_LINEAR
         rgb = cv2.cvtColor(cv2.resize(image, (tw, th), interpolation=interp), cv2.COLOR_BGR2RGB)
         x = rgb.astype(np.float32)
