@@ -90,6 +90,12 @@ class CachedPack:
     index: SelectionIndex
     pack_ref: str
     path: Path | None
+    _buf: Any
+    _doc: memoryview
+    _matrix_table: dict[str, list[int]]
+    _verified: bool
+    _lazy: dict[str, Any]
+    _lock: threading.Lock
 
     def __init__(self, buf: Any, where: str, path: Path | None, matrices_verified: bool) -> None:
         view = memoryview(buf)

@@ -41,7 +41,7 @@ class ActorEvent(NamedTuple):
 
 
 class ClampAdjustment(NamedTuple):
-    index: int
+    event_index: int
     field: str
     before: Any
     after: Any

@@ -29,12 +29,12 @@ def index_document(pack: PersonaPack) -> dict[str, Any]:
     mode_of: list[str] = []
     expr_of: list[str] = []
     canonical_flag: list[bool] = []
-    for mode, anchors in pack.anchor_sets.items():
+    for camera_mode, anchors in pack.anchor_sets.items():
         for anchor in anchors:
             ids.append(anchor.anchor_id)
             refs.append(anchor.image_ref)
             quality.append(anchor.quality.overall)
-            mode_of.append(CameraMode(mode).value)
+            mode_of.append(CameraMode(camera_mode).value)
             expr_of.append(Expression(anchor.metadata.expression_tag).value)
             canonical_flag.append(anchor.canonical)
 
