@@ -51,12 +51,14 @@ class S3BlobStore(BlobStore):
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
         max_attempts: int = 3,
+        list_page_size: int = 1000,
     ) -> None:
         if not bucket or "/" in bucket:
             raise InvalidInputError(f"bad bucket name {bucket!r}")
         self.bucket = bucket
         self.prefix = "/".join(safe_segment(s) for s in prefix.strip("/").split("/")) + "/" if prefix else ""
         self.endpoint_url = endpoint_url
+        self.list_page_size = list_page_size
         config = Config(
             region_name=region,
             signature_version="s3v4",
@@ -77,6 +79,11 @@ class S3BlobStore(BlobStore):
             region_name=region,
             config=config,
         )
+
+    @property
+    def client(self) -> Any:
+        """The underlying boto3 S3 client (for tools and tests that look at the bucket itself)."""
+        return self._s3
 
     # -- keys -------------------------------------------------------------------------
     def blob_key(self, ref: str) -> str:
@@ -121,7 +128,10 @@ class S3BlobStore(BlobStore):
         keys: list[str] = []
         with self._errors(f"listing {prefix!r}"):
             paginator = self._s3.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
+            pages = paginator.paginate(
+                Bucket=self.bucket, Prefix=base + prefix, PaginationConfig={"PageSize": self.list_page_size}
+            )
+            for page in pages:
                 keys.extend(obj["Key"][len(base) :] for obj in page.get("Contents", []))
         return sorted(keys)
 
