@@ -1,0 +1,296 @@
+"""The build assets, one per step, all partitioned by persona version. Each takes its
+resources, calls the pure step in ``persona_pipeline.steps`` and returns the value with
+metadata (counts, timings, cache counters, thresholds next to observed values)."""
+
+# No `from __future__ import annotations` here: Dagster reads these annotations at definition time.
+
+import base64
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+import numpy as np
+
+from persona_core.errors import ImmutableVersionError
+from persona_core.publish import publish_pack
+from persona_core.store.base import MetadataStore, VersionStatus
+from persona_pipeline.defs.partitions import persona_versions
+from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
+from persona_pipeline.keys import parse_partition_key
+from persona_pipeline.steps import checks
+from persona_pipeline.steps.anchors import AnchorSelection, select_anchors
+from persona_pipeline.steps.assemble import assemble_pack
+from persona_pipeline.steps.contact_sheet import render_contact_sheet
+from persona_pipeline.steps.embeddings import (
+    Embeddings,
+    VoiceEmbedding,
+    embed_faces,
+    embed_styles,
+    embed_voice,
+)
+from persona_pipeline.steps.faces import FacesResult, extract_faces, load_png
+from persona_pipeline.steps.inputs import VersionInputs, load_inputs
+from persona_pipeline.steps.masks import MasksResult, make_masks
+from persona_pipeline.steps.qc import QcResult, run_qc
+
+GROUP = "persona_build"
+# Progress lines for people watching a build outside the UI (the demo prints them).
+progress_log = logging.getLogger("persona_pipeline.build")
+
+_COMMON: dict[str, Any] = {"partitions_def": persona_versions, "group_name": GROUP}
+
+
+def _report(context: dg.AssetExecutionContext, message: str) -> None:
+    context.log.info(message)
+    progress_log.info("%s %s", context.partition_key, message)
+
+
+@contextmanager
+def _fail_version_on_error(meta: MetadataStore, partition: str, step: str) -> Iterator[None]:
+    """An unexpected error marks the version ``failed`` with the reason, then propagates."""
+    try:
+        yield
+    except Exception as exc:
+        persona_id, version = parse_partition_key(partition)
+        try:
+            meta.set_status(persona_id, version, VersionStatus.FAILED,
+                            reasons=[f"{step}: {type(exc).__name__}: {exc}"])
+        except Exception:  # the original error is the one to surface
+            progress_log.exception("could not mark %s failed", partition)
+        raise
+
+
+@dg.asset(**_COMMON, description="The version's files from the blob store; videos sampled into frames; "
+          "voice clips decoded and resampled.")
+def inputs(
+    context: dg.AssetExecutionContext, stores: StoresResource, models: ModelsResource,
+    pipeline_config: PipelineConfigResource,
+) -> dg.Output[VersionInputs]:
+    persona_id, version = parse_partition_key(context.partition_key)
+    meta, blobs = stores.meta(), stores.blobs()
+    with _fail_version_on_error(meta, context.partition_key, "inputs"):
+        record = meta.get_version(persona_id, version)
+        if record.status == VersionStatus.PUBLISHED:
+            raise ImmutableVersionError(f"{persona_id} v{version} is already published; upload a new version")
+        meta.set_status(persona_id, version, VersionStatus.BUILDING, reasons=[])
+        has_voice = any(f.get("kind") == "voice" for f in record.inputs.get("files", []))
+        load_wav, rate = None, 16000
+        if has_voice:
+            from persona_pipeline.models.audio import load_wav  # noqa: PLC0415 - audio stack only when needed
+
+            rate = models.voice_model().sample_rate
+        result = load_inputs(persona_id, version, record.inputs, blobs, pipeline_config.to_config(),
+                             load_wav=load_wav, sample_rate=rate)
+    _report(context, f"inputs: {len(result.images)} image(s)/frame(s), {len(result.voices)} voice clip(s), "
+                     f"{len(result.rejected)} unreadable")
+    return dg.Output(result, metadata={
+        "files": len(result.files),
+        "images_and_frames": len(result.images),
+        "voice_clips": len(result.voices),
+        "unreadable": dg.MetadataValue.json([{"name": r.name, "reason": r.reason} for r in result.rejected]),
+        **result.counters,
+    })
+
+
+def _qc_table_metadata(qc: QcResult) -> dg.TableMetadataValue:
+    table = qc.table
+    kinds = {"int64": "int", "float64": "float", "bool": "bool"}
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, kinds.get(str(table[c].dtype), "string"))
+                                     for c in table.columns if c != "sha256"])
+    records = [dg.TableRecord({k: (v.item() if isinstance(v, np.generic) else v)
+                               for k, v in row.items() if k != "sha256"})
+               for row in table.to_dict(orient="records")]
+    return dg.MetadataValue.table(records, schema)
+
+
+@dg.asset(**_COMMON, description="Per-image QC (resolution, blur, exposure, faces, pose, partial face) "
+          "with the reason for every rejected image; a pandera-validated table.")
+def qc(
+    context: dg.AssetExecutionContext, inputs: VersionInputs, stores: StoresResource, models: ModelsResource,
+    pipeline_config: PipelineConfigResource,
+) -> dg.Output[QcResult]:
+    config = pipeline_config.to_config()
+    with _fail_version_on_error(stores.meta(), context.partition_key, "qc"):
+        result = run_qc(inputs.images, stores.blobs(), models.detector_model(), config)
+    rejected = result.rejected()
+    _report(context, f"qc: {len(result.passed())} passed, {len(rejected)} rejected "
+                     f"({result.counters['qc_computed']} computed, {result.counters['qc_cached']} cached)")
+    for name, reason in rejected:
+        _report(context, f"qc: rejected {name}: {reason}")
+    return dg.Output(result, metadata={
+        "qc_table": _qc_table_metadata(result),
+        "passed": len(result.passed()),
+        "rejected": dg.MetadataValue.json([{"name": n, "reason": r} for n, r in rejected]),
+        "thresholds": dg.MetadataValue.json({k: config.as_dict()[k] for k in (
+            "min_image_side_px", "min_face_px", "blur_min", "max_abs_yaw", "max_abs_pitch",
+            "max_outside_fraction", "min_face_score", "dark_luma", "bright_luma")}),
+        "seconds": result.seconds,
+        **result.counters,
+    })
+
+
+@dg.asset(**_COMMON, description="Bounding box, 5 landmarks, ArcFace-aligned crop and head-and-shoulders "
+          "portrait per QC-passed image, stored as blobs.")
+def faces(  # noqa: PLR0917 - Dagster passes upstream values and resources by name
+    context: dg.AssetExecutionContext, inputs: VersionInputs, qc: QcResult, stores: StoresResource,
+    models: ModelsResource, pipeline_config: PipelineConfigResource,
+) -> dg.Output[FacesResult]:
+    with _fail_version_on_error(stores.meta(), context.partition_key, "faces"):
+        result = extract_faces(inputs.images, qc, stores.blobs(), models.detector_model(),
+                               pipeline_config.to_config())
+    _report(context, f"faces: {len(result.faces)} aligned crop(s)")
+    meta = {"faces": len(result.faces), "seconds": result.seconds, **result.counters}
+    return dg.Output(result, metadata=meta)
+
+
+@dg.asset(**_COMMON, description="Optional head-and-shoulders alpha mask per anchor candidate.")
+def masks(
+    context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
+) -> dg.Output[MasksResult]:
+    with _fail_version_on_error(stores.meta(), context.partition_key, "masks"):
+        result = make_masks(faces, stores.blobs(), models.matting_model())
+    _report(context, f"masks: {len(result.mask_refs)} mask(s)" + ("" if result.model else " (masks off)"))
+    return dg.Output(result, metadata={"masks": len(result.mask_refs), "model": result.model,
+                                       "seconds": result.seconds, **result.counters})
+
+
+@dg.asset(**_COMMON, description="Identity embedding per aligned face crop (batched).")
+def face_embeddings(
+    context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
+) -> dg.Output[Embeddings]:
+    with _fail_version_on_error(stores.meta(), context.partition_key, "face_embeddings"):
+        result = embed_faces(faces, stores.blobs(), models.identity_model())
+    _report(context, f"face_embeddings: {len(result.vectors)} x {result.dim} ({result.model})")
+    return dg.Output(result, metadata={"count": len(result.vectors), "dim": result.dim, "model": result.model,
+                                       "seconds": result.seconds, **result.counters})
+
+
+@dg.asset(**_COMMON, description="Style embedding per head-and-shoulders portrait (batched).")
+def style_embeddings(
+    context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
+) -> dg.Output[Embeddings]:
+    with _fail_version_on_error(stores.meta(), context.partition_key, "style_embeddings"):
+        result = embed_styles(faces, stores.blobs(), models.style_model())
+    _report(context, f"style_embeddings: {len(result.vectors)} x {result.dim} ({result.model})")
+    return dg.Output(result, metadata={"count": len(result.vectors), "dim": result.dim, "model": result.model,
+                                       "seconds": result.seconds, **result.counters})
+
+
+@dg.asset(**_COMMON, description="Speaker embedding from the version's voice clips (none without clips).")
+def voice_embedding(
+    context: dg.AssetExecutionContext, inputs: VersionInputs, stores: StoresResource, models: ModelsResource,
+) -> dg.Output[VoiceEmbedding]:
+    with _fail_version_on_error(stores.meta(), context.partition_key, "voice_embedding"):
+        model = models.voice_model() if inputs.voices else None
+        result = embed_voice(inputs.voices, stores.blobs(), model)
+    _report(context, f"voice_embedding: {len(result.clips)} clip(s)"
+                     + (f", clip consistency {result.clip_similarity}" if result.clips else " (defaults)"))
+    return dg.Output(result, metadata={"clips": len(result.clips), "model": result.model,
+                                       "clip_similarity": result.clip_similarity, "seconds": result.seconds,
+                                       **result.counters})
+
+
+def _contact_sheet_markdown(sel: AnchorSelection, qc: QcResult, stores: StoresResource, title: str) -> str:
+    blobs = stores.blobs()
+    tiles = {mode: [(load_png(blobs, c.face.crop_ref),
+                     [c.face.name, f"q {c.quality['overall']:.2f}", c.expression, c.lighting,
+                      "canonical" if i == 0 else ""])
+                    for i, c in enumerate(cands)]
+             for mode, cands in sel.anchors.items()}
+    rejected = [*qc.rejected(), *sel.dropped.items()]
+    png = render_contact_sheet(tiles, rejected, title=title)
+    return f"![contact sheet](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+@dg.asset(
+    **_COMMON,
+    description="Anchors per camera mode, tagged, ranked by quality and diversity, canonical marked.",
+    check_specs=[
+        dg.AssetCheckSpec(checks.ENOUGH_ANCHORS, asset="anchor_sets", blocking=True,
+                          description="Blocks publish: every required mode has its minimum of anchors."),
+        dg.AssetCheckSpec(checks.IDENTITY_STABILITY, asset="anchor_sets",
+                          description="Warns about anchors whose identity disagrees with the others."),
+    ],
+)
+def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources by name
+    context: dg.AssetExecutionContext, qc: QcResult, faces: FacesResult, masks: MasksResult,
+    face_embeddings: Embeddings, style_embeddings: Embeddings, stores: StoresResource,
+    pipeline_config: PipelineConfigResource,
+) -> Iterator[dg.Output[AnchorSelection] | dg.AssetCheckResult]:
+    persona_id, version = parse_partition_key(context.partition_key)
+    meta = stores.meta()
+    with _fail_version_on_error(meta, context.partition_key, "anchor_sets"):
+        sel = select_anchors(qc.table, faces, face_embeddings, style_embeddings, masks,
+                             config=pipeline_config.to_config())
+        gate, stability = checks.enough_anchors(sel), checks.identity_stability(sel)
+        if not gate.passed:
+            # Blocked is a verdict on the upload, not a crash: the reasons say what to add.
+            meta.set_status(persona_id, version, VersionStatus.BLOCKED, reasons=list(sel.gate_reasons),
+                            checks=[c.to_pack().model_dump(mode="json") for c in (gate, stability)])
+        sheet = _contact_sheet_markdown(sel, qc, stores, context.partition_key)
+    per_mode = {m: len(sel.anchors.get(m, [])) for m in ("A_SELFIE", "B_MIRROR", "C_CUTAWAY")}
+    _report(context, "anchor_sets: " + ", ".join(f"{m} {n}" for m, n in per_mode.items()))
+    for outcome in (gate, stability):
+        _report(context, f"check {outcome.name} [{outcome.severity}] "
+                         f"{'passed' if outcome.passed else 'FAILED'}: {outcome.description}")
+    yield dg.Output(sel, metadata={
+        "anchors_per_mode": dg.MetadataValue.json(per_mode),
+        "dropped": dg.MetadataValue.json(sel.dropped),
+        "contact_sheet": dg.MetadataValue.md(sheet),
+    })
+    for outcome, severity in ((gate, dg.AssetCheckSeverity.ERROR), (stability, dg.AssetCheckSeverity.WARN)):
+        yield dg.AssetCheckResult(check_name=outcome.name, passed=outcome.passed, severity=severity,
+                                  description=outcome.description,
+                                  metadata={k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
+                                            for k, v in outcome.metadata.items()})
+
+
+@dg.asset(
+    **_COMMON,
+    description="The PersonaPack, published through persona_core (atomic, immutable) with provenance.",
+    check_specs=[dg.AssetCheckSpec(checks.CONFIG_DEFAULTS, asset="persona_pack",
+                                   description="Defaults written for missing voice/behaviour config.")],
+)
+def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resources by name
+    context: dg.AssetExecutionContext, inputs: VersionInputs, qc: QcResult, anchor_sets: AnchorSelection,
+    face_embeddings: Embeddings, style_embeddings: Embeddings, voice_embedding: VoiceEmbedding,
+    masks: MasksResult, stores: StoresResource, models: ModelsResource,
+    pipeline_config: PipelineConfigResource,
+) -> Iterator[dg.Output[dict[str, Any]] | dg.AssetCheckResult]:
+    meta, blobs = stores.meta(), stores.blobs()
+    with _fail_version_on_error(meta, context.partition_key, "persona_pack"):
+        defaults = checks.config_defaults(inputs, voice_embedding.vector is not None)
+        outcomes = [checks.enough_anchors(anchor_sets), checks.identity_stability(anchor_sets), defaults]
+        used = [models.detector_model(), models.identity_model(), models.style_model()]
+        if masks.model:
+            used.append(models.matting_model())
+        if voice_embedding.model:
+            used.append(models.voice_model())
+        qc_rows = {r.name: (bool(r.passed), r.reason) for r in qc.table.itertuples()}
+        pack = assemble_pack(inputs, anchor_sets, face_embeddings, style_embeddings, voice_embedding,
+                             blobs=blobs, qc_rows=qc_rows, models=used, checks=outcomes,
+                             config=pipeline_config.to_config(), run_id=context.run_id)
+        record = publish_pack(meta, blobs, pack)
+    summary = {
+        "persona_id": pack.persona_id, "version": pack.version, "content_hash": pack.content_hash,
+        "pack_ref": record.pack_ref, "status": record.status.value,
+        "anchors_per_mode": {m.value: len(a) for m, a in pack.anchor_sets.items()},
+    }
+    _report(context, f"persona_pack: published {pack.persona_id} v{pack.version} "
+                     f"content_hash {pack.content_hash}")
+    yield dg.Output(summary, metadata={
+        "content_hash": pack.content_hash or "", "pack_ref": record.pack_ref,
+        "anchors_per_mode": dg.MetadataValue.json(summary["anchors_per_mode"]),
+        "models": dg.MetadataValue.json([m.model_dump() for m in pack.provenance.models]),
+        "pack_bytes": len(json.dumps(pack.to_json_dict())),
+    })
+    yield dg.AssetCheckResult(check_name=defaults.name, passed=defaults.passed,
+                              severity=dg.AssetCheckSeverity.WARN, description=defaults.description,
+                              metadata={"defaults_applied": dg.MetadataValue.json(defaults.metadata)})
+
+
+build_assets = [inputs, qc, faces, masks, face_embeddings, style_embeddings, voice_embedding, anchor_sets,
+                persona_pack]
