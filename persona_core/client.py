@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from persona_core import errors as _errors
-from persona_core.errors import IntegrityError, PersonaCoreError
+from persona_core.errors import IntegrityError, PersonaCoreError, StoreUnavailableError, VersionNotFoundError
 from persona_core.refs import parse_ref, sha256_hex
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -33,8 +33,14 @@ class RegistryError(PersonaCoreError):
         self.detail = detail
 
 
+class PackNotPublishedError(VersionNotFoundError):
+    """The version exists but has no pack yet (pending, building, blocked or failed)."""
+
+    code = "pack_not_published"
+
+
 def _known_errors() -> dict[str, type[PersonaCoreError]]:
-    table: dict[str, type[PersonaCoreError]] = {}
+    table: dict[str, type[PersonaCoreError]] = {PackNotPublishedError.code: PackNotPublishedError}
     for obj in vars(_errors).values():
         if isinstance(obj, type) and issubclass(obj, PersonaCoreError) and obj is not PersonaCoreError:
             table.setdefault(obj.code, obj)
@@ -89,7 +95,11 @@ class RegistryClient:
     # -- plumbing -------------------------------------------------------------------------
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response = self._http.request(method, url, **kwargs)
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            # PackCache falls back to its disk copy on exactly this error.
+            raise StoreUnavailableError(f"registry unreachable at {self._http.base_url}: {exc}") from exc
         if response.status_code >= 400:
             raise _error_from(response)
         return response
@@ -224,8 +234,8 @@ def _error_from(response: httpx.Response) -> PersonaCoreError:
     elif response.text:
         detail = response.text[:500]  # e.g. an S3 XML error from a presigned URL
     cls = _BY_CODE.get(code)
-    if cls is not None and cls.__init__ is Exception.__init__:
-        err = cls(detail)
-        err.status = response.status_code  # type: ignore[attr-defined]
-        return err
-    return RegistryError(response.status_code, code, detail)
+    if cls is None:
+        return RegistryError(response.status_code, code, detail)
+    err = cls(detail)
+    err.status = response.status_code  # type: ignore[attr-defined]
+    return err

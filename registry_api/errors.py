@@ -23,6 +23,7 @@ from persona_core.errors import (
     PersonaCoreError,
     SignatureError,
     StoreUnavailableError,
+    VersionNotFoundError,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -49,7 +50,7 @@ class PersonaForbiddenError(PermissionDeniedError):
     code = "persona_forbidden"
 
 
-class PackNotPublishedError(NotFoundError):
+class PackNotPublishedError(VersionNotFoundError):
     code = "pack_not_published"
 
 

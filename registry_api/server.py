@@ -1,0 +1,110 @@
+"""Running the registry: HTTP (uvicorn) and gRPC side by side over one service.
+
+``serve`` blocks (the ``persona-core serve`` command); ``BackgroundServer`` runs both in
+threads of the current process, for tests, demos and notebooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+
+import grpc
+import uvicorn
+
+from persona_core.store.base import BlobStore, MetadataStore
+from registry_api.config import ApiSettings
+from registry_api.grpc_server import start_grpc_server
+from registry_api.main import create_app
+
+log = logging.getLogger("registry_api.server")
+# Measured fastest on this stack: httptools parser, uvloop, no per-request access log line.
+UVICORN_OPTIONS = {"http": "httptools", "loop": "uvloop", "access_log": False, "lifespan": "off"}
+
+
+def serve(
+    settings: ApiSettings, host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = None
+) -> None:
+    """Serve HTTP on ``host:port`` and, when ``grpc_port`` (or ``settings.grpc_port``) is set,
+    gRPC on ``host:grpc_port``, until interrupted."""
+    app = create_app(settings)
+    grpc_port = settings.grpc_port if grpc_port is None else grpc_port
+    grpc_server: grpc.Server | None = None
+    if grpc_port:
+        grpc_server, bound = start_grpc_server(app.state.service, grpc_port, host)
+        log.info("gRPC listening on %s:%d", host, bound)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", **UVICORN_OPTIONS)  # type: ignore[arg-type]
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(grace=2).wait()
+
+
+def reserve_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A bound TCP socket on a free port (``getsockname()[1]``), to hand to BackgroundServer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+class BackgroundServer:
+    """HTTP and gRPC on free loopback ports in background threads; a context manager.
+
+    ``base_url`` and ``grpc_target`` are set once started. Stores may be passed in (tests);
+    otherwise they are opened from ``settings``. Pass ``sock`` from :func:`reserve_socket`
+    when ``settings.public_base_url`` must name this server (signed blob URLs).
+    """
+
+    def __init__(
+        self,
+        settings: ApiSettings,
+        *,
+        metadata: MetadataStore | None = None,
+        blobs: BlobStore | None = None,
+        with_grpc: bool = True,
+        sock: socket.socket | None = None,
+    ) -> None:
+        self.app = create_app(settings, metadata=metadata, blobs=blobs)
+        self.service = self.app.state.service
+        self._sock = sock or reserve_socket()
+        self.port = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, log_level="warning", **UVICORN_OPTIONS)  # type: ignore[arg-type]
+        self._uvicorn = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._uvicorn.run, kwargs={"sockets": [self._sock]}, name="registry-http", daemon=True
+        )
+        self._with_grpc = with_grpc
+        self._grpc: grpc.Server | None = None
+        self.grpc_target = ""
+
+    def start(self, timeout_s: float = 10.0) -> BackgroundServer:
+        if self._with_grpc:
+            self._grpc, grpc_port = start_grpc_server(self.service, 0)
+            self.grpc_target = f"127.0.0.1:{grpc_port}"
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._uvicorn.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("registry HTTP server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._uvicorn.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+        if self._grpc is not None:
+            self._grpc.stop(grace=None)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,153 @@
+"""The gRPC service: same five calls, same answers, same keys and error codes as HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import grpc
+import pytest
+from conftest import PUBLISHED, Registry, fixture_bytes
+
+from persona_core.refs import sha256_hex
+from registry_api.grpc_gen import persona_registry_pb2 as pb
+from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
+from registry_api.grpc_server import start_grpc_server
+
+
+@pytest.fixture
+def stub(registry: Registry) -> Iterator[pb_grpc.PersonaRegistryStub]:
+    server, port = start_grpc_server(registry.service, 0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield pb_grpc.PersonaRegistryStub(channel)
+    channel.close()
+    server.stop(grace=None)
+
+
+def _md(registry: Registry, kind: str) -> tuple[tuple[str, str], ...]:
+    return (("x-api-key", registry.keys[kind]),)
+
+
+def _code(err: grpc.RpcError) -> str:
+    return dict(err.trailing_metadata() or ())["error-code"]  # type: ignore[attr-defined]
+
+
+def test_pack_over_grpc_is_byte_identical_to_http(
+    registry: Registry, stub: pb_grpc.PersonaRegistryStub
+) -> None:
+    http = registry.http.get(f"/v1/personas/{PUBLISHED}/versions/1/pack", headers=registry.headers("read"))
+    for version in ("1", "latest"):
+        reply = stub.GetPersonaPack(
+            pb.GetPersonaPackRequest(persona_id=PUBLISHED, version=version), metadata=_md(registry, "read")
+        )
+        assert reply.pack_json == http.content
+        assert reply.etag == http.headers["etag"]
+        assert reply.version == 1
+    cached = stub.GetPersonaPack(
+        pb.GetPersonaPackRequest(persona_id=PUBLISHED, version="1", if_none_match=http.headers["etag"]),
+        metadata=_md(registry, "read"),
+    )
+    assert cached.not_modified
+    assert cached.pack_json == b""
+
+
+def test_versions_over_grpc_match_http(registry: Registry, stub: pb_grpc.PersonaRegistryStub) -> None:
+    http = registry.http.get(f"/v1/personas/{PUBLISHED}/versions", headers=registry.headers("read")).json()
+    reply = stub.ListPersonaVersions(
+        pb.ListPersonaVersionsRequest(persona_id=PUBLISHED), metadata=_md(registry, "read")
+    )
+    assert [(v.version, v.status, v.content_hash or None) for v in reply.versions] == [
+        (v["version"], v["status"], v["content_hash"]) for v in http["items"]
+    ]
+    assert json.loads(reply.versions[0].checks_json) == http["items"][0]["checks"]
+
+
+def test_resolve_asset_over_grpc(registry: Registry, stub: pb_grpc.PersonaRegistryStub) -> None:
+    ref = next(iter(registry.pack.anchor_sets.values()))[0].image_ref
+    url_reply = stub.ResolveAsset(pb.ResolveAssetRequest(ref=ref, ttl_s=60), metadata=_md(registry, "read"))
+    url = urlparse(url_reply.url)
+    fetched = registry.http.get(f"{url.path}?{url.query}")
+    assert f"sha256:{sha256_hex(fetched.content)}" == ref
+    data_reply = stub.ResolveAsset(
+        pb.ResolveAssetRequest(ref=ref, mode=pb.RESOLVE_MODE_BYTES), metadata=_md(registry, "read")
+    )
+    assert data_reply.data == fetched.content
+
+
+def test_create_persona_and_version_over_grpc(registry: Registry, stub: pb_grpc.PersonaRegistryStub) -> None:
+    persona = stub.CreatePersona(
+        pb.CreatePersonaRequest(persona_id="carol", metadata_json='{"a": 1}'), metadata=_md(registry, "admin")
+    )
+    assert (persona.persona_id, json.loads(persona.metadata_json)) == ("carol", {"a": 1})
+    version = stub.CreatePersonaVersion(
+        pb.CreatePersonaVersionRequest(
+            persona_id="carol",
+            files=[pb.UploadFile(name="front.jpg", data=fixture_bytes("faces", "obama1.jpg"))],
+            manifest_json=json.dumps({"files": {"front.jpg": {"camera_mode": "B_MIRROR"}}}),
+        ),
+        metadata=_md(registry, "build"),
+    )
+    assert (version.version, version.status) == (1, "pending")
+    http = registry.http.get("/v1/personas/carol/versions/1", headers=registry.headers("read")).json()
+    assert http["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("call", "kind", "status", "code"),
+    [
+        ("pack_no_key", None, grpc.StatusCode.UNAUTHENTICATED, "unauthenticated"),
+        ("pack_other_persona", "other", grpc.StatusCode.PERMISSION_DENIED, "persona_forbidden"),
+        ("pack_pending", "read", grpc.StatusCode.NOT_FOUND, "pack_not_published"),
+        ("create_read_key", "read", grpc.StatusCode.PERMISSION_DENIED, "insufficient_scope"),
+        ("create_exists", "admin", grpc.StatusCode.ALREADY_EXISTS, "already_exists"),
+        ("upload_traversal", "build", grpc.StatusCode.INVALID_ARGUMENT, "invalid_name"),
+        ("upload_text", "build", grpc.StatusCode.INVALID_ARGUMENT, "unsupported_media_type"),
+        ("resolve_bad_ref", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
+    ],
+)
+def test_grpc_errors_carry_status_and_code(
+    registry: Registry,
+    stub: pb_grpc.PersonaRegistryStub,
+    call: str,
+    kind: str | None,
+    status: grpc.StatusCode,
+    code: str,
+) -> None:
+    """Refusals map to gRPC statuses with the HTTP API's stable code in `error-code`."""
+    md = _md(registry, kind) if kind else ()
+    before = registry.meta.list_versions(PUBLISHED)
+    calls = {
+        "pack_no_key": lambda: stub.GetPersonaPack(
+            pb.GetPersonaPackRequest(persona_id=PUBLISHED), metadata=md
+        ),
+        "pack_other_persona": lambda: stub.GetPersonaPack(
+            pb.GetPersonaPackRequest(persona_id=PUBLISHED, version="1"), metadata=md
+        ),
+        "pack_pending": lambda: stub.GetPersonaPack(
+            pb.GetPersonaPackRequest(persona_id=PUBLISHED, version="2"), metadata=md
+        ),
+        "create_read_key": lambda: stub.CreatePersona(pb.CreatePersonaRequest(persona_id="x"), metadata=md),
+        "create_exists": lambda: stub.CreatePersona(
+            pb.CreatePersonaRequest(persona_id=PUBLISHED), metadata=md
+        ),
+        "upload_traversal": lambda: stub.CreatePersonaVersion(
+            pb.CreatePersonaVersionRequest(
+                persona_id=PUBLISHED,
+                files=[pb.UploadFile(name="../x.jpg", data=fixture_bytes("faces", "obama1.jpg"))],
+            ),
+            metadata=md,
+        ),
+        "upload_text": lambda: stub.CreatePersonaVersion(
+            pb.CreatePersonaVersionRequest(
+                persona_id=PUBLISHED, files=[pb.UploadFile(name="x.jpg", data=b"just text, not a photo")]
+            ),
+            metadata=md,
+        ),
+        "resolve_bad_ref": lambda: stub.ResolveAsset(pb.ResolveAssetRequest(ref="nope"), metadata=md),
+    }
+    with pytest.raises(grpc.RpcError) as info:
+        calls[call]()
+    assert info.value.code() == status  # type: ignore[attr-defined]
+    assert _code(info.value) == code
+    assert registry.meta.list_versions(PUBLISHED) == before
