@@ -137,11 +137,18 @@ class SqlMetadataStore(MetadataStore):
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to ``revision`` in one transaction."""
+        self._migrate(command.upgrade, revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Revert Alembic migrations down to ``revision`` (``"base"`` drops every table)."""
+        self._migrate(command.downgrade, revision)
+
+    def _migrate(self, action: Any, revision: str) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self._tx(write=True) as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            action(cfg, revision)
 
     def close(self) -> None:
         self._engine.dispose()
