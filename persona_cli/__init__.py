@@ -1,0 +1,1 @@
+"""The ``persona-core`` command line: build, inspect, move and serve PersonaPacks."""

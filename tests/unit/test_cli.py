@@ -1,0 +1,187 @@
+"""The persona-core CLI on a real embedded store: documented exit codes, JSON for scripts,
+one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from persona_cli.common import ExitCode
+from persona_cli.main import app
+from persona_core.publish import publish_pack
+from persona_core.settings import Settings
+from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.testing import make_pack
+
+runner = CliRunner()
+
+
+def cli(home: Path, *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["--home", str(home), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An embedded store with alice v1 published and v2 pending."""
+    home = tmp_path / "home"
+    home.mkdir()
+    s = Settings(home=home)
+    meta, blobs = open_metadata_store(s), open_blob_store(s)
+    meta.create_persona("alice", {"display_name": "Alice"})
+    meta.create_version("alice", {"files": []})
+    publish_pack(meta, blobs, make_pack(blobs, "alice", 1, n_anchors=6))
+    meta.create_version("alice", {"files": []})
+    return home
+
+
+def test_help_documents_exit_codes() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for line in ("0  ok", "2  usage or bad input", "3  not found", "4  integrity", "5  build blocked"):
+        assert line in result.stdout
+
+
+def test_versions_table_and_json(home: Path) -> None:
+    code, stdout, _ = cli(home, "versions", "alice")
+    assert code == 0
+    assert "published" in stdout
+    assert "pending" in stdout
+    code, stdout, _ = cli(home, "versions", "alice", "--json")
+    rows = json.loads(stdout)
+    assert [(r["version"], r["status"]) for r in rows] == [(1, "published"), (2, "pending")]
+    assert len(rows[0]["content_hash"]) == 64
+    # the global flag works too
+    code, stdout, _ = cli(home, "--json", "versions", "alice")
+    assert json.loads(stdout) == rows
+
+
+def test_pack_show(home: Path) -> None:
+    code, stdout, _ = cli(home, "pack", "show", "alice")
+    assert code == 0
+    assert "alice v1" in stdout
+    assert "A_SELFIE" in stdout
+    code, stdout, _ = cli(home, "pack", "show", "alice", "--version", "1", "--json")
+    doc = json.loads(stdout)
+    assert (doc["persona_id"], doc["version"]) == ("alice", 1)
+    assert set(doc["anchor_sets"]) == {"A_SELFIE", "B_MIRROR", "C_CUTAWAY"}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "error"),
+    [
+        (["versions", "nobody"], ExitCode.NOT_FOUND, "persona_not_found"),
+        (["pack", "show", "alice", "--version", "2"], ExitCode.NOT_FOUND, "version_not_found"),
+        (["pack", "show", "nobody"], ExitCode.NOT_FOUND, "persona_not_found"),
+        (["pack", "import", "missing.personapack"], ExitCode.USAGE, "invalid_input"),
+        (["keys", "revoke", "0000000000000000"], ExitCode.NOT_FOUND, "not_found"),
+        (["keys", "create", "ci", "--scope", "superuser"], ExitCode.USAGE, "invalid_input"),
+    ],
+)
+def test_errors_are_one_line_with_code(home: Path, args: list[str], code: int, error: str) -> None:
+    """A typed error prints one line naming its code (no traceback) and exits with its documented code."""
+    exit_code, stdout, stderr = cli(home, *args)
+    assert exit_code == code
+    assert stderr.strip().count("\n") == 0
+    assert f"[{error}]" in stderr
+    assert "Traceback" not in stderr + stdout
+    exit_code, stdout, _ = cli(home, *args, "--json")
+    assert exit_code == code
+    assert json.loads(stdout)["error"]["code"] == error
+
+
+def test_usage_errors_exit_2(home: Path) -> None:
+    assert cli(home, "pack", "show", "alice", "--version", "0")[0] == ExitCode.USAGE
+    assert cli(home, "no-such-command")[0] == ExitCode.USAGE
+
+
+def test_export_verify_import_round_trip(home: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "alice.personapack"
+    code, stdout, _ = cli(home, "pack", "export", "alice", "-o", str(archive), "--json")
+    assert code == 0
+    exported = json.loads(stdout)
+    assert archive.is_file()
+
+    code, stdout, _ = cli(home, "pack", "verify", str(archive), "--json")
+    assert code == 0
+    assert json.loads(stdout)["content_hash"] == exported["content_hash"]
+
+    other = tmp_path / "other"
+    code, stdout, _ = cli(other, "pack", "import", str(archive), "--json")
+    assert code == 0
+    imported = json.loads(stdout)
+    assert imported["content_hash"] == exported["content_hash"]
+    assert imported["created_persona"] is True
+    code, stdout, _ = cli(other, "versions", "alice", "--json")
+    assert [(r["version"], r["status"]) for r in json.loads(stdout)] == [(1, "published")]
+    assert cli(other, "pack", "verify", "alice")[0] == 0
+
+
+def test_tampered_archive_exits_4_and_changes_nothing(home: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "alice.personapack"
+    assert cli(home, "pack", "export", "alice", "-o", str(archive))[0] == 0
+    with tarfile.open(archive, "r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+    blob = sorted(k for k in members if k.startswith("blobs/"))[0]
+    members[blob] = members[blob][:-1] + b"\x00"
+    bad = tmp_path / "bad.personapack"
+    with tarfile.open(bad, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    assert cli(home, "pack", "verify", str(bad))[0] == ExitCode.INTEGRITY
+    other = tmp_path / "other"
+    code, _, stderr = cli(other, "pack", "import", str(bad))
+    assert code == ExitCode.INTEGRITY
+    assert "[archive_integrity]" in stderr
+    assert cli(other, "--json", "versions", "alice")[0] == ExitCode.NOT_FOUND
+
+
+def test_verify_detects_a_corrupted_stored_blob(home: Path) -> None:
+    assert cli(home, "pack", "verify", "alice")[0] == 0
+    s = Settings(home=home)
+    meta = open_metadata_store(s)
+    ref = sorted(meta.get_published("alice", 1).blob_refs)[0]
+    digest = ref.removeprefix("sha256:")
+    path = home / "blobs" / "blobs" / digest[:2] / digest
+    path.write_bytes(path.read_bytes() + b"tampered")
+    code, _, stderr = cli(home, "pack", "verify", "alice")
+    assert code == ExitCode.INTEGRITY
+    assert "[integrity_error]" in stderr
+
+
+def test_keys_create_list_revoke(home: Path) -> None:
+    args = ("keys", "create", "renderer", "--scope", "read", "--persona", "alice", "--json")
+    code, stdout, _ = cli(home, *args)
+    assert code == 0
+    created = json.loads(stdout)
+    assert created["api_key"].startswith(f"pk_{created['key_id']}_")
+    assert created["persona_ids"] == ["alice"]
+
+    code, stdout, _ = cli(home, "keys", "list", "--json")
+    listed = json.loads(stdout)
+    assert [k["key_id"] for k in listed] == [created["key_id"]]
+    assert "api_key" not in listed[0]  # the secret is shown once, never listed
+    assert created["api_key"] not in stdout
+
+    code, stdout, _ = cli(home, "keys", "revoke", created["key_id"], "--json")
+    assert code == 0
+    assert json.loads(stdout)["revoked_at"] is not None
+    meta = open_metadata_store(Settings(home=home))
+    assert meta.verify_api_key(created["api_key"]) is None
+
+
+def test_build_refuses_an_empty_folder(home: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no photos here")
+    code, _, stderr = cli(home, "build", str(empty), "--persona", "bob")
+    assert code == ExitCode.USAGE
+    assert "no photos" in stderr
