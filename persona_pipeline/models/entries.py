@@ -192,8 +192,8 @@ OPENCLIP_VIT_B_32 = ModelEntry(
     name="openclip-vit-b-32",
     task="style",
     backend="openclip_onnx",
-    # Exported once from open_clip (ViT-B-32, laion2b_s34b_b79k) with
-    # ``python -m persona_pipeline.models.export openclip``; input "image" (N,3,224,224).
+    # Exported once wherever open_clip and its weights are (ViT-B-32, laion2b_s34b_b79k):
+    # torch.onnx.export(model.visual, ...) with input "image" (N, 3, 224, 224), dynamic N.
     files=(WeightFile("openclip/vit-b-32-laion2b_s34b_b79k.visual.onnx", ""),),
     licence="MIT (OpenCLIP code and LAION-2B weights)",
     preprocessing={

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
 
-def runtime_providers() -> tuple[str, ...]:
-    """CUDA first when this onnxruntime build (onnxruntime-gpu) reports it, then CPU."""
-    available = set(ort.get_available_providers())
+def runtime_providers(available: Iterable[str] | None = None) -> tuple[str, ...]:
+    """CUDA first when this onnxruntime build (onnxruntime-gpu) reports it, then CPU.
+
+    ``available`` defaults to what the installed onnxruntime reports."""
+    available = set(ort.get_available_providers() if available is None else available)
     return (CUDA, CPU) if CUDA in available else (CPU,)
 
 
@@ -34,6 +37,10 @@ def session_options() -> Any:
     opts.inter_op_num_threads = 1  # graphs here are chains; parallel branches buy nothing
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Several sessions (detector, identity, style) and OpenCV share a couple of cores: idle
+    # ORT workers that spin-wait steal them from whichever model runs next (measured: a
+    # detect+identity+style chain went from ~40 ms of work to ~150 ms wall with spinning on).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # the int8 zoo graphs warn about every initializer otherwise
     return opts
 
