@@ -37,7 +37,8 @@ def serve(
         grpc_server, bound = start_grpc_server(app.state.service, grpc_port, host)
         log.info("gRPC listening on %s:%d", host, bound)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", **UVICORN_OPTIONS)  # type: ignore[arg-type]
+        # log_config=None keeps persona-core's own (redacting) logging setup for uvicorn too.
+        uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True, **UVICORN_OPTIONS)  # type: ignore[arg-type]
     finally:
         if grpc_server is not None:
             grpc_server.stop(grace=2).wait()

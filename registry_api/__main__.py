@@ -1,0 +1,27 @@
+"""``python -m registry_api [--host H] [--port P] [--grpc-port G]``: serve the registry.
+
+Settings come from the environment (``PERSONA_*``); with none set this is the embedded
+default: a SQLite file and a blob folder under ``.persona``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from registry_api.config import ApiSettings
+from registry_api.server import serve
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m registry_api", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=None, help="also serve gRPC here (0 = off)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(ApiSettings(), host=args.host, port=args.port, grpc_port=args.grpc_port)
+
+
+if __name__ == "__main__":
+    main()
