@@ -39,7 +39,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
 
 def anchor_centers(height: int, width: int, stride: int, per_cell: int) -> np.ndarray:
     """(height * width * per_cell, 2) anchor centres (x, y) in input pixels, row-major."""
-    centers = np.stack(np.mgrid[:height, :width][::-1], axis=-1).astype(np.float32) * stride
+    ys, xs = np.mgrid[:height, :width]
+    centers = np.stack([xs, ys], axis=-1).astype(np.float32) * stride
     centers = centers.reshape(-1, 2)
     return np.repeat(centers, per_cell, axis=0) if per_cell > 1 else centers
 
