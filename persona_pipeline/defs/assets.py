@@ -272,7 +272,7 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
         qc_rows = {r.name: (bool(r.passed), r.reason) for r in qc.table.itertuples()}
         pack = assemble_pack(inputs, anchor_sets, face_embeddings, style_embeddings, voice_embedding,
                              blobs=blobs, qc_rows=qc_rows, models=used, checks=outcomes,
-                             config=pipeline_config.to_config(), run_id=context.run_id)
+                             config=pipeline_config.to_config(), run_id=context.run.run_id)
         record = publish_pack(meta, blobs, pack)
     summary = {
         "persona_id": pack.persona_id, "version": pack.version, "content_hash": pack.content_hash,

@@ -1,0 +1,176 @@
+"""The builder end to end through Dagster (in-process) on real fixture photos and voices,
+with the real offline models: what gets published, rejected, warned about and blocked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from conftest import FIXTURE_CONFIG, OBAMA, PARTIAL, TWO_FACES, Home, variant
+
+from persona_core.embeddings import matrix_row
+from persona_core.errors import VersionNotFoundError
+from persona_core.pack import PersonaPack
+from persona_core.refs import parse_ref
+from persona_core.store.base import VersionStatus
+from persona_pipeline.build import BuildResult, build_version
+from persona_pipeline.steps.config import PipelineConfig
+
+pytestmark = [pytest.mark.dagster, pytest.mark.models, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def build(home: Home, version: int, instance: dg.DagsterInstance, config: PipelineConfig = FIXTURE_CONFIG,
+          persona_id: str = "obama") -> BuildResult:
+    return build_version(persona_id, version, home.settings, instance, config=config)
+
+
+def load_pack(home: Home, persona_id: str, version: int) -> PersonaPack:
+    published = home.meta.get_published(persona_id, version)
+    return PersonaPack.model_validate_json(home.blobs.get(published.pack_ref))
+
+
+@pytest.fixture(scope="module")
+def fixture_build(tmp_path_factory: pytest.TempPathFactory, instance: dg.DagsterInstance) -> tuple[Home, BuildResult]:
+    home = Home(tmp_path_factory.mktemp("fixture-home"))
+    corrupt = ("corrupt.jpg", (Path(__file__).parent.parent / "fixtures/faces/corrupt.jpg").read_bytes(), "image")
+    v = home.upload("obama", [*OBAMA, *PARTIAL, *TWO_FACES], ["a1.wav", "a2.wav"], extra=[corrupt])
+    return home, build(home, v.version, instance)
+
+
+def test_fixture_photos_and_voices_publish_a_pack(fixture_build: tuple[Home, BuildResult]) -> None:
+    home, result = fixture_build
+    assert result.success and result.status == VersionStatus.PUBLISHED
+    pack = load_pack(home, "obama", 1)
+    assert pack.content_hash == result.metadata["persona_pack"]["content_hash"]
+    anchors = {mode.value: [a.anchor_id for a in items] for mode, items in pack.anchor_sets.items()}
+    assert {m: len(a) >= 1 for m, a in anchors.items()} == {"A_SELFIE": True, "B_MIRROR": True, "C_CUTAWAY": True}
+    for items in pack.anchor_sets.values():
+        assert [a.canonical for a in items] == [True] + [False] * (len(items) - 1)
+        for a in items:
+            # Every anchor ref resolves to real bytes: the crop is an image, the row a 128-d vector.
+            assert home.blobs.get(a.face_crop_ref)[:4] == b"\x89PNG"
+            ident = parse_ref(a.embedding_ref)
+            assert matrix_row(home.blobs.get(ident.blob), ident.row or 0).shape == (128,)
+    voice = pack.voice_profile
+    assert voice is not None and voice.speaker_embedding_ref and voice.embedding_model == "resemblyzer"
+    assert {m.task for m in pack.provenance.models} >= {"detect", "identity", "style", "voice"}
+    assert all(len(w) == 64 for m in pack.provenance.models for w in m.weights_sha256)
+    assert pack.provenance.run_id == result.run_id
+    assert {r.name for r in pack.provenance.inputs} >= {*OBAMA, *PARTIAL, *TWO_FACES, "corrupt.jpg", "a1.wav"}
+
+
+def test_two_face_photos_are_rejected_for_face_count(fixture_build: tuple[Home, BuildResult]) -> None:
+    home, result = fixture_build
+    rejected = {r["name"]: r["reason"] for r in result.metadata["qc"]["rejected"]}
+    for name in TWO_FACES:
+        assert "face count" in rejected[name]
+    pack = load_pack(home, "obama", 1)
+    records = {r.name: r for r in pack.provenance.inputs}
+    assert not records["two_people.jpg"].accepted and "face count 2" in records["two_people.jpg"].reason
+
+
+def test_corrupt_file_is_rejected_with_a_clear_reason_and_the_rest_builds(
+    fixture_build: tuple[Home, BuildResult],
+) -> None:
+    _home, result = fixture_build
+    rejected = {r["name"]: r["reason"] for r in result.metadata["qc"]["rejected"]}
+    assert rejected["corrupt.jpg"].startswith("unreadable image: not an image file")
+    assert result.status == VersionStatus.PUBLISHED
+    assert sum(result.metadata["anchor_sets"]["anchors_per_mode"].values()) >= 3
+
+
+def test_partial_faces_are_flagged(fixture_build: tuple[Home, BuildResult]) -> None:
+    _home, result = fixture_build
+    rejected = {r["name"]: r["reason"] for r in result.metadata["qc"]["rejected"]}
+    assert all(rejected[n].startswith("partial face") for n in PARTIAL)
+
+
+def test_outsider_raises_warn_check_and_is_left_out(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    home = Home(tmp_path)
+    v = home.upload("obama", [*OBAMA, "biden.jpg"])
+    result = build(home, v.version, instance)
+    check = result.checks["identity_stability"]
+    assert check["severity"] == "WARN" and not check["passed"]
+    outliers = check["metadata"]["outliers"]
+    assert list(outliers) == ["biden.jpg"] and outliers["biden.jpg"] < check["metadata"]["threshold"]
+    assert "biden.jpg" in check["description"]
+    assert result.status == VersionStatus.PUBLISHED
+    pack = load_pack(home, "obama", v.version)
+    biden_sha = next(r.sha256 for r in pack.provenance.inputs if r.name == "biden.jpg")
+    assert biden_sha not in {a.source_sha256 for items in pack.anchor_sets.values() for a in items}
+    # No voice clips and no behaviour config in this upload: safe defaults, reported.
+    assert pack.voice_profile is not None and pack.voice_profile.defaults_applied
+    assert pack.behavior_policy.defaults_applied
+    assert not result.checks["config_defaults"]["passed"]
+
+
+def test_too_few_anchors_in_a_required_mode_blocks_publish(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    home = Home(tmp_path)
+    v = home.upload("obama", OBAMA)
+    strict = PipelineConfig(required_modes=("A_SELFIE", "C_CUTAWAY"),
+                            min_anchors_per_mode={"A_SELFIE": 1, "C_CUTAWAY": 2})
+    result = build(home, v.version, instance, strict)
+    assert not result.checks["enough_anchors"]["passed"]
+    assert result.checks["enough_anchors"]["severity"] == "ERROR"
+    assert "persona_pack" not in result.materialized
+    assert result.status == VersionStatus.BLOCKED
+    assert result.record.reasons == ["C_CUTAWAY: 1 usable anchor(s), need at least 2"]
+    with pytest.raises(VersionNotFoundError):
+        home.meta.get_published("obama", v.version)
+
+
+def test_same_photo_set_gives_the_same_content_hash(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    hashes = []
+    for i in range(2):  # two homes: nothing cached between them, every model runs again
+        home = Home(tmp_path / f"home{i}")
+        v = home.upload("obama", OBAMA)
+        hashes.append(build(home, v.version, instance).record.content_hash)
+    v2 = home.upload("obama", OBAMA)  # a second version of the same set, from the cache
+    hashes.append(build(home, v2.version, instance).record.content_hash)
+    assert hashes[0] is not None and len(set(hashes)) == 1
+
+
+def test_rebuild_with_one_changed_input_recomputes_only_that_input(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    home = Home(tmp_path)
+    extra = [("obama_bright.jpg", variant("obama.jpg", "bright"), "image"),
+             ("obama2_flip.jpg", variant("obama2.jpg", "flip"), "image")]
+    first = build(home, home.upload("obama", OBAMA, extra=extra).version, instance)
+    assert first.metadata["qc"]["qc_computed"] == 6
+    changed = [extra[0], ("obama2_flip.jpg", variant("obama2.jpg", "dark"), "image")]
+    second = build(home, home.upload("obama", OBAMA, extra=changed).version, instance)
+    md = second.metadata
+    assert (md["qc"]["qc_computed"], md["qc"]["qc_cached"]) == (1, 5)
+    assert (md["faces"]["faces_computed"], md["faces"]["faces_cached"]) == (1, 5)
+    assert md["face_embeddings"]["face_computed"] == 1
+    assert md["style_embeddings"]["style_computed"] == 1
+    assert second.status == VersionStatus.PUBLISHED
+
+
+def test_missing_input_blob_fails_the_version_with_the_reason(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    home = Home(tmp_path)
+    v = home.upload("obama", OBAMA)
+    gone = v.inputs["files"][0]["ref"]
+    home.blobs.blob_path(gone).unlink()  # type: ignore[attr-defined]
+    result = build(home, v.version, instance)
+    assert not result.success
+    assert result.status == VersionStatus.FAILED
+    assert "BlobNotFoundError" in result.record.reasons[0]
+
+
+def test_a_published_version_is_never_rebuilt(fixture_build: tuple[Home, BuildResult],
+                                               instance: dg.DagsterInstance) -> None:
+    home, first = fixture_build
+    again = build(home, 1, instance)
+    assert not again.success
+    assert home.meta.get_version("obama", 1).status == VersionStatus.PUBLISHED
+    assert home.meta.get_published("obama", 1).content_hash == first.record.content_hash
