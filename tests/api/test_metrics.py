@@ -1,0 +1,103 @@
+"""GET /metrics: a Prometheus text exposition a real parser accepts, with request latency by
+route template and build counts by status read from the metadata store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from persona_core.publish import publish_pack
+from persona_core.store.base import VersionStatus
+from persona_core.store.local import LocalBlobStore
+from persona_core.store.metadata import SqlMetadataStore
+from persona_core.testing import make_pack
+from registry_api import metrics
+from registry_api.config import ApiSettings
+from registry_api.main import create_app
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
+    settings = ApiSettings(env="test", home=tmp_path, public_base_url="http://testserver")
+    meta = SqlMetadataStore.open(settings.resolved_database_url)
+    blobs = LocalBlobStore(tmp_path / "blobs", b"secret-for-tests-0123456789", settings.public_base_url)
+    meta.create_persona("alice", {})
+    meta.create_version("alice", {})
+    publish_pack(meta, blobs, make_pack(blobs, "alice", 1))
+    meta.create_version("alice", {})  # v2 pending
+    meta.create_version("alice", {})
+    meta.set_status("alice", 3, VersionStatus.BLOCKED, reasons=["too few anchors in A_SELFIE"])
+    meta.create_version("alice", {})
+    meta.set_status("alice", 4, VersionStatus.FAILED, reasons=["boom"])
+    app = create_app(settings, metadata=meta, blobs=blobs)
+    metrics.register(app)
+    key = meta.create_api_key("reader", ["read"])[1]
+    return TestClient(app), {"X-API-Key": key}
+
+
+def _families(text: str) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+    out: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        out[family.name] = [(s.name, s.labels, s.value) for s in family.samples]
+    return out
+
+
+def test_request_histogram_by_route_template(client: tuple[TestClient, dict[str, str]]) -> None:
+    http, headers = client
+    for _ in range(3):
+        assert http.get("/v1/personas/alice/versions", headers=headers).status_code == 200
+    assert http.get("/v1/personas/nobody/versions", headers=headers).status_code == 404
+    assert http.get("/v1/personas/alice/versions").status_code == 401
+    assert http.get("/no/such/path").status_code == 404
+
+    response = http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    fams = _families(response.text)
+    samples = fams["persona_http_request_duration_seconds"]
+
+    def count(route: str, status: str) -> float:
+        return next(
+            v
+            for n, labels, v in samples
+            if n.endswith("_count") and labels["route"] == route and labels["status"] == status
+        )
+
+    route = "/v1/personas/{persona_id}/versions"
+    assert count(route, "200") == 3
+    assert count(route, "404") == 1
+    assert count(route, "401") == 1
+    assert count(metrics.UNMATCHED_ROUTE, "404") == 1
+    # No raw path ever becomes a label value (bounded cardinality).
+    assert not any("alice" in labels.get("route", "") for _, labels, _ in samples)
+    buckets = [
+        (labels["le"], v)
+        for n, labels, v in samples
+        if n.endswith("_bucket") and labels["route"] == route and labels["status"] == "200"
+    ]
+    values = [v for _, v in buckets]
+    assert values == sorted(values)
+    assert buckets[-1] == ("+Inf", 3)
+
+
+def test_build_counts_by_status(client: tuple[TestClient, dict[str, str]]) -> None:
+    http, _ = client
+    fams = _families(http.get("/metrics").text)
+    by_status = {labels["status"]: v for _, labels, v in fams["persona_versions"]}
+    assert by_status == {"pending": 1, "building": 0, "blocked": 1, "failed": 1, "published": 1}
+    assert fams["persona_metadata_up"][0][2] == 1
+
+
+def test_store_walk_matches_group_by(client: tuple[TestClient, dict[str, str]]) -> None:
+    """Stores without SQL are counted persona by persona; both ways agree."""
+    http, _ = client
+    store = http.app.state.service.metadata  # type: ignore[attr-defined]
+
+    class Plain:
+        list_personas = store.list_personas
+        list_versions = store.list_versions
+
+    assert metrics.count_versions_by_status(Plain()) == metrics.count_versions_by_status(store)  # type: ignore[arg-type]
