@@ -3,11 +3,12 @@ process) and the pipeline config. Nothing reads the environment at import time."
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from persona_core.settings import Settings
 from persona_core.store.base import BlobStore, MetadataStore
@@ -41,15 +42,21 @@ class StoresResource(dg.ConfigurableResource):
         return Settings(**given)
 
     def blobs(self) -> BlobStore:
-        return _blob_store(self.settings().model_dump_json())
+        settings = self.settings()
+        # Secrets are part of the key (model_dump_json would mask them as "**********").
+        key = tuple(sorted((k, str(v.get_secret_value() if isinstance(v, SecretStr) else v))
+                           for k, v in settings))
+        with _LOCK:
+            if key not in _BLOB_STORES:
+                _BLOB_STORES[key] = open_blob_store(settings)
+            return _BLOB_STORES[key]
 
     def meta(self) -> MetadataStore:
         return _metadata_store(self.settings().resolved_database_url)
 
 
-@cache
-def _blob_store(settings_json: str) -> BlobStore:
-    return open_blob_store(Settings.model_validate_json(settings_json))
+_BLOB_STORES: dict[tuple[tuple[str, str], ...], BlobStore] = {}
+_LOCK = threading.Lock()
 
 
 @cache
