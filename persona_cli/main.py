@@ -170,19 +170,19 @@ def versions(persona_id: str, json_out: JsonOpt = False) -> None:
 @handle_errors
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="HTTP port.")] = 8000,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Also serve gRPC here (default PERSONA_GRPC_PORT; 0 = off)."),
+    ] = None,
 ) -> None:
-    """Run the registry (FastAPI on uvicorn) over the configured stores."""
-    import uvicorn  # noqa: PLC0415 - the api extra, only for this command
-
-    from registry_api.config import ApiSettings  # noqa: PLC0415
-    from registry_api.main import create_app  # noqa: PLC0415
+    """Run the registry (HTTP on uvicorn, optionally gRPC) over the configured stores."""
+    from registry_api.config import ApiSettings  # noqa: PLC0415 - the api extra, only for this command
+    from registry_api.server import serve as serve_registry  # noqa: PLC0415
 
     s = settings(ApiSettings)
     configure_logging(settings=s)
-    app_ = create_app(s)  # type: ignore[arg-type]
-    # log_config=None keeps persona-core's (redacting, optionally JSON) handler for uvicorn too.
-    uvicorn.run(app_, host=host, port=port, log_config=None, proxy_headers=True)
+    serve_registry(s, host=host, port=port, grpc_port=grpc_port)  # type: ignore[arg-type]
 
 
 @app.command()
