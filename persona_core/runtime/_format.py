@@ -21,9 +21,18 @@ from typing import Any
 
 from persona_core.errors import IntegrityError
 
-MAGIC = b"PCPACK\x00\x01"
+# The last two bytes are the format version; files of another version are re-fetched.
+MAGIC_PREFIX = b"PCPACK"
+MAGIC = MAGIC_PREFIX + b"\x00\x02"
 HEADER = struct.Struct("<8sQQQQ32s")
+
+# OpenSSL sets a digest up on its first use (~40 us); pay that at import, not in the first load.
+hashlib.sha256(b"")
 ALIGN = 64
+
+
+class StaleFormatError(Exception):
+    """A well-formed cache file written by another version of this format."""
 
 
 def _align(n: int) -> int:
@@ -61,6 +70,10 @@ def decode(buf: memoryview, where: str) -> tuple[dict[str, Any], memoryview]:
     if len(buf) < HEADER.size:
         raise IntegrityError(f"{where}: truncated cache file")
     magic, index_off, index_len, doc_off, doc_len, index_sha = HEADER.unpack_from(buf)
+    if magic != MAGIC and magic.startswith(MAGIC_PREFIX):
+        raise StaleFormatError(
+            f"{where}: cache format {magic[-2:].hex()}, this code reads {MAGIC[-2:].hex()}"
+        )
     if magic != MAGIC:
         raise IntegrityError(f"{where}: not a pack cache file (bad magic)")
     if index_off + index_len != len(buf) or doc_off + doc_len > index_off:

@@ -321,13 +321,22 @@ class PackCache:
 
     def _from_disk(self, path: Path, persona_id: str, version: int) -> CachedPack | None:
         try:
-            with open(path, "rb") as fh:
-                buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        try:
+            buf = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         except ValueError:  # an empty file cannot be mapped
             raise IntegrityError(f"{path}: empty cache file") from None
-        pack = CachedPack(buf, str(path), path, matrices_verified=False)
+        finally:
+            os.close(fd)
+        try:
+            pack = CachedPack(buf, str(path), path, matrices_verified=False)
+        except _format.StaleFormatError as exc:
+            if self.source is None:
+                raise IntegrityError(f"{exc}; no source to fetch it again") from None
+            log.info("re-fetching %s v%s: %s", persona_id, version, exc)
+            return None
         if pack.persona_id != persona_id or pack.version != version:
             raise IntegrityError(
                 f"{path} holds {pack.persona_id} v{pack.version}, not {persona_id} v{version}"

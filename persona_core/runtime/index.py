@@ -10,12 +10,14 @@ of hundreds of strings.
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from array import array
+from typing import Any, NamedTuple
 
 from persona_core.pack import CameraMode, Expression, PersonaPack, RefreshPolicy
 from persona_core.runtime.drift import DriftThresholds
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 # Fixed fallback order when a requested mode has no anchors at all.
 MODE_ORDER: tuple[str, ...] = tuple(m.value for m in CameraMode)
 EXPRESSIONS: tuple[str, ...] = tuple(e.value for e in Expression)
@@ -41,14 +43,12 @@ def index_document(pack: PersonaPack) -> dict[str, Any]:
     def ranked(positions: list[int]) -> list[int]:
         return sorted(positions, key=lambda p: (-quality[p], ids[p]))
 
-    order: dict[str, list[int]] = {}
     by_emotion: dict[str, dict[str, list[int]]] = {}
     canonical: dict[str, int] = {}
     for mode in MODE_ORDER:
         in_mode = ranked([p for p in range(len(ids)) if mode_of[p] == mode])
         if not in_mode:
             continue
-        order[mode] = in_mode
         flagged = [p for p in in_mode if canonical_flag[p]]
         # A mode without a flagged canonical anchor falls back to its best anchor.
         canonical[mode] = flagged[0] if flagged else in_mode[0]
@@ -63,10 +63,11 @@ def index_document(pack: PersonaPack) -> dict[str, Any]:
         "content_hash": pack.content_hash,
         "ids": "\n".join(ids),
         "image_refs": "\n".join(refs),
-        "quality": quality,
-        "mode": [MODE_ORDER.index(m) for m in mode_of],
-        "expr": [EXPRESSIONS.index(e) for e in expr_of],
-        "order": order,
+        # Exact float64 bytes as hex: JSON number parsing is the slowest part of a load.
+        "quality": _le_hex(quality),
+        # One digit per anchor (position in MODE_ORDER / EXPRESSIONS).
+        "mode": "".join(str(MODE_ORDER.index(m)) for m in mode_of),
+        "expr": "".join(str(EXPRESSIONS.index(e)) for e in expr_of),
         "by_emotion": by_emotion,
         "canonical": canonical,
         "refresh_policy": pack.refresh_policy.model_dump(mode="json"),
@@ -74,25 +75,39 @@ def index_document(pack: PersonaPack) -> dict[str, Any]:
     }
 
 
+def _le_hex(values: list[float]) -> str:
+    arr = array("d", values)
+    if sys.byteorder != "little":
+        arr.byteswap()
+    return arr.tobytes().hex()
+
+
+class AnchorColumns(NamedTuple):
+    ids: list[str]
+    image_refs: list[str]
+    quality: array[float]
+    pos: dict[str, int]
+
+
 class SelectionIndex:
     """Read-only lookup tables of one pack. ``memo`` caches resolved choices (bounded: keys
-    are built only from valid modes, emotions and the pack's own anchor ids)."""
+    are built only from valid modes, emotions and the pack's own anchor ids). The per-anchor
+    columns are split out of their strings on first use, so a load that never selects, or a
+    select answered from the memo, never pays for them."""
 
     __slots__ = (
+        "_columns",
+        "_raw",
         "behavior_policy_doc",
         "by_mode_emotion",
         "canonical",
         "clamp_tables",
         "content_hash",
-        "expr_of",
-        "ids",
-        "image_refs",
+        "expr_codes",
         "memo",
-        "mode_of",
-        "modes",
+        "mode_codes",
+        "n_anchors",
         "persona_id",
-        "pos",
-        "quality",
         "refresh_policy_doc",
         "thresholds",
         "version",
@@ -104,17 +119,15 @@ class SelectionIndex:
         self.persona_id: str = doc["persona_id"]
         self.version: int = doc["version"]
         self.content_hash: str | None = doc["content_hash"]
-        ids = doc["ids"].split("\n") if doc["ids"] else []
-        self.ids: list[str] = ids
-        self.image_refs: list[str] = doc["image_refs"].split("\n") if ids else []
-        self.quality: list[float] = doc["quality"]
-        self.mode_of: list[str] = [MODE_ORDER[i] for i in doc["mode"]]
-        self.expr_of: list[str] = [EXPRESSIONS[i] for i in doc["expr"]]
-        columns = (self.image_refs, self.quality, self.mode_of, self.expr_of)
-        if any(len(col) != len(ids) for col in columns):
+        self.mode_codes: str = doc["mode"]
+        self.expr_codes: str = doc["expr"]
+        n = self.n_anchors = len(self.mode_codes)
+        ids, refs, quality = doc["ids"], doc["image_refs"], doc["quality"]
+        rows = (ids.count("\n") + 1 if ids else 0, refs.count("\n") + 1 if refs else 0, len(quality) // 16)
+        if rows != (n, n, n) or len(self.expr_codes) != n:
             raise ValueError("selection index columns differ in length")
-        self.pos: dict[str, int] = {a: p for p, a in enumerate(ids)}
-        self.modes: tuple[str, ...] = tuple(m for m in MODE_ORDER if m in doc["order"])
+        self._raw: tuple[str, str, str] | None = (ids, refs, quality)
+        self._columns: AnchorColumns | None = None
         self.canonical: dict[str, int] = doc["canonical"]
         self.by_mode_emotion: dict[tuple[str, str], list[int]] = {
             (mode, emo): lst for mode, groups in doc["by_emotion"].items() for emo, lst in groups.items()
@@ -132,9 +145,31 @@ class SelectionIndex:
         self.memo: dict[tuple[Any, ...], Any] = {}
         self.clamp_tables: Any = None  # compiled on the first clamp (runtime.clamp.ClampTables)
 
+    def columns(self) -> AnchorColumns:
+        """Anchor ids, image refs and qualities by position, and position by anchor id."""
+        cols = self._columns
+        if cols is None:
+            ids_raw, refs_raw, quality_hex = self._raw or ("", "", "")
+            ids = ids_raw.split("\n") if ids_raw else []
+            quality = array("d", bytes.fromhex(quality_hex))
+            if sys.byteorder != "little":
+                quality.byteswap()
+            refs = refs_raw.split("\n") if refs_raw else []
+            # Racing threads build equal columns; whichever lands last wins, harmlessly.
+            cols = self._columns = AnchorColumns(
+                ids, refs, quality, dict(zip(ids, range(len(ids)), strict=True))
+            )
+        return cols
+
     @classmethod
     def from_pack(cls, pack: PersonaPack) -> SelectionIndex:
         return cls(index_document(pack))
+
+    def mode_of(self, p: int) -> str:
+        return MODE_ORDER[int(self.mode_codes[p])]
+
+    def expr_of(self, p: int) -> str:
+        return EXPRESSIONS[int(self.expr_codes[p])]
 
     def refresh_policy(self) -> RefreshPolicy:
         return RefreshPolicy.model_validate(self.refresh_policy_doc)

@@ -38,14 +38,38 @@ class RefreshReason(StrEnum):
     FLICKER = "flicker"
 
 
+_DETAIL = {
+    RefreshReason.OK: "within thresholds",
+    RefreshReason.PERIODIC: "turn {observed:g}: every {threshold:g} turns",
+    RefreshReason.IDENTITY_DRIFT_FAIL: "identity_similarity {observed:.3f} < fail {threshold}",
+    RefreshReason.IDENTITY_DRIFT_SUSTAINED: (
+        "identity_similarity {observed:.3f} < warn {threshold} two turns running"
+    ),
+    RefreshReason.IDENTITY_DRIFT_TREND: (
+        "identity_similarity heads to {observed:.3f} next turn, < fail {threshold}"
+    ),
+    RefreshReason.IDENTITY_DRIFT_WARN: "identity_similarity {observed:.3f} < warn {threshold}",
+    RefreshReason.BACKGROUND_DRIFT: "bg_similarity {observed:.3f} < fail {threshold}",
+    RefreshReason.FLICKER: "flicker_score {observed:.3f} > fail {threshold}",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class RefreshDecision:
+    """``observed`` is the value that decided (a projected one for a trend; the turn for
+    ``periodic``) and ``threshold`` the line it crossed; ``detail`` says it in words."""
+
     force_reset: bool
     reason: RefreshReason
-    detail: str = ""
+    observed: float | None = None
+    threshold: float | None = None
+
+    @property
+    def detail(self) -> str:
+        return _DETAIL[self.reason].format(observed=self.observed, threshold=self.threshold)
 
 
-_OK = RefreshDecision(False, RefreshReason.OK, "within thresholds")
+_OK = RefreshDecision(False, RefreshReason.OK)
 _POLICY_THRESHOLDS: IdentityCache[RefreshPolicy, DriftThresholds] = IdentityCache(DriftThresholds.from_policy)
 
 
@@ -80,9 +104,7 @@ def anchor_refresh_policy(turn_index: int, drift_trend: Any = None, policy: Any 
     if drift is not None and drift.force_reset:
         return drift
     if turn_index > 0 and turn_index % th.refresh_every_turns == 0:
-        return RefreshDecision(
-            True, RefreshReason.PERIODIC, f"turn {turn_index}: every {th.refresh_every_turns} turns"
-        )
+        return RefreshDecision(True, RefreshReason.PERIODIC, turn_index, th.refresh_every_turns)
     return drift or _OK
 
 
@@ -91,40 +113,31 @@ def _drift_decision(  # noqa: PLR0911 - one return per rule of the module docstr
 ) -> RefreshDecision | None:
     ident = latest.identity_similarity
     if ident < th.identity_fail:
-        return _reset(
-            RefreshReason.IDENTITY_DRIFT_FAIL, f"identity_similarity {ident:.3f} < fail {th.identity_fail}"
-        )
+        return RefreshDecision(True, RefreshReason.IDENTITY_DRIFT_FAIL, ident, th.identity_fail)
     if latest.bg_similarity < th.bg_fail:
-        return _reset(
-            RefreshReason.BACKGROUND_DRIFT, f"bg_similarity {latest.bg_similarity:.3f} < fail {th.bg_fail}"
-        )
+        return RefreshDecision(True, RefreshReason.BACKGROUND_DRIFT, latest.bg_similarity, th.bg_fail)
     if latest.flicker_score > th.flicker_fail:
-        return _reset(
-            RefreshReason.FLICKER, f"flicker_score {latest.flicker_score:.3f} > fail {th.flicker_fail}"
-        )
+        return RefreshDecision(True, RefreshReason.FLICKER, latest.flicker_score, th.flicker_fail)
     if ident >= th.identity_warn:
         return None
     if previous is not None:
-        prev = previous.identity_similarity
-        if prev < th.identity_warn:
-            return _reset(
-                RefreshReason.IDENTITY_DRIFT_SUSTAINED,
-                f"identity_similarity {prev:.3f}, {ident:.3f} < warn {th.identity_warn} two turns running",
-            )
-        if ident + (ident - prev) < th.identity_fail:
-            return _reset(
-                RefreshReason.IDENTITY_DRIFT_TREND,
-                f"identity_similarity {prev:.3f} -> {ident:.3f} heads below fail {th.identity_fail}",
-            )
-    return RefreshDecision(
-        False, RefreshReason.IDENTITY_DRIFT_WARN, f"identity_similarity {ident:.3f} < warn {th.identity_warn}"
-    )
+        if previous.identity_similarity < th.identity_warn:
+            return RefreshDecision(True, RefreshReason.IDENTITY_DRIFT_SUSTAINED, ident, th.identity_warn)
+        projected = ident + (ident - previous.identity_similarity)
+        if projected < th.identity_fail:
+            return RefreshDecision(True, RefreshReason.IDENTITY_DRIFT_TREND, projected, th.identity_fail)
+    return RefreshDecision(False, RefreshReason.IDENTITY_DRIFT_WARN, ident, th.identity_warn)
 
 
 def _last_two(trend: Any) -> tuple[DriftStats | None, DriftStats | None]:
     if trend is None:
         return None, None
-    if type(trend) is DriftStats or isinstance(trend, Mapping):
+    kind = type(trend)
+    if kind is list or kind is tuple:  # the common case, without the slower ABC checks
+        if not trend:
+            return None, None
+        return as_drift_stats(trend[-1]), (as_drift_stats(trend[-2]) if len(trend) > 1 else None)
+    if kind is DriftStats or isinstance(trend, Mapping):
         return as_drift_stats(trend), None
     if isinstance(trend, Sequence) and not isinstance(trend, str | bytes):
         if not trend:
@@ -134,7 +147,3 @@ def _last_two(trend: Any) -> tuple[DriftStats | None, DriftStats | None]:
     raise InvalidInputError(
         f"drift_trend must be DriftStats, a mapping or a sequence, got {type(trend).__name__}"
     )
-
-
-def _reset(reason: RefreshReason, detail: str) -> RefreshDecision:
-    return RefreshDecision(True, reason, detail)

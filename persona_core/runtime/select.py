@@ -88,7 +88,7 @@ def select_anchor(
         choice = _resolve(index, mode, desired_emotion, continuity, drift)
         # Only ids the pack knows are memoised, which keeps the memo bounded whatever
         # callers pass; an unknown previous anchor is rare and resolves each time.
-        if continuity is None or continuity in index.pos:
+        if continuity is None or continuity in index.columns().pos:
             index.memo[key] = choice
     return choice
 
@@ -105,22 +105,22 @@ def _check_args(mode: Any, emotion: Any, continuity: Any) -> tuple[str, str]:
 
 def _resolve(index: SelectionIndex, mode: Any, emotion: Any, continuity: Any, drift: str) -> AnchorChoice:
     mode, emotion = _check_args(mode, emotion, continuity)
-    if not index.ids:
+    if not index.n_anchors:
         raise NotFoundError(f"pack {index.persona_id} v{index.version} has no anchors")
     target = mode if mode in index.canonical else next(m for m in MODE_ORDER if m in index.canonical)
     has_emotion = (target, emotion) in index.by_mode_emotion
 
     broken = ""
     if continuity is not None:
-        p = index.pos.get(continuity)
+        p = index.columns().pos.get(continuity)
         if p is None:
             broken = f"previous anchor {continuity!r} is not in this pack"
         elif drift != DRIFT_OK:
             broken = f"{drift} outside the pack's refresh thresholds"
-        elif index.mode_of[p] != target:
-            broken = f"previous anchor is in {index.mode_of[p]}, rendering {target}"
-        elif has_emotion and index.expr_of[p] != emotion:
-            broken = f"previous anchor shows {index.expr_of[p]}, {emotion} wanted"
+        elif index.mode_of(p) != target:
+            broken = f"previous anchor is in {index.mode_of(p)}, rendering {target}"
+        elif has_emotion and index.expr_of(p) != emotion:
+            broken = f"previous anchor shows {index.expr_of(p)}, {emotion} wanted"
         else:
             return _choice(index, p, SelectReason.CONTINUITY, "previous anchor kept: drift within thresholds")
     suffix = f"; {broken}" if broken else ""
@@ -138,12 +138,13 @@ def _resolve(index: SelectionIndex, mode: Any, emotion: Any, continuity: Any, dr
 
 
 def _choice(index: SelectionIndex, p: int, reason: SelectReason, detail: str) -> AnchorChoice:
+    cols = index.columns()
     return AnchorChoice(
-        anchor_id=index.ids[p],
-        image_ref=index.image_refs[p],
-        mode=CameraMode(index.mode_of[p]),
-        emotion=Expression(index.expr_of[p]),
-        quality=index.quality[p],
+        anchor_id=cols.ids[p],
+        image_ref=cols.image_refs[p],
+        mode=CameraMode(index.mode_of(p)),
+        emotion=Expression(index.expr_of(p)),
+        quality=cols.quality[p],
         reason=reason,
         detail=detail,
     )

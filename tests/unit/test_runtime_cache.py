@@ -314,3 +314,18 @@ def test_cached_pack_type_is_what_the_hooks_take(store: Store, source: CountingS
     assert isinstance(pack, CachedPack)
     assert pack.refresh_policy == store.packs[1].refresh_policy
     assert pack.behavior_policy == store.packs[1].behavior_policy
+
+
+def test_cache_file_of_another_format_is_fetched_again(store: Store, source: CountingSource, tmp_path):
+    """A cache file written by another format version is re-fetched (or refused offline), never misread."""
+    cache = PackCache(tmp_path / "cache", source)
+    path = cache.load(PID, 1).path
+    data = bytearray(path.read_bytes())
+    data[7] ^= 0xFF  # the format version byte of the magic
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        PackCache(tmp_path / "cache").load(PID, 1)
+    fetched = source.documents
+    assert PackCache(tmp_path / "cache", source).load(PID, 1).content_hash == store.packs[1].content_hash
+    assert source.documents == fetched + 1
+    assert PackCache(tmp_path / "cache").load(PID, 1).version == 1  # rewritten in the current format

@@ -60,8 +60,11 @@ def test_refresh_decisions(turn, trend, policy, force, reason):
 def test_reset_detail_shows_observed_value_and_threshold():
     """A drift reset says what was observed and which threshold it crossed."""
     decision = anchor_refresh_policy(1, {"identity_similarity": 0.7})
+    assert (decision.observed, decision.threshold) == (0.7, 0.74)
     assert "0.700" in decision.detail
     assert "0.74" in decision.detail
+    trend = anchor_refresh_policy(1, [{"identity_similarity": 0.95}, {"identity_similarity": 0.80}])
+    assert trend.observed == pytest.approx(0.65)  # the projected next value
 
 
 def test_policy_is_read_from_a_pack(tmp_path):
