@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -167,7 +167,7 @@ def _check_files(files: Sequence[tuple[str, bytes, str]], camera_modes: Mapping[
             camera_mode = CameraMode(mode) if mode is not None else None
         except ValueError:
             raise InvalidInputError(f"file {name!r}: unknown camera mode {mode!r}") from None
-        checked.append(_Checked(name, bytes(data), kind, camera_mode))
+        checked.append(_Checked(name, bytes(data), cast(FileKind, kind), camera_mode))
     unknown = set(camera_modes) - seen
     if unknown:
         raise InvalidInputError(f"camera modes given for files not uploaded: {sorted(unknown)}")
