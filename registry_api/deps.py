@@ -11,7 +11,8 @@ from registry_api.auth import Principal, key_from_headers
 from registry_api.service import RegistryService
 
 
-def get_service(request: Request) -> RegistryService:
+async def get_service(request: Request) -> RegistryService:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread per request.
     return request.app.state.service  # type: ignore[no-any-return]
 
 

@@ -46,7 +46,8 @@ def create_app(
         "`application/problem+json` with a stable `code`.",
     )
     app.state.service = RegistryService(settings, metadata, blobs)
-    for router in (health.router, personas.router, versions.router, assets.router):
+    # versions first: its GET-pack route is the hot one, and routes are matched in order.
+    for router in (versions.router, personas.router, assets.router, health.router):
         app.include_router(router)
     app.add_exception_handler(PersonaCoreError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

