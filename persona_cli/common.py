@@ -78,7 +78,7 @@ class State:
 
     home: Path | None = None
     json: bool = False
-    quiet: bool = False
+    verbose: bool = False
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]

@@ -8,7 +8,7 @@ stdout, and exits with a documented code (see ``persona-core --help``).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, is_dataclass
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,12 +22,14 @@ from persona_cli.common import (
     JsonOpt,
     State,
     emit_json,
+    err,
     fail,
     handle_errors,
     open_stores,
     out,
     set_state,
     settings,
+    state,
     want_json,
 )
 from persona_cli.inputs import collect_inputs
@@ -61,7 +63,7 @@ def root(
         bool, typer.Option("--log-json", help="Logs as JSON lines (same as PERSONA_LOG_JSON=1).")
     ] = False,
 ) -> None:
-    set_state(State(home=home, json=json_out))
+    set_state(State(home=home, json=json_out, verbose=verbose))
     # Logs go to stderr; a CLI shows warnings only unless asked (PERSONA_LOG_LEVEL also works).
     level = "INFO" if verbose else os.environ.get("PERSONA_LOG_LEVEL", "WARNING")
     configure_logging(level, json_output=True if log_json else None)
@@ -70,15 +72,19 @@ def root(
 @app.command()
 @handle_errors
 def demo(json_out: JsonOpt = False) -> None:
-    """Build a real persona from the bundled fixture photos and voices, then show its pack."""
+    """Build a real persona from the bundled fixture photos and voices, then show its pack.
+
+    Exits 5 when a quality gate blocks the pack, 1 when the build fails.
+    """
     from persona_pipeline.demo import run_demo  # noqa: PLC0415 - pipeline stack (torch, models) on demand
 
+    quiet = want_json(json_out)
     s = settings()
-    result = run_demo(s.home, progress=not want_json(json_out))
-    if want_json(json_out):
-        emit_json(_plain(result))
-    elif result is not None:
-        out().print(result if isinstance(result, str) else _plain(result))
+    # With --json the human summary goes to stderr so stdout holds only the JSON document.
+    summary = run_demo(s.home, progress=not quiet, console=err() if quiet else None)
+    if quiet:
+        emit_json(summary)
+    _exit_for_status(summary, json_out)
 
 
 @app.command()
@@ -94,14 +100,15 @@ def build(
     behavior.json / voice.json at the top level are the behaviour / voice config.
     Exits 5 when a quality gate blocks the pack, 1 when the build fails.
     """
+    quiet = want_json(json_out)
     s = settings()
     meta, blobs = open_stores(s)
     inputs = collect_inputs(path)
-    quiet = want_json(json_out)
     try:
         meta.get_persona(persona)
     except PersonaNotFoundError:
         meta.create_persona(persona, {})
+    started = time.perf_counter()
     with spinner(f"uploading {len(inputs.files)} files", enabled=not quiet):
         record = submit_version(
             meta,
@@ -113,31 +120,36 @@ def build(
             camera_modes=inputs.camera_modes or None,
         )
     from persona_pipeline.build import build_version  # noqa: PLC0415 - pipeline stack on demand
+    from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415
 
-    with spinner(f"building {persona} v{record.version}", enabled=not quiet):
-        build_version(persona, record.version, s)
-    final = meta.get_version(persona, record.version)
-    summary = _version_doc(final)
+    with spinner(f"building {persona} v{record.version} (first build loads the models)", enabled=not quiet):
+        # Dagster logs a blocked gate as an ERROR with a stack trace; the summary below says
+        # it in one line, so its run log shows only with --verbose.
+        result = build_version(
+            persona, record.version, s, log_level="INFO" if state().verbose else "CRITICAL"
+        )
+    summary = summarize(result, round(time.perf_counter() - started, 2))
     summary["inputs"] = inputs.counts
     summary["skipped_files"] = inputs.skipped
-    if final.status == VersionStatus.PUBLISHED:
-        _, built = pack.load_pack(meta, blobs, persona, final.version)
-        summary["anchors"] = {m.value: len(a) for m, a in built.anchor_sets.items()}
-        summary["rejected_inputs"] = [
-            {"name": i.name, "reason": i.reason} for i in built.provenance.inputs if not i.accepted
-        ]
     if quiet:
         emit_json(summary)
     else:
-        console = out()
-        console.print(f"{persona} v{final.version}: {final.status.value}")
-        for key in ("content_hash", "anchors", "rejected_inputs", "reasons", "skipped_files"):
-            if summary.get(key):
-                console.print(f"  {key}: {summary[key]}", markup=False)
-    if final.status == VersionStatus.BLOCKED:
-        fail(ExitCode.BLOCKED, "build_blocked", "; ".join(final.reasons) or "blocked by a check", json_out)
-    if final.status != VersionStatus.PUBLISHED:
-        fail(ExitCode.FAILURE, "build_failed", "; ".join(final.reasons) or final.status.value, json_out)
+        print_summary(summary, out())
+        for name in inputs.skipped:
+            out().print(f"skipped (not a photo, clip or voice file): {name}", markup=False)
+    _exit_for_status(summary, json_out)
+
+
+def _exit_for_status(summary: dict[str, Any], json_out: bool) -> None:
+    status = summary.get("status")
+    if status == VersionStatus.PUBLISHED.value:
+        return
+    blocked = status == VersionStatus.BLOCKED.value
+    code = ExitCode.BLOCKED if blocked else ExitCode.FAILURE
+    if want_json(json_out):
+        raise typer.Exit(int(code))  # the summary on stdout already says why; keep it one document
+    reasons = "; ".join(summary.get("reasons") or []) or f"build ended {status}"
+    fail(code, "build_blocked" if blocked else "build_failed", reasons)
 
 
 @app.command()
@@ -208,15 +220,6 @@ def _version_doc(r: VersionRecord) -> dict[str, Any]:
         "content_hash": r.content_hash,
         "pack_ref": r.pack_ref,
     }
-
-
-def _plain(value: Any) -> Any:
-    # Demo results may be dataclasses or pydantic models; print them as plain data.
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    return value
 
 
 def main() -> None:

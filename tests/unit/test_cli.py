@@ -185,3 +185,35 @@ def test_build_refuses_an_empty_folder(home: Path, tmp_path: Path) -> None:
     code, _, stderr = cli(home, "build", str(empty), "--persona", "bob")
     assert code == ExitCode.USAGE
     assert "no photos" in stderr
+
+
+FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
+
+
+@pytest.mark.slow
+@pytest.mark.models
+@pytest.mark.dagster
+def test_build_two_photos_is_blocked_with_exit_5(tmp_path: Path) -> None:
+    """Two good photos are too few for a selfie set: the gate blocks publish, the CLI says so."""
+    folder = tmp_path / "upload"
+    (folder / "A_SELFIE").mkdir(parents=True)
+    (folder / "A_SELFIE" / "obama.jpg").write_bytes((FACES / "obama.jpg").read_bytes())
+    (folder / "obama1.jpg").write_bytes((FACES / "obama1.jpg").read_bytes())
+    (folder / "notes.txt").write_text("not an input")
+    home = tmp_path / "home"
+
+    code, stdout, stderr = cli(home, "build", str(folder), "--persona", "obama", "--json")
+    assert code == ExitCode.BLOCKED
+    summary = json.loads(stdout)
+    assert (summary["persona_id"], summary["version"], summary["status"]) == ("obama", 1, "blocked")
+    assert summary["anchors_per_mode"]["A_SELFIE"] == 2
+    assert summary["checks"]["enough_anchors"]["passed"] is False
+    assert summary["skipped_files"] == ["notes.txt"]
+    assert "Traceback" not in stderr
+    assert "Stack Trace" not in stderr  # Dagster's run log stays quiet without --verbose
+
+    code, stdout, _ = cli(home, "versions", "obama", "--json")
+    assert [(r["version"], r["status"]) for r in json.loads(stdout)] == [(1, "blocked")]
+    code, _, stderr = cli(home, "build", str(folder), "--persona", "obama")
+    assert code == ExitCode.BLOCKED
+    assert "[build_blocked]" in stderr
