@@ -107,12 +107,17 @@ def _per_call_with_cpu(fn: Any, args: tuple[Any, ...], n: int) -> tuple[list[flo
     return wall, cpu
 
 
-def _fresh_processes(script: str, arg: str, n: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
+def _fresh_processes(jobs: list[tuple[str, str]], n: int) -> list[dict[str, list[float]]]:
+    """Run each (script, arg) job in ``n`` fresh interpreters, interleaved so that every job
+    sees the same background load; returns the samples each script printed, per job."""
+    out: list[dict[str, list[float]]] = [{} for _ in jobs]
     for _ in range(n):
-        res = subprocess.run([sys.executable, "-c", script, arg], capture_output=True, text=True, check=True)
-        for key, value in json.loads(res.stdout).items():
-            out.setdefault(key, []).append(value)
+        for samples, (script, arg) in zip(out, jobs, strict=True):
+            res = subprocess.run(
+                [sys.executable, "-c", script, arg], capture_output=True, text=True, check=True
+            )
+            for key, value in json.loads(res.stdout).items():
+                samples.setdefault(key, []).append(value)
     return out
 
 
@@ -204,7 +209,6 @@ def main() -> None:
 
         warm = _per_call(cache.load, [(PID, 1)], 100_000)
         warm_latest = _per_call(cache.load, [(PID,)], 100_000)
-        fresh = _fresh_processes(_FRESH_LOAD, str(cache_dir), n_procs)
 
         # The naive baseline's files: the pack JSON and each matrix as .npy.
         naive_dir = root / "naive"
@@ -212,7 +216,9 @@ def main() -> None:
         (naive_dir / "pack.json").write_bytes(loaded.document_bytes)
         for i, ref in enumerate(loaded.matrix_refs):
             np.save(naive_dir / f"m{i}.npy", loaded.matrix(ref))
-        naive_fresh = _fresh_processes(_NAIVE_LOAD, str(naive_dir), n_procs)
+        fresh, naive_fresh = _fresh_processes(
+            [(_FRESH_LOAD, str(cache_dir)), (_NAIVE_LOAD, str(naive_dir))], n_procs
+        )
 
         disk = PackCache(cache_dir).load(PID, 1)  # a disk-loaded pack: matrices not yet hashed
         t0 = time.perf_counter()
@@ -254,6 +260,7 @@ def main() -> None:
         "runtime",
         {
             "runtime_pack_anchors": N_ANCHORS,
+            "runtime_loadavg_1min": round(os.getloadavg()[0], 2),
             "runtime_cache_file_bytes": cache_file_bytes,
             "pack_fetch_cold_ms": round(fetch_s * ms, 3),
             "pack_load_warm_memory_p50_us": w["p50"],
@@ -268,6 +275,7 @@ def main() -> None:
             "naive_pack_load_disk_fresh_process_p99_ms": nf["p99"],
             "naive_pack_load_disk_fresh_process_max_ms": nf["max"],
             "naive_pack_load_disk_fresh_process_cpu_p99_ms": nfcpu["p99"],
+            "select_anchor_first_call_fresh_process_p50_us": fs["p50"],
             "select_anchor_first_call_fresh_process_p99_us": fs["p99"],
             "matrices_first_touch_verify_ms": round(first_touch_s * ms, 3),
             "select_anchor_p50_us": s["p50"],

@@ -85,6 +85,8 @@ def decode(buf: memoryview, where: str) -> tuple[dict[str, Any], memoryview]:
         index_doc = json.loads(bytes(index_view))
     except ValueError:
         raise IntegrityError(f"{where}: selection index is not JSON") from None
+    if not isinstance(index_doc, dict):
+        raise IntegrityError(f"{where}: selection index is not a JSON object")
     doc_view = buf[doc_off : doc_off + doc_len]
     pack_ref = index_doc.get("pack_ref", "")
     if "sha256:" + hashlib.sha256(doc_view).hexdigest() != pack_ref:

@@ -26,6 +26,7 @@ from persona_core.pack import (
     default_behavior_policy,
 )
 from persona_core.runtime._identity_cache import IdentityCache
+from persona_core.runtime.cache import CachedPack
 from persona_core.runtime.select import index_of
 
 NEUTRAL = Expression.NEUTRAL.value
@@ -88,7 +89,7 @@ def tables_of(policy: Any) -> ClampTables:
         return DEFAULT_TABLES
     if isinstance(policy, BehaviorPolicy):
         return _POLICY_TABLES.get(policy)
-    if isinstance(policy, PersonaPack) or hasattr(policy, "index"):
+    if type(policy) is CachedPack or isinstance(policy, PersonaPack):
         index = index_of(policy)
         tables = index.clamp_tables
         if tables is None:

@@ -24,6 +24,7 @@ from typing import Any
 from persona_core.errors import InvalidInputError
 from persona_core.pack import PersonaPack, RefreshPolicy
 from persona_core.runtime._identity_cache import IdentityCache
+from persona_core.runtime.cache import CachedPack
 from persona_core.runtime.drift import DEFAULT_THRESHOLDS, DriftStats, DriftThresholds, as_drift_stats
 
 
@@ -77,9 +78,8 @@ def thresholds_of(policy: Any) -> DriftThresholds:
     """Thresholds from a RefreshPolicy, CachedPack, PersonaPack, or None (the defaults)."""
     if policy is None:
         return DEFAULT_THRESHOLDS
-    index = getattr(policy, "index", None)
-    if index is not None and isinstance(getattr(index, "thresholds", None), DriftThresholds):
-        return index.thresholds
+    if type(policy) is CachedPack:
+        return policy.index.thresholds
     if isinstance(policy, PersonaPack):
         policy = policy.refresh_policy
     if isinstance(policy, RefreshPolicy):

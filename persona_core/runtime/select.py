@@ -25,6 +25,7 @@ from typing import Any
 from persona_core.errors import InvalidInputError, NotFoundError
 from persona_core.pack import CameraMode, Expression, PersonaPack
 from persona_core.runtime._identity_cache import IdentityCache
+from persona_core.runtime.cache import CachedPack
 from persona_core.runtime.drift import DRIFT_OK, continuity_state
 from persona_core.runtime.index import EXPRESSIONS, MODE_ORDER, SelectionIndex
 
@@ -56,9 +57,8 @@ _INDEXES: IdentityCache[PersonaPack, SelectionIndex] = IdentityCache(SelectionIn
 def index_of(pack: Any) -> SelectionIndex:
     """The selection index of a CachedPack (built at load) or a PersonaPack (built once, kept
     while the pack object lives)."""
-    index = getattr(pack, "index", None)
-    if type(index) is SelectionIndex:
-        return index
+    if type(pack) is CachedPack:
+        return pack.index
     if isinstance(pack, PersonaPack):
         return _INDEXES.get(pack)
     raise InvalidInputError(f"expected a CachedPack or PersonaPack, got {type(pack).__name__}")
