@@ -302,3 +302,20 @@ def test_garbage_and_missing_files(target: Stores, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError):
         import_pack(target.meta, target.blobs, tmp_path / "nope.personapack")
     _assert_untouched(target)
+
+
+def test_refs_outside_ref_fields_travel_too(tmp_path: Path, target: Stores) -> None:
+    """A blob named only inside provenance config (publish checks those too) is exported."""
+    src = _stores(tmp_path / "src")
+    src.meta.create_persona("carol", {})
+    src.meta.create_version("carol", {})
+    extra = src.blobs.put(b"calibration table")
+    base = make_pack(src.blobs, "carol", 1)
+    pack = base.model_copy(
+        update={"provenance": base.provenance.model_copy(update={"config": {"calibration": extra}})}
+    )
+    publish_pack(src.meta, src.blobs, pack)
+    archive = export_pack(src.meta, src.blobs, "carol", 1, tmp_path / "carol.personapack")
+    assert f"blobs/{extra.removeprefix('sha256:')}" in _members(archive.path)
+    import_pack(target.meta, target.blobs, archive.path)
+    assert target.blobs.get(extra) == b"calibration table"
