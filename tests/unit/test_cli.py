@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,16 @@ from persona_core.stores import open_blob_store, open_metadata_store
 from persona_core.testing import make_pack
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Every invocation configures root logging; put it back for the tests that follow."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def cli(home: Path, *args: str) -> tuple[int, str, str]:
