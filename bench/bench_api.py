@@ -35,9 +35,6 @@ from registry_api.keys import create_key
 ROOT = Path(__file__).resolve().parent.parent
 PERSONA = "bench-persona"
 N_ANCHORS = 92  # ~115 KB of pack JSON, the size the issue's ceiling was measured with
-LUA = """wrk.method = "GET"
-wrk.headers["X-API-Key"] = "{key}"
-"""
 
 
 def _postgres() -> tuple[str, Any]:
@@ -96,12 +93,47 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) 
     raise RuntimeError("uvicorn did not become ready")
 
 
-def main() -> None:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("bench_api needs `wrk` (Debian: apt-get install -y wrk)")
+def _uvicorn(
+    factory: str, env: dict[str, str], cwd: Path, workers: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", factory,
+           "--host", "127.0.0.1", "--port", str(port), "--http", "httptools", "--loop", "uvloop",
+           "--no-access-log", "--log-level", "warning", "--lifespan", "off",
+           "--workers", str(workers)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd)
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(base, proc)
+    return proc, base
+
+
+def _load(url: str, headers: dict[str, str], expected: bytes, workers: int, home: Path) -> dict[str, float]:
+    """Warm every worker (pack and key caches), then wrk at the configured load."""
+    for _ in range(workers * 8):
+        warm = httpx.get(url, headers=headers, timeout=10)
+        if warm.status_code != 200 or warm.content != expected:
+            raise RuntimeError(f"warm-up GET failed: {warm.status_code} {warm.text[:200]}")
+    script = home / "headers.lua"
+    script.write_text(
+        'wrk.method = "GET"\n' + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
+    )
     seconds = int(os.environ.get("BENCH_API_SECONDS", "20"))
     connections = int(os.environ.get("BENCH_API_CONNECTIONS", "32"))
+    wrk = str(shutil.which("wrk"))
+    cmd = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
+    out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
+    return _parse_wrk(out)
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench_api needs `wrk` (Debian: apt-get install -y wrk)")
     workers = int(os.environ.get("BENCH_API_WORKERS", "2"))
     home = Path(tempfile.mkdtemp(prefix="bench-api-"))
     db_url, stop_pg = _postgres()
@@ -115,49 +147,39 @@ def main() -> None:
         publish_pack(meta, blobs, pack)
         _, key = create_key(meta, "bench", ["read"])
         meta.close()
-
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
+        body = pack.canonical_bytes()
+        path = f"/v1/personas/{PERSONA}/versions/1/pack"
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")},
             "PERSONA_HOME": str(home),
             "PERSONA_DATABASE_URL": db_url,
             "PERSONA_SIGNING_SECRET": "bench-signing-secret",
         }
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", "registry_api.main:app_from_env",
-               "--host", "127.0.0.1", "--port", str(port), "--http", "httptools", "--loop", "uvloop",
-               "--no-access-log", "--log-level", "warning", "--lifespan", "off",
-               "--workers", str(workers)]  # fmt: skip
-        proc = subprocess.Popen(cmd, env=env, cwd=home)
-        _wait_ready(base, proc)
-        url = f"{base}/v1/personas/{PERSONA}/versions/1/pack"
-        for _ in range(workers * 8):  # every worker reads the pack (and the key) once before timing
-            warm = httpx.get(url, headers={"X-API-Key": key}, timeout=10)
-            if warm.status_code != 200 or warm.content != pack.canonical_bytes():
-                raise RuntimeError(f"warm-up GET failed: {warm.status_code} {warm.text[:200]}")
-        script = home / "auth.lua"
-        script.write_text(LUA.format(key=key))
-        out = subprocess.run(
-            [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-            check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
-        stats = _parse_wrk(out)
-        record(
-            "api",
-            {
-                "api_get_pack_rps": round(stats["rps"], 1),
-                "api_get_pack_p50_ms": round(stats["p50_ms"], 3),
-                "api_get_pack_p99_ms": round(stats["p99_ms"], 3),
-                "api_errors": int(stats["errors"]),
-                "api_pack_bytes": len(pack.canonical_bytes()),
-                "api_uvicorn_workers": workers,
-                "api_connections": connections,
-            },
-        )
+        proc, base = _uvicorn("registry_api.main:app_from_env", env, home, workers)
+        stats = _load(base + path, {"X-API-Key": key}, body, workers, home)
+        _stop(proc)
+        values: dict[str, Any] = {
+            "api_get_pack_rps": round(stats["rps"], 1),
+            "api_get_pack_p50_ms": round(stats["p50_ms"], 3),
+            "api_get_pack_p99_ms": round(stats["p99_ms"], 3),
+            "api_errors": int(stats["errors"]),
+            "api_pack_bytes": len(body),
+            "api_uvicorn_workers": workers,
+        }
+        if os.environ.get("BENCH_API_CEILING", "1") != "0":
+            # Same machine, same moment, same options: the bare route shows what this box allows now.
+            (home / "pack.json").write_bytes(body)
+            bare_env = {**env, "BENCH_BARE_PACK_FILE": str(home / "pack.json"), "PYTHONPATH": str(ROOT)}
+            proc, base = _uvicorn("bench._bare_pack_app:app", bare_env, home, workers)
+            bare = _load(base + path, {}, body, workers, home)
+            values |= {
+                "api_bare_route_rps": round(bare["rps"], 1),
+                "api_bare_route_p99_ms": round(bare["p99_ms"], 3),
+                "api_get_pack_vs_bare": round(stats["rps"] / bare["rps"], 3),
+            }
+        record("api", values)
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=15)
+        _stop(proc)
         stop_pg()
         shutil.rmtree(home, ignore_errors=True)
 

@@ -45,6 +45,8 @@ class CachedPack:
     content_hash: str
     etag: str
     blob_refs: frozenset[str]
+    # ETag and X-Persona-Version, encoded once: the GET-pack route appends them as they are.
+    raw_headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +196,10 @@ class RegistryService:
             content_hash=record.content_hash,
             etag=f'"{record.content_hash}"',
             blob_refs=frozenset(refs),
+            raw_headers=(
+                (b"etag", f'"{record.content_hash}"'.encode()),
+                (b"x-persona-version", str(record.version).encode()),
+            ),
         )
 
     def _resolve_number(self, persona_id: str, spec: str | int) -> int:

@@ -23,6 +23,14 @@ router = APIRouter(prefix="/v1/personas/{persona_id}/versions", tags=["versions"
 IMMUTABLE = "public, max-age=31536000, immutable"
 # `latest` moves: caches must revalidate (the ETag makes that a cheap 304).
 REVALIDATE = "no-cache"
+_IMMUTABLE_HEADER = (b"cache-control", IMMUTABLE.encode())
+_REVALIDATE_HEADER = (b"cache-control", REVALIDATE.encode())
+_PATH_PARAMS = {
+    "parameters": [
+        {"in": "path", "name": name, "required": True, "schema": {"title": title, "type": "string"}}
+        for name, title in (("persona_id", "Persona Id"), ("version", "Version"))
+    ]
+}
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -53,6 +61,48 @@ _UPLOAD_BODY = {
         },
     }
 }
+
+
+# Declared first: routes match in order and this is the hot one.
+@router.get(
+    "/{version}/pack",
+    response_class=Response,
+    openapi_extra=_PATH_PARAMS,
+    responses={
+        200: {
+            "description": "The PersonaPack JSON (schemas/persona_pack.schema.json), exactly as stored.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        304: {"description": "The client's copy (If-None-Match) is current."},
+        **PROBLEMS(400, 401, 403, 404),
+    },
+)
+async def get_pack(request: Request) -> Response:
+    """The published pack (scope ``read``): ETag = content hash, immutable once published.
+
+    404 ``pack_not_published`` until the version is published. ``latest`` answers with the
+    newest published pack and ``Content-Location`` naming its version.
+    """
+    # The hot route: no injected dependencies or parameter models (FastAPI's resolver costs
+    # more than the rest of this function); path parameters are documented in _PACK_PARAMS.
+    persona_id: str = request.path_params["persona_id"]
+    version: str = request.path_params["version"]
+    service: RegistryService = request.app.state.service
+    who = await authenticate(request)
+    pack = service.cached_pack(who, persona_id, version)
+    if pack is None:
+        pack = await run_in_threadpool(service.get_pack, who, persona_id, version)
+    if _etag_matches(request.headers.get("if-none-match"), pack.etag):
+        response = Response(status_code=304)
+    else:
+        response = Response(pack.body, media_type="application/json")
+    response.raw_headers.extend(pack.raw_headers)
+    if version == LATEST:
+        where = f"/v1/personas/{persona_id}/versions/{pack.version}/pack"
+        response.raw_headers += [_REVALIDATE_HEADER, (b"content-location", where.encode())]
+    else:
+        response.raw_headers.append(_IMMUTABLE_HEADER)
+    return response
 
 
 @router.post(
@@ -91,40 +141,6 @@ def list_versions(persona_id: str, who: PrincipalDep, service: ServiceDep) -> Ve
 def get_version(persona_id: str, version: str, who: PrincipalDep, service: ServiceDep) -> VersionOut:
     """One version's status; ``latest`` is the newest published one (scope ``read``)."""
     return VersionOut.of(service.get_version(who, persona_id, version))
-
-
-@router.get(
-    "/{version}/pack",
-    response_class=Response,
-    responses={
-        200: {
-            "description": "The PersonaPack JSON (schemas/persona_pack.schema.json), exactly as stored.",
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        },
-        304: {"description": "The client's copy (If-None-Match) is current."},
-        **PROBLEMS(400, 401, 403, 404),
-    },
-)
-async def get_pack(persona_id: str, version: str, request: Request) -> Response:
-    """The published pack (scope ``read``): ETag = content hash, immutable once published.
-
-    404 ``pack_not_published`` until the version is published. ``latest`` answers with the
-    newest published pack and ``Content-Location`` naming its version.
-    """
-    # The hot route: no injected dependencies (FastAPI's resolver costs more than the rest
-    # of this function); the same `authenticate` runs inline.
-    service: RegistryService = request.app.state.service
-    who = await authenticate(request)
-    pack = service.cached_pack(who, persona_id, version)
-    if pack is None:
-        pack = await run_in_threadpool(service.get_pack, who, persona_id, version)
-    headers = {"ETag": pack.etag, "Cache-Control": IMMUTABLE, "X-Persona-Version": str(pack.version)}
-    if version == LATEST:
-        headers["Cache-Control"] = REVALIDATE
-        headers["Content-Location"] = f"/v1/personas/{persona_id}/versions/{pack.version}/pack"
-    if _etag_matches(request.headers.get("if-none-match"), pack.etag):
-        return Response(status_code=304, headers=headers)
-    return Response(pack.body, media_type="application/json", headers=headers)
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
