@@ -59,7 +59,7 @@ class PackResponse:
     not_modified: bool = False
 
     def document(self) -> dict[str, Any]:
-        return json.loads(self.body)  # type: ignore[no-any-return]
+        return json.loads(self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +117,16 @@ class RegistryClient:
 
     def create_persona(self, persona_id: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         body = {"persona_id": persona_id, "metadata": metadata or {}}
-        return self._json("POST", "/v1/personas", json=body)  # type: ignore[no-any-return]
+        return self._json("POST", "/v1/personas", json=body)
 
     def get_persona(self, persona_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/personas/{persona_id}")  # type: ignore[no-any-return]
+        return self._json("GET", f"/v1/personas/{persona_id}")
 
     def list_personas(self, limit: int = 50, after: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if after:
             params["after"] = after
-        return self._json("GET", "/v1/personas", params=params)  # type: ignore[no-any-return]
+        return self._json("GET", "/v1/personas", params=params)
 
     def iter_personas(self, page_size: int = 50) -> Iterator[dict[str, Any]]:
         after = None
@@ -150,13 +150,13 @@ class RegistryClient:
             parts.append(("files", (f.name, f.data, f.content_type)))
         data = {"manifest": json.dumps(manifest)} if manifest is not None else None
         url = f"/v1/personas/{persona_id}/versions"
-        return self._json("POST", url, files=parts, data=data)  # type: ignore[no-any-return]
+        return self._json("POST", url, files=parts, data=data)
 
     def list_versions(self, persona_id: str) -> list[dict[str, Any]]:
-        return self._json("GET", f"/v1/personas/{persona_id}/versions")["items"]  # type: ignore[no-any-return]
+        return self._json("GET", f"/v1/personas/{persona_id}/versions")["items"]
 
     def get_version(self, persona_id: str, version: int | str = "latest") -> dict[str, Any]:
-        return self._json("GET", f"/v1/personas/{persona_id}/versions/{version}")  # type: ignore[no-any-return]
+        return self._json("GET", f"/v1/personas/{persona_id}/versions/{version}")
 
     def wait_for_version(
         self, persona_id: str, version: int, timeout_s: float = 600.0, poll_s: float = 1.0
@@ -188,7 +188,7 @@ class RegistryClient:
     def resolve_url(self, ref: str, ttl_s: int = 3600) -> dict[str, Any]:
         """``{"ref", "url", "expires_at"}``: a signed URL that needs no API key."""
         body = {"ref": ref, "mode": "url", "ttl_s": ttl_s}
-        return self._json("POST", "/v1/assets/resolve", json=body)  # type: ignore[no-any-return]
+        return self._json("POST", "/v1/assets/resolve", json=body)
 
     def resolve_bytes(self, ref: str) -> bytes:
         """The blob's bytes, checked against the ref (IntegrityError if they differ)."""

@@ -13,7 +13,8 @@ from registry_api.service import RegistryService
 
 async def get_service(request: Request) -> RegistryService:
     # async on purpose: FastAPI runs a plain `def` dependency in a worker thread per request.
-    return request.app.state.service  # type: ignore[no-any-return]
+    service: RegistryService = request.app.state.service
+    return service
 
 
 ServiceDep = Annotated[RegistryService, Depends(get_service)]

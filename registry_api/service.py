@@ -34,7 +34,7 @@ from registry_api.config import ApiSettings
 from registry_api.errors import PackNotPublishedError, PersonaForbiddenError, RequestTooLargeError
 from registry_api.uploads import ValidatedUpload
 
-LATEST = "latest"
+LATEST: Literal["latest"] = "latest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +204,7 @@ class RegistryService:
 
     def _resolve_number(self, persona_id: str, spec: str | int) -> int:
         parsed = parse_version_spec(spec)
-        if parsed != LATEST:
+        if isinstance(parsed, int):
             return parsed
         hit = self._latest.get(persona_id)
         now = time.monotonic()
