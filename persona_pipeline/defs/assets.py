@@ -146,17 +146,6 @@ def faces(  # noqa: PLR0917 - Dagster passes upstream values and resources by na
     return dg.Output(result, metadata=meta)
 
 
-@dg.asset(**_COMMON, description="Optional head-and-shoulders alpha mask per anchor candidate.")
-def masks(
-    context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
-) -> dg.Output[MasksResult]:
-    with _fail_version_on_error(stores.meta(), context.partition_key, "masks"):
-        result = make_masks(faces, stores.blobs(), models.matting_model())
-    _report(context, f"masks: {len(result.mask_refs)} mask(s)" + ("" if result.model else " (masks off)"))
-    return dg.Output(result, metadata={"masks": len(result.mask_refs), "model": result.model,
-                                       "seconds": result.seconds, **result.counters})
-
-
 @dg.asset(**_COMMON, description="Identity embedding per aligned face crop (batched).")
 def face_embeddings(
     context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
@@ -216,14 +205,13 @@ def _contact_sheet_markdown(sel: AnchorSelection, qc: QcResult, stores: StoresRe
     ],
 )
 def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources by name
-    context: dg.AssetExecutionContext, qc: QcResult, faces: FacesResult, masks: MasksResult,
-    face_embeddings: Embeddings, style_embeddings: Embeddings, stores: StoresResource,
-    pipeline_config: PipelineConfigResource,
+    context: dg.AssetExecutionContext, qc: QcResult, faces: FacesResult, face_embeddings: Embeddings,
+    style_embeddings: Embeddings, stores: StoresResource, pipeline_config: PipelineConfigResource,
 ) -> Iterator[dg.Output[AnchorSelection] | dg.AssetCheckResult]:
     persona_id, version = parse_partition_key(context.partition_key)
     meta = stores.meta()
     with _fail_version_on_error(meta, context.partition_key, "anchor_sets"):
-        sel = select_anchors(qc.table, faces, face_embeddings, style_embeddings, masks,
+        sel = select_anchors(qc.table, faces, face_embeddings, style_embeddings,
                              config=pipeline_config.to_config())
         gate, stability = checks.enough_anchors(sel), checks.identity_stability(sel)
         if not gate.passed:
@@ -246,6 +234,18 @@ def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources
                                   description=outcome.description,
                                   metadata={k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
                                             for k, v in outcome.metadata.items()})
+
+
+@dg.asset(**_COMMON, description="Optional head-and-shoulders alpha mask per chosen anchor.")
+def masks(
+    context: dg.AssetExecutionContext, anchor_sets: AnchorSelection, stores: StoresResource,
+    models: ModelsResource,
+) -> dg.Output[MasksResult]:
+    with _fail_version_on_error(stores.meta(), context.partition_key, "masks"):
+        result = make_masks([c.face for c in anchor_sets.ordered()], stores.blobs(), models.matting_model())
+    _report(context, f"masks: {len(result.mask_refs)} mask(s)" + ("" if result.model else " (masks off)"))
+    return dg.Output(result, metadata={"masks": len(result.mask_refs), "model": result.model,
+                                       "seconds": result.seconds, **result.counters})
 
 
 @dg.asset(
@@ -271,7 +271,7 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
             used.append(models.voice_model())
         qc_rows = {r.name: (bool(r.passed), r.reason) for r in qc.table.itertuples()}
         pack = assemble_pack(inputs, anchor_sets, face_embeddings, style_embeddings, voice_embedding,
-                             blobs=blobs, qc_rows=qc_rows, models=used, checks=outcomes,
+                             masks=masks, blobs=blobs, qc_rows=qc_rows, models=used, checks=outcomes,
                              config=pipeline_config.to_config(), run_id=context.run.run_id)
         record = publish_pack(meta, blobs, pack)
     summary = {
@@ -292,5 +292,5 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
                               metadata={"defaults_applied": dg.MetadataValue.json(defaults.metadata)})
 
 
-build_assets = [inputs, qc, faces, masks, face_embeddings, style_embeddings, voice_embedding, anchor_sets,
+build_assets = [inputs, qc, faces, face_embeddings, style_embeddings, voice_embedding, anchor_sets, masks,
                 persona_pack]

@@ -6,14 +6,13 @@ from __future__ import annotations
 import dagster as dg
 
 from persona_pipeline.defs.assets import GROUP
-from persona_pipeline.defs.partitions import persona_versions
 
-# In-process: one process per run loads the models once; the multiprocess executor is
+# Partitioned by persona_versions through its assets. In-process: one process per run
+# loads the models once; the multiprocess executor is
 # ~3x slower on two cores (DESIGN.md).
 build_persona_version = dg.define_asset_job(
     "build_persona_version",
     selection=dg.AssetSelection.groups(GROUP),
-    partitions_def=persona_versions,
     executor_def=dg.in_process_executor,
     description="Build (or re-run) one persona version: inputs -> qc -> ... -> persona_pack.",
 )

@@ -17,7 +17,6 @@ import pandas as pd
 from persona_pipeline.steps.config import MODES, PipelineConfig
 from persona_pipeline.steps.embeddings import Embeddings
 from persona_pipeline.steps.faces import FaceRecord, FacesResult
-from persona_pipeline.steps.masks import MasksResult
 
 _BEST_FOR = {"A_SELFIE": ["talking", "closeup"], "B_MIRROR": ["talking", "medium_shot"],
              "C_CUTAWAY": ["reaction", "wide"]}
@@ -40,7 +39,6 @@ class Candidate:
     head_pose: tuple[float, float, float]
     quality: dict[str, float]
     identity_score: float
-    mask_ref: str | None = None
 
     @property
     def anchor_id(self) -> str:
@@ -121,7 +119,6 @@ def select_anchors(
     faces: FacesResult,
     identity: Embeddings,
     style: Embeddings,
-    masks: MasksResult,
     *,
     config: PipelineConfig,
 ) -> AnchorSelection:
@@ -143,7 +140,6 @@ def select_anchors(
             face=f, mode=row.camera_mode, mode_source=row.mode_source, expression=row.expression,
             lighting=row.lighting, head_pose=(r4(row.yaw), r4(row.pitch), r4(row.roll)),
             quality=_quality(row, score, config), identity_score=score,
-            mask_ref=masks.mask_refs.get(f.sha256),
         ))
     # Best first; ties broken by content so the order never depends on upload order.
     cands.sort(key=lambda c: (-c.quality["overall"], c.face.sha256))

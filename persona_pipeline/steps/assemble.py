@@ -38,6 +38,7 @@ from persona_pipeline.steps.checks import CheckOutcome
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.embeddings import Embeddings, VoiceEmbedding
 from persona_pipeline.steps.inputs import VersionInputs
+from persona_pipeline.steps.masks import MasksResult
 
 PIPELINE_VERSION = "persona_pipeline/1.0"
 DEFAULT_PROSODY = {"pitch_semitones": Range(min=-2.0, max=2.0), "rate": Range(min=0.9, max=1.1)}
@@ -114,6 +115,7 @@ def assemble_pack(
     style: Embeddings,
     voice: VoiceEmbedding,
     *,
+    masks: MasksResult,
     blobs: BlobStore,
     qc_rows: dict[str, tuple[bool, str]],
     models: list[Any],
@@ -138,7 +140,7 @@ def assemble_pack(
             anchor_id=c.anchor_id,
             image_ref=c.face.image_ref,
             face_crop_ref=c.face.crop_ref,
-            mask_ref=c.mask_ref,
+            mask_ref=masks.mask_refs.get(c.face.sha256),
             embedding_ref=row_ref(ident_ref, i),
             style_embedding_ref=row_ref(style_ref, i),
             source_sha256=c.face.sha256,

@@ -1,5 +1,6 @@
-"""Step ``masks`` (optional): a head-and-shoulders alpha mask per anchor candidate, made by
-the matting model on the portrait crop and stored as a PNG blob."""
+"""Step ``masks`` (optional): a head-and-shoulders alpha mask per chosen anchor, made by the
+matting model on the portrait crop and stored as a PNG blob. Matting is the costliest model
+per image, so it runs after anchor selection, never on photos that will not be anchors."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from persona_core.store.base import BlobStore
 from persona_pipeline.models.base import Matter
 from persona_pipeline.steps.cache import StepCache
-from persona_pipeline.steps.faces import FacesResult, load_png
+from persona_pipeline.steps.faces import FaceRecord, load_png
 from persona_pipeline.steps.images import encode_png
 
 
@@ -21,15 +22,17 @@ class MasksResult:
     seconds: float = 0.0
 
 
-def make_masks(faces: FacesResult, blobs: BlobStore, matter: Matter | None, batch: int = 8) -> MasksResult:
-    """Masks for every face record; ``matter=None`` (masks turned off) returns none."""
+def make_masks(
+    faces: list[FaceRecord], blobs: BlobStore, matter: Matter | None, batch: int = 8
+) -> MasksResult:
+    """Masks for the given faces (the anchors); ``matter=None`` (masks turned off) returns none."""
     if matter is None:
         return MasksResult({})
     started = time.perf_counter()
     cache = StepCache.for_step(blobs, "masks", [matter])
     refs: dict[str, str] = {}
     todo = []
-    for rec in faces.faces:
+    for rec in faces:
         hit = cache.get_json(rec.sha256)
         if hit is not None and blobs.exists(hit["mask_ref"]):
             refs[rec.sha256] = hit["mask_ref"]
