@@ -20,7 +20,8 @@ from persona_core.stores import open_blob_store, open_metadata_store
 from registry_api.auth import API_KEY_HEADER
 from registry_api.config import ApiSettings
 from registry_api.errors import PROBLEM_JSON, problem, public_detail, status_for
-from registry_api.routes import assets, health, personas, versions
+from registry_api import metrics
+from registry_api.routes import assets, health, personas, ui, versions
 from registry_api.service import RegistryService
 
 log = logging.getLogger("registry_api")
@@ -49,6 +50,8 @@ def create_app(
     # versions first: its GET-pack route is the hot one, and routes are matched in order.
     for router in (versions.router, personas.router, assets.router, health.router):
         app.include_router(router)
+    ui.register(app)
+    metrics.register(app)
     app.add_exception_handler(PersonaCoreError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
