@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint typecheck schema bench serve dagster diagrams clean
+.PHONY: help install demo test test-fast lint schema openapi proto bench serve dagster diagrams clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -38,7 +38,15 @@ lint: $(STAMP) ## ruff + mypy
 schema: $(STAMP) ## regenerate schemas/persona_pack.schema.json from persona_core.pack
 	$(BIN)/python -m persona_core.schema
 
+openapi: $(STAMP) ## regenerate schemas/openapi.json from the registry app
+	$(BIN)/python -m registry_api.openapi
+
+proto: $(STAMP) ## regenerate registry_api/grpc_gen from schemas/persona_registry.proto
+	$(BIN)/python -m registry_api.protos
+
 bench: $(STAMP) ## run the benchmarks; prints numbers and writes bench/results.json
+	@command -v wrk >/dev/null || { echo "installing wrk (the API benchmark's load generator)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench
 
 serve: $(STAMP) ## run the registry on the embedded default
@@ -46,6 +54,9 @@ serve: $(STAMP) ## run the registry on the embedded default
 
 dagster: $(STAMP) ## Dagster UI with the project's workspace (sensor on)
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
+
+diagrams: ## render diagrams/*.mmd to PNG and SVG (needs npm and Debian's chromium)
+	bash diagrams/render.sh
 
 clean: ## remove the venv and local state
 	rm -rf $(VENV) .persona .dagster_home
