@@ -137,6 +137,10 @@ def test_too_few_anchors_in_a_required_mode_blocks_publish(
     assert result.record.reasons == ["C_CUTAWAY: 1 usable anchor(s), need at least 2"]
     with pytest.raises(VersionNotFoundError):
         home.meta.get_published("obama", v.version)
+    # Re-running the blocked version (as from the UI) with the bar the set can meet publishes it.
+    rerun = build(home, v.version, instance)
+    assert rerun.status == VersionStatus.PUBLISHED
+    assert rerun.metadata["qc"]["qc_cached"] == len(OBAMA)
 
 
 def test_same_photo_set_gives_the_same_content_hash(tmp_path: Path, instance: dg.DagsterInstance) -> None:
