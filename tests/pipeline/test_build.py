@@ -14,6 +14,7 @@ from persona_core.embeddings import matrix_row
 from persona_core.errors import VersionNotFoundError
 from persona_core.pack import PersonaPack
 from persona_core.refs import parse_ref
+from persona_core.settings import Settings
 from persona_core.store.base import VersionStatus
 from persona_pipeline.build import BuildResult, build_version
 from persona_pipeline.steps.config import PipelineConfig
@@ -193,3 +194,17 @@ def test_a_published_version_is_never_rebuilt(fixture_build: tuple[Home, BuildRe
     assert not again.success
     assert home.meta.get_version("obama", 1).status == VersionStatus.PUBLISHED
     assert home.meta.get_published("obama", 1).content_hash == first.record.content_hash
+
+
+@pytest.mark.s3
+def test_build_on_an_s3_blob_store_caches_per_input_there(
+    s3_settings: Settings, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    db = f"sqlite:///{tmp_path / 'meta.db'}"
+    home = Home(tmp_path, s3_settings.model_copy(update={"database_url": db}))
+    first = build(home, home.upload("obama", OBAMA).version, instance)
+    assert first.status == VersionStatus.PUBLISHED
+    second = build(home, home.upload("obama", OBAMA).version, instance)
+    assert second.metadata["qc"]["qc_cached"] == len(OBAMA)
+    assert second.record.content_hash == first.record.content_hash
+    assert any(k.startswith("cache/qc/") for k in home.blobs.list_objects("cache/"))
