@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from chromium import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from fastapi.testclient import TestClient
 from playwright.sync_api import sync_playwright
 
@@ -158,19 +159,6 @@ def test_auth_and_errors(viewer: tuple[TestClient, Viewer], key: str | None, pat
     http, v = viewer
     headers = {"X-API-Key": v.keys[key]} if key else {}
     assert http.get(path, headers=headers).status_code == status
-
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.mark.slow
