@@ -205,7 +205,8 @@ class PersonaPack(_Model):
 
 def canonical_json(doc: Any) -> bytes:
     """Stable bytes: sorted keys, no whitespace, UTF-8. Floats keep Python's repr."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode()
 
 
 def content_hash(doc: dict[str, Any]) -> str:

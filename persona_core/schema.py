@@ -12,23 +12,22 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
 from persona_core.errors import PackValidationError
+from persona_core.pack import PersonaPack
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "persona_pack.schema.json"
 SCHEMA_ID = "https://persona-core.dev/schemas/persona_pack.schema.json"
 
 
 def generated_schema() -> dict[str, Any]:
-    from persona_core.pack import PersonaPack
-
     schema = PersonaPack.model_json_schema(mode="serialization")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
 @cache
 def _validator() -> Any:
-    from jsonschema import Draft202012Validator
-
     schema = json.loads(SCHEMA_PATH.read_text())
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)

@@ -25,7 +25,9 @@ def sign_blob_url(base_url: str, secret: bytes, ref: str, ttl_s: int, now: float
     return f"{base_url.rstrip('/')}/v1/blobs/{digest}?exp={expires}&sig={_sig(secret, digest, expires)}"
 
 
-def verify_blob_signature(secret: bytes, digest: str, expires: int, sig: str, now: float | None = None) -> None:
+def verify_blob_signature(
+    secret: bytes, digest: str, expires: int, sig: str, now: float | None = None
+) -> None:
     """Raise SignatureError if the signature is wrong or expired."""
     if not hmac.compare_digest(_sig(secret, digest, expires), sig):
         raise SignatureError("signature does not match")

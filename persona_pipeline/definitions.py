@@ -1,7 +1,16 @@
 """The Dagster code location: build assets and checks, the build job, the upload sensor and
-the resources (embedded default stores, default offline models, default thresholds)."""
+the resources (embedded default stores, default offline models, default thresholds).
+
+``defs`` keeps intermediate asset values on local disk (Dagster's default IO manager), right
+for ``dagster dev`` and in-process builds. ``deploy_defs`` keeps them in S3 so one asset can
+be re-materialized in a later run's pod (Kubernetes): bucket and prefix come from
+``DAGSTER_S3_IO_BUCKET`` / ``DAGSTER_S3_IO_PREFIX`` (credentials and endpoint: the usual
+``AWS_*`` variables) when a run starts, not at import.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import dagster as dg
 
@@ -10,13 +19,39 @@ from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.defs.sensors import upload_manifest_sensor
 
-defs = dg.Definitions(
-    assets=build_assets,
-    jobs=[build_persona_version],
-    sensors=[upload_manifest_sensor],
-    resources={
+
+def make_defs(io_manager: Any = None) -> dg.Definitions:
+    resources: dict[str, Any] = {
         "stores": StoresResource(),
         "models": ModelsResource(),
         "pipeline_config": PipelineConfigResource(),
-    },
-)
+    }
+    if io_manager is not None:
+        resources["io_manager"] = io_manager
+    return dg.Definitions(
+        assets=build_assets,
+        jobs=[build_persona_version],
+        sensors=[upload_manifest_sensor],
+        resources=resources,
+    )
+
+
+def _s3_io_manager() -> Any:
+    from dagster_aws.s3 import S3PickleIOManager, S3Resource  # noqa: PLC0415 - only deploy_defs needs it
+
+    return S3PickleIOManager(
+        # boto3 reads AWS_ENDPOINT_URL itself when the store is not AWS.
+        s3_resource=S3Resource(),
+        s3_bucket=dg.EnvVar("DAGSTER_S3_IO_BUCKET"),
+        s3_prefix=dg.EnvVar("DAGSTER_S3_IO_PREFIX"),
+    )
+
+
+defs = make_defs()
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use so `dagster dev` never imports dagster-aws's S3 client stack.
+    if name == "deploy_defs":
+        return make_defs(_s3_io_manager())
+    raise AttributeError(name)

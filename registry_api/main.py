@@ -17,10 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from persona_core.errors import PersonaCoreError
 from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.stores import open_blob_store, open_metadata_store
+from registry_api import metrics
 from registry_api.auth import API_KEY_HEADER
 from registry_api.config import ApiSettings
 from registry_api.errors import PROBLEM_JSON, problem, public_detail, status_for
-from registry_api import metrics
 from registry_api.routes import assets, health, personas, ui, versions
 from registry_api.service import RegistryService
 

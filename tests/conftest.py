@@ -122,3 +122,13 @@ def blob_store(blob_settings: Settings) -> BlobStore:
 @pytest.fixture
 def persona_settings(blob_settings: Settings, database_url: str) -> Settings:
     return blob_settings.model_copy(update={"database_url": database_url})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Derived model files (exported ONNX) go to a per-session folder, never the user's cache.
+    Session-wide, so a model first loaded by a pipeline or API test uses the same folder."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PERSONA_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+        mp.delenv("PERSONA_MODEL_DIR", raising=False)
+        yield

@@ -6,8 +6,9 @@ manifest key seen; keys start with a 20-digit ns timestamp, so they sort by time
 
 import dagster as dg
 
-from persona_core.errors import BlobNotFoundError, InvalidManifestError, PersonaCoreError
+from persona_core.errors import BlobNotFoundError, InvalidManifestError, NotFoundError, PersonaCoreError
 from persona_core.ingest import MANIFEST_PREFIX, read_manifest
+from persona_core.store.base import MetadataStore, VersionStatus
 from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.partitions import persona_versions
 from persona_pipeline.defs.resources import StoresResource
@@ -28,8 +29,8 @@ def upload_manifest_sensor(context: dg.SensorEvaluationContext, stores: StoresRe
     if not keys:
         return dg.SensorResult(skip_reason=f"no new upload manifests after {cursor or 'start'}")
     keys = keys[:MAX_MANIFESTS_PER_TICK]
-    blobs = stores.blobs()
-    requests, partitions, problems = [], [], []
+    blobs, meta = stores.blobs(), stores.meta()
+    requests, partitions, problems, already = [], [], [], []
     for key in keys:
         try:
             manifest = read_manifest(blobs, key)
@@ -39,6 +40,12 @@ def upload_manifest_sensor(context: dg.SensorEvaluationContext, stores: StoresRe
             problems.append(f"{key}: {exc}")
             context.log.warning(f"skipped malformed manifest {key}: {exc}")
             continue
+        status = _status(meta, manifest.persona_id, manifest.version)
+        if status is not VersionStatus.PENDING:
+            # Built already (in-process, by the CLI, or an earlier run): a second run would
+            # only fail on the immutable version, so the UI would show a spurious failure.
+            already.append(f"{pk} is {status.value if status else 'unknown to the database'}")
+            continue
         if pk not in partitions:
             partitions.append(pk)
             requests.append(dg.RunRequest(run_key=pk, partition_key=pk,
@@ -46,10 +53,21 @@ def upload_manifest_sensor(context: dg.SensorEvaluationContext, stores: StoresRe
                                                 "persona_version": str(manifest.version),
                                                 "manifest": key}))
     if not requests:
-        reason = "skipped malformed manifest(s): " + "; ".join(problems)
-        return dg.SensorResult(cursor=keys[-1], skip_reason=reason)
+        reasons = []
+        if problems:
+            reasons.append("skipped malformed manifest(s): " + "; ".join(problems))
+        if already:
+            reasons.append("not pending any more: " + "; ".join(already))
+        return dg.SensorResult(cursor=keys[-1], skip_reason=" | ".join(reasons))
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[persona_versions.build_add_request(partitions)],
         cursor=keys[-1],
     )
+
+
+def _status(meta: MetadataStore, persona_id: str, version: int) -> VersionStatus | None:
+    try:
+        return meta.get_version(persona_id, version).status
+    except NotFoundError:
+        return None

@@ -9,7 +9,6 @@ results were computed and how many came from the cache; assets report them.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from persona_core.embeddings import float32_from_npy, float32_to_npy
 from persona_core.errors import BlobNotFoundError, IntegrityError, InvalidInputError
 from persona_core.store.base import BlobStore
 
@@ -81,17 +81,15 @@ class StepCache:
         if data is None:
             return None
         try:
-            return np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError):
+            return float32_from_npy(data)
+        except InvalidInputError:
             self.cached -= 1
             return None
 
     def put_vector(self, input_sha256: str, vector: np.ndarray, name: str = "") -> None:
         if vector.ndim != 1:
             raise InvalidInputError(f"cached vectors are 1-D, got shape {vector.shape}")
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(vector, dtype=np.float32), allow_pickle=False)
-        self.put_bytes(input_sha256, buf.getvalue(), name)
+        self.put_bytes(input_sha256, float32_to_npy(vector), name)
 
     def counters(self) -> dict[str, int]:
         return {"computed": self.computed, "cached": self.cached}

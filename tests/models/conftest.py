@@ -10,15 +10,6 @@ import pytest
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _model_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Derived model files (exported ONNX) go to a per-session folder, never the user's cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PERSONA_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
-        mp.delenv("PERSONA_MODEL_DIR", raising=False)
-        yield
-
-
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     return FIXTURES / "faces"

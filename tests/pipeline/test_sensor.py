@@ -12,6 +12,7 @@ from conftest import OBAMA, Home
 
 from persona_core.ingest import manifest_key
 from persona_core.settings import Settings
+from persona_core.store.base import VersionStatus
 from persona_pipeline.defs.partitions import persona_versions
 from persona_pipeline.defs.resources import StoresResource
 from persona_pipeline.defs.sensors import upload_manifest_sensor
@@ -70,3 +71,16 @@ def test_broken_manifest_is_skipped_with_a_reason_and_later_uploads_still_run(
     sensor_home.upload("obama", OBAMA[:1])
     after = tick(sensor_home, instance, broken.cursor)
     assert [r.run_key for r in after.run_requests or []] == ["obama.v1"]
+
+
+def test_versions_already_built_elsewhere_get_no_second_run(
+    sensor_home: Home, instance: dg.DagsterInstance
+) -> None:
+    """A version the CLI or an in-process build already took is skipped, with the reason."""
+    v = sensor_home.upload("obama", OBAMA[:1])
+    sensor_home.meta.set_status("obama", v.version, VersionStatus.BUILDING)
+    result = tick(sensor_home, instance, None)
+    assert not result.run_requests
+    assert not result.dynamic_partitions_requests
+    assert result.skip_reason is not None
+    assert "obama.v1 is building" in (result.skip_reason.skip_message or "")

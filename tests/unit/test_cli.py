@@ -124,8 +124,8 @@ def test_export_verify_import_round_trip(home: Path, tmp_path: Path) -> None:
     assert json.loads(stdout)["content_hash"] == exported["content_hash"]
 
     other = tmp_path / "other"
-    code, stdout, _ = cli(other, "pack", "import", str(archive), "--json")
-    assert code == 0
+    code, stdout, stderr = cli(other, "pack", "import", str(archive), "--json")
+    assert code == 0, stderr
     imported = json.loads(stdout)
     assert imported["content_hash"] == exported["content_hash"]
     assert imported["created_persona"] is True

@@ -105,7 +105,11 @@ def test_helm_values_k8s_launcher_postgres_s3_and_settings() -> None:
     assert values["computeLogManager"]["config"]["s3ComputeLogManager"]["bucket"]
     deployment = values["dagster-user-deployments"]["deployments"][0]
     args = deployment["codeServerArgs"]
-    assert importlib.util.find_spec(args[args.index("-m") + 1]) is not None
+    module = importlib.import_module(args[args.index("-m") + 1])
+    # The attribute the code server loads exists and keeps intermediate values in S3.
+    deploy_defs = getattr(module, args[args.index("-a") + 1])
+    io_manager = deploy_defs.resources["io_manager"]
+    assert type(io_manager).__name__ == "S3PickleIOManager"
     configmaps = {
         m["metadata"]["name"]: m["data"] for m in values["extraManifests"] if m["kind"] == "ConfigMap"
     }
