@@ -59,8 +59,11 @@ def build_version(
     settings = settings or Settings()
     instance = instance or local_instance(settings)
     key = partition_key(persona_id, version)
-    if not instance.has_dynamic_partition(persona_versions.name, key):
-        instance.add_dynamic_partitions(persona_versions.name, [key])
+    partitions_name = persona_versions.name
+    if partitions_name is None:  # pragma: no cover - the definition always names it
+        raise RuntimeError("persona_versions has no name")
+    if not instance.has_dynamic_partition(partitions_name, key):
+        instance.add_dynamic_partitions(partitions_name, [key])
     stores = StoresResource.from_settings(settings)
     result = dg.materialize(
         build_assets,
@@ -87,8 +90,8 @@ def build_version(
             "metadata": {k: v.value for k, v in ev.metadata.items()},
         }
     materialized, metadata = [], {}
-    for ev in result.get_asset_materialization_events():
-        mat = ev.step_materialization_data.materialization
+    for mat_event in result.get_asset_materialization_events():
+        mat = mat_event.step_materialization_data.materialization
         name = mat.asset_key.to_user_string()
         materialized.append(name)
         metadata[name] = {k: v.value for k, v in mat.metadata.items()}

@@ -7,7 +7,7 @@ metadata (counts, timings, cache counters, thresholds next to observed values)."
 import base64
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -77,13 +77,14 @@ def inputs(
             raise ImmutableVersionError(f"{persona_id} v{version} is already published; upload a new version")
         meta.set_status(persona_id, version, VersionStatus.BUILDING, reasons=[])
         has_voice = any(f.get("kind") == "voice" for f in record.inputs.get("files", []))
-        load_wav, rate = None, 16000
+        wav_loader: Callable[..., Any] | None = None
+        rate = 16000
         if has_voice:
             from persona_pipeline.models.audio import load_wav  # noqa: PLC0415 - audio stack only when needed
 
-            rate = models.voice_model().sample_rate
+            wav_loader, rate = load_wav, models.voice_model().sample_rate
         result = load_inputs(persona_id, version, record.inputs, blobs, pipeline_config.to_config(),
-                             load_wav=load_wav, sample_rate=rate)
+                             load_wav=wav_loader, sample_rate=rate)
     _report(context, f"inputs: {len(result.images)} image(s)/frame(s), {len(result.voices)} voice clip(s), "
                      f"{len(result.rejected)} unreadable")
     return dg.Output(result, metadata={
@@ -274,16 +275,17 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
                              masks=masks, blobs=blobs, qc_rows=qc_rows, models=used, checks=outcomes,
                              config=pipeline_config.to_config(), run_id=context.run.run_id)
         record = publish_pack(meta, blobs, pack)
+    anchors_per_mode = {m.value: len(a) for m, a in pack.anchor_sets.items()}
     summary = {
         "persona_id": pack.persona_id, "version": pack.version, "content_hash": pack.content_hash,
         "pack_ref": record.pack_ref, "status": record.status.value,
-        "anchors_per_mode": {m.value: len(a) for m, a in pack.anchor_sets.items()},
+        "anchors_per_mode": anchors_per_mode,
     }
     _report(context, f"persona_pack: published {pack.persona_id} v{pack.version} "
                      f"content_hash {pack.content_hash}")
     yield dg.Output(summary, metadata={
         "content_hash": pack.content_hash or "", "pack_ref": record.pack_ref,
-        "anchors_per_mode": dg.MetadataValue.json(summary["anchors_per_mode"]),
+        "anchors_per_mode": dg.MetadataValue.json(anchors_per_mode),
         "models": dg.MetadataValue.json([m.model_dump() for m in pack.provenance.models]),
         "pack_bytes": len(json.dumps(pack.to_json_dict())),
     })

@@ -177,7 +177,7 @@ def _is_duplicate(a: Candidate, b: Candidate, identity: Embeddings, style: Embed
 def _rank_diverse(pool: list[Candidate], style: Embeddings, config: PipelineConfig) -> list[Candidate]:
     # Greedy maximal marginal relevance: quality minus similarity to what is already chosen,
     # so a mode's anchors cover different looks instead of five copies of the best one.
-    left, chosen = list(pool), []
+    left, chosen = list(pool), list[Candidate]()
     while left:
         def gain(c: Candidate) -> float:
             sim = max((_cos(style.vectors[c.face.sha256], style.vectors[k.face.sha256]) for k in chosen),

@@ -20,9 +20,12 @@ from persona_core.pack import (
     AnchorMetadata,
     AnchorQuality,
     BehaviorPolicy,
+    CameraMode,
+    Expression,
     HeadPose,
     Identity,
     InputRecord,
+    Lighting,
     ModelRecord,
     PersonaPack,
     Provenance,
@@ -133,10 +136,10 @@ def assemble_pack(
     style_ref = blobs.put(matrix_to_bytes(styl))
     centroid_ref = blobs.put(matrix_to_bytes(_normalised(ident.mean(axis=0, keepdims=True))))
 
-    anchor_sets: dict[str, list[Anchor]] = {}
+    anchor_sets: dict[CameraMode, list[Anchor]] = {}
     for i, c in enumerate(ordered):
         q = c.quality
-        anchor_sets.setdefault(c.mode, []).append(Anchor(
+        anchor_sets.setdefault(CameraMode(c.mode), []).append(Anchor(
             anchor_id=c.anchor_id,
             image_ref=c.face.image_ref,
             face_crop_ref=c.face.crop_ref,
@@ -144,11 +147,11 @@ def assemble_pack(
             embedding_ref=row_ref(ident_ref, i),
             style_embedding_ref=row_ref(style_ref, i),
             source_sha256=c.face.sha256,
-            canonical=not anchor_sets.get(c.mode),
+            canonical=not anchor_sets.get(CameraMode(c.mode)),
             metadata=AnchorMetadata(
-                expression_tag=c.expression,
+                expression_tag=Expression(c.expression),
                 head_pose=HeadPose(yaw=c.head_pose[0], pitch=c.head_pose[1], roll=c.head_pose[2]),
-                lighting_tag=c.lighting,
+                lighting_tag=Lighting(c.lighting),
                 crop_box=list(c.face.crop_box),
                 best_for=c.best_for(),
             ),

@@ -81,7 +81,7 @@ def crop_face(data: bytes, face: dict[str, Any], width: int, config: PipelineCon
     aligned = align_face(img, landmarks, size=ALIGNED_SIZE)
     box = portrait_box(tuple(face["bbox"]))
     scaled_box = tuple(round(v * scale) for v in box)
-    portrait = cut_portrait(img, scaled_box, config.portrait_size)  # type: ignore[arg-type]
+    portrait = cut_portrait(img, scaled_box, config.portrait_size)
     return {"crop": encode_png(aligned), "portrait": encode_png(portrait), "crop_box": list(box)}
 
 

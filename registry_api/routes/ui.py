@@ -26,7 +26,7 @@ router = APIRouter(tags=["ui"], include_in_schema=True)
 IMAGE_TTL_S = 3600
 # Images may come from the registry itself (HMAC URLs) or a presigned S3 host.
 _CSP = "default-src 'none'; img-src 'self' https: http:; style-src 'unsafe-inline'; base-uri 'none'"
-_HTML = {200: {"content": {"text/html": {}}}}
+_HTML: dict[int | str, Any] = {200: {"content": {"text/html": {}}}}
 
 
 def register(app: FastAPI) -> None:

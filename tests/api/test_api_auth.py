@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OTHER, PUBLISHED, Registry, fixture_bytes, make_registry
+from registry_support import OTHER, PUBLISHED, Registry, fixture_bytes, make_registry
 
 from persona_core.signing import sign_blob_url
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import OTHER, PUBLISHED, Registry, fixture_bytes, make_registry
+from registry_support import OTHER, PUBLISHED, Registry, fixture_bytes, make_registry
 
 from persona_core.client import (
     PackNotPublishedError,

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 import grpc
 import pytest
-from conftest import PUBLISHED, Registry, fixture_bytes
+from registry_support import PUBLISHED, Registry, fixture_bytes
 
 from persona_core.refs import sha256_hex
 from registry_api.grpc_gen import persona_registry_pb2 as pb

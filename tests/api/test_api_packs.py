@@ -10,8 +10,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
-from conftest import PUBLISHED, Registry, registry_settings
 from fastapi.testclient import TestClient
+from registry_support import PUBLISHED, Registry, registry_settings
 
 from persona_core.publish import publish_pack
 from persona_core.refs import sha256_hex

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PUBLISHED, Registry, fixture_bytes
+from registry_support import PUBLISHED, Registry, fixture_bytes
 
 from persona_core.ingest import read_manifest
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import FACES, FIXTURE_CONFIG, OBAMA, PARTIAL, TWO_FACES, Home, variant
+from pipeline_support import FACES, FIXTURE_CONFIG, OBAMA, PARTIAL, TWO_FACES, Home, variant
 
 from persona_core.embeddings import matrix_row
 from persona_core.errors import VersionNotFoundError

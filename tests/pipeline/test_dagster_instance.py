@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from conftest import FIXTURE_CONFIG, OBAMA, Home
+from pipeline_support import FIXTURE_CONFIG, OBAMA, Home
 
 from persona_core.store.base import VersionStatus
 from persona_pipeline.build import build_version

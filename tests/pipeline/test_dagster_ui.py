@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from chromium import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from conftest import FIXTURE_CONFIG, OBAMA, Home
 from dagster_dev_server import dagster_dev, dagster_env, make_dagster_home, stop_sensor
+from pipeline_support import FIXTURE_CONFIG, OBAMA, Home
 from playwright.sync_api import expect, sync_playwright
 
 from persona_core.store.base import VersionStatus

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import OBAMA, Home
+from pipeline_support import OBAMA, Home
 
 from persona_core.ingest import manifest_key
 from persona_core.settings import Settings

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import FACES
+from pipeline_support import FACES
 
 from persona_core.errors import InvalidInputError
 from persona_core.refs import sha256_hex
