@@ -59,16 +59,19 @@ def run_demo(home: Path, progress: bool = True, console: Console | None = None) 
     record = submit_version(meta, blobs, PERSONA_ID, demo_files())
     handler = _ProgressHandler(console, started)
     log = logging.getLogger("persona_pipeline.build")
-    old_level = log.level
+    old_level, old_propagate = log.level, log.propagate
     if progress:
         console.print(f"building {PERSONA_ID} v{record.version} in {home} (first run loads the models)")
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+        # The progress lines are the log lines: don't print them a second time via root.
+        log.propagate = False
     try:
         result = build_version(PERSONA_ID, record.version, settings, config=DEMO_CONFIG)
     finally:
         log.removeHandler(handler)
         log.setLevel(old_level)
+        log.propagate = old_propagate
     summary = summarize(result, round(time.perf_counter() - started, 2))
     print_summary(summary, console)
     return summary
