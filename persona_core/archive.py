@@ -23,7 +23,6 @@ import os
 import re
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,7 +39,7 @@ from persona_core.errors import (
 )
 from persona_core.pack import PersonaPack
 from persona_core.publish import publish_pack
-from persona_core.refs import REF_PATTERN, parse_ref, sha256_hex
+from persona_core.refs import find_refs, parse_ref, sha256_hex
 from persona_core.schema import validate_pack_document
 from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, VersionStatus
 
@@ -50,7 +49,6 @@ SUFFIX = ".personapack"
 MANIFEST_NAME = "manifest.json"
 PACK_NAME = "pack.json"
 _BLOB_NAME_RE = re.compile(r"^blobs/([0-9a-f]{64})$")
-_REF_RE = re.compile(REF_PATTERN)
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
@@ -312,7 +310,7 @@ def _verify_members(members: dict[str, bytes]) -> VerifiedArchive:
 def _check_rows(pack: PersonaPack, blobs: dict[str, bytes]) -> None:
     # An embedding ref "sha256:<m>#<row>" must name a row that exists in matrix <m>.
     rows: dict[str, int] = {}
-    for ref in _strings_like_refs(pack.to_json_dict()):
+    for ref in find_refs(pack.to_json_dict()):
         parsed = parse_ref(ref)
         if parsed.row is None:
             continue
@@ -327,19 +325,7 @@ def _check_rows(pack: PersonaPack, blobs: dict[str, bytes]) -> None:
 
 def referenced_blobs(pack: PersonaPack) -> set[str]:
     """Every blob the pack needs: its ref fields plus any ref-shaped string (as publish checks)."""
-    return pack.all_blob_refs() | {parse_ref(r).blob for r in _strings_like_refs(pack.to_json_dict())}
-
-
-def _strings_like_refs(node: Any) -> Iterator[str]:
-    # Every ref-shaped string anywhere in the document, as publish checks them.
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _strings_like_refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _strings_like_refs(item)
-    elif isinstance(node, str) and _REF_RE.match(node):
-        yield node
+    return pack.all_blob_refs() | {parse_ref(r).blob for r in find_refs(pack.to_json_dict())}
 
 
 def _parse_pack(pack_bytes: bytes) -> PersonaPack:

@@ -10,20 +10,15 @@ blob writes are idempotent.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from persona_core.embeddings import matrix_from_bytes
 from persona_core.errors import InvalidInputError, PackValidationError
 from persona_core.pack import PersonaPack
-from persona_core.refs import REF_PATTERN, parse_ref
+from persona_core.refs import find_refs, parse_ref
 from persona_core.schema import validate_pack_document
 from persona_core.store.base import BlobStore, MetadataStore, PublishedPack, VersionRecord
-
-_REF_RE = re.compile(REF_PATTERN)
 
 
 def publish_pack(
@@ -55,7 +50,7 @@ def verify_pack_blobs(blobs: BlobStore, pack: PersonaPack, *, workers: int = 8) 
     doc = pack.to_json_dict()
     rows: dict[str, set[int]] = defaultdict(set)
     digests: set[str] = {parse_ref(r).digest for r in pack.all_blob_refs()}
-    for ref in _all_refs(doc):
+    for ref in find_refs(doc):
         parsed = parse_ref(ref)
         digests.add(parsed.digest)
         if parsed.row is not None:
@@ -97,16 +92,3 @@ def _declared_widths(pack: PersonaPack) -> dict[str, tuple[str, int]]:
     for ref in style_refs:
         widths[parse_ref(ref).digest] = ("style.embedding_dim", pack.style.embedding_dim)
     return widths
-
-
-def _all_refs(node: Any) -> Iterator[str]:
-    # Every string that looks like a blob ref, wherever it sits: stricter than the pack's
-    # own ref fields, so a ref tucked into provenance config is verified too.
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _all_refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _all_refs(item)
-    elif isinstance(node, str) and _REF_RE.match(node):
-        yield node

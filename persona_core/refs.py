@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from persona_core.errors import InvalidInputError
 
@@ -49,3 +51,16 @@ def parse_ref(ref: str) -> Ref:
     body = ref[len("sha256:") :]
     digest, _, row = body.partition("#")
     return Ref(digest, int(row) if row else None)
+
+
+def find_refs(node: Any) -> Iterator[str]:
+    """Every string that looks like a blob ref, anywhere in a JSON-like document: stricter
+    than a pack's own ref fields, so a ref tucked into provenance config is verified too."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from find_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from find_refs(item)
+    elif isinstance(node, str) and _REF_RE.match(node):
+        yield node

@@ -26,7 +26,6 @@ import logging
 import mmap
 import os
 import re
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from persona_core.errors import (
     StoreUnavailableError,
     VersionNotFoundError,
 )
+from persona_core.fsio import atomic_write
 from persona_core.pack import BehaviorPolicy, PersonaPack, RefreshPolicy, content_hash
 from persona_core.refs import parse_ref
 from persona_core.runtime import _format
@@ -360,7 +360,7 @@ class PackCache:
         index_doc = {**index_document(pack), "pack_ref": "sha256:" + hashlib.sha256(data).hexdigest()}
         file_bytes = _format.encode(index_doc, data, matrices)
         path = self.path_for(persona_id, pack.version)
-        _atomic_write(path, file_bytes)
+        atomic_write(path, file_bytes)
         return CachedPack(file_bytes, f"fetched {persona_id} v{pack.version}", path, matrices_verified=True)
 
     def _remember(self, pack: CachedPack) -> None:
@@ -415,17 +415,3 @@ def _check_key(persona_id: Any, version: Any) -> None:
         raise InvalidInputError(f"bad persona id {persona_id!r}")
     if type(version) is not int or version < 1:
         raise InvalidInputError(f"version must be an int >= 1, got {version!r}")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

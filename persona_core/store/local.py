@@ -7,10 +7,10 @@ reader never sees a half-written blob and a crash leaves at most a stray temp fi
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from persona_core.errors import BlobNotFoundError, IntegrityError, StoreUnavailableError
+from persona_core.fsio import atomic_write
 from persona_core.refs import parse_ref, sha256_hex
 from persona_core.signing import sign_blob_url
 from persona_core.store.base import BlobStore, safe_segment
@@ -34,7 +34,7 @@ class LocalBlobStore(BlobStore):
         digest = sha256_hex(data)
         path = self._blobs / digest[:2] / digest
         if not path.exists():
-            _atomic_write(path, data)
+            atomic_write(path, data)
         ref = f"sha256:{digest}"
         if sha256_hex(path.read_bytes()) != digest:
             raise IntegrityError(f"{ref} does not match its bytes after writing")
@@ -57,7 +57,7 @@ class LocalBlobStore(BlobStore):
         return self._objects.joinpath(*(safe_segment(s) for s in key.split("/")))
 
     def put_object(self, key: str, data: bytes) -> None:
-        _atomic_write(self._object_path(key), data)
+        atomic_write(self._object_path(key), data)
 
     def get_object(self, key: str) -> bytes:
         try:
@@ -83,17 +83,3 @@ class LocalBlobStore(BlobStore):
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise StoreUnavailableError(f"blob folder {self.root} is not writable")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
