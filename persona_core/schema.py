@@ -28,7 +28,9 @@ def generated_schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> Any:
-    schema = json.loads(SCHEMA_PATH.read_text())
+    # A wheel install has no top-level schemas/ folder; the generated schema is the same
+    # document (tests/unit/test_schema.py keeps them equal).
+    schema = json.loads(SCHEMA_PATH.read_text()) if SCHEMA_PATH.is_file() else generated_schema()
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 
