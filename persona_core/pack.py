@@ -152,6 +152,8 @@ class ModelRecord(_Model):
     task: str
     weights_sha256: list[Sha256Hex]
     licence: str
+    # True when the model's licence forbids commercial use and the builder opted in to it.
+    noncommercial_opt_in: bool = False
 
 
 class Provenance(_Model):

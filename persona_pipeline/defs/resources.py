@@ -76,12 +76,15 @@ class ModelsResource(dg.ConfigurableResource):
     voice: str = ""
     masks: bool = True
     model_dir: str | None = None
+    # Non-commercial weights (InsightFace packs) load only with this set; packs record it.
+    opt_in_noncommercial: bool = False
 
     def _load(self, task: str, name: str) -> Any:
         from persona_pipeline.models import registry  # noqa: PLC0415 - heavy; only when a run needs it
 
         if name:
-            return registry.load_model(name, model_dir=self.model_dir)
+            return registry.load_model(name, model_dir=self.model_dir,
+                                       opt_in_noncommercial=self.opt_in_noncommercial)
         return registry.default_model(task, model_dir=self.model_dir)
 
     def detector_model(self) -> Any:

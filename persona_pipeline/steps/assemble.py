@@ -53,7 +53,8 @@ def _normalised(mat: np.ndarray) -> np.ndarray:
 
 def model_records(models: list[Any]) -> list[ModelRecord]:
     return [ModelRecord(name=m.entry.name, task=m.entry.task, weights_sha256=list(m.weights_sha256),
-                        licence=m.entry.licence) for m in models]
+                        licence=m.entry.licence, noncommercial_opt_in=not m.entry.commercial_use)
+            for m in models]
 
 
 def input_records(inputs: VersionInputs, qc_rows: dict[str, tuple[bool, str]],
