@@ -3,6 +3,7 @@ folder), fixture uploads, and the thresholds the fixture set can meet."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -74,3 +75,17 @@ def variant(name: str, how: str) -> bytes:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
     assert ok
     return buf.tobytes()
+
+
+def clip_bytes(frames: list[np.ndarray], repeat: int, fps: float = 10.0) -> bytes:
+    """An MJPG .avi in which each frame is held for ``repeat`` frames."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.avi"
+        h, w = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+        assert writer.isOpened()
+        for frame in frames:
+            for _ in range(repeat):
+                writer.write(frame)
+        writer.release()
+        return path.read_bytes()

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import dagster as dg
 import pytest
-from pipeline_support import FACES, FIXTURE_CONFIG, OBAMA, PARTIAL, TWO_FACES, Home, variant
+from pipeline_support import FACES, FIXTURE_CONFIG, OBAMA, PARTIAL, TWO_FACES, Home, clip_bytes, variant
 
 from persona_core.embeddings import matrix_row
 from persona_core.errors import VersionNotFoundError
@@ -208,3 +209,22 @@ def test_build_on_an_s3_blob_store_caches_per_input_there(
     assert second.metadata["qc"]["qc_cached"] == len(OBAMA)
     assert second.record.content_hash == first.record.content_hash
     assert any(k.startswith("cache/qc/") for k in home.blobs.list_objects("cache/"))
+
+
+def test_video_clip_frames_become_candidates_and_the_clip_is_recorded(
+    home: Home, instance: dg.DagsterInstance
+) -> None:
+    """A clip uploaded beside photos is sampled into frames that go through QC like photos;
+    the pack's provenance names the clip and every sampled frame."""
+    stills = [cv2.resize(cv2.imread(str(FACES / n)), (480, 600)) for n in ("obama1.jpg", "obama2.jpg")]
+    clip = ("walk.avi", clip_bytes(stills, repeat=10), "video")  # 2 s, each still held 1 s
+    v = home.upload("obama", ["obama.jpg", "obama3.jpg"], extra=[clip])
+    result = build(home, v.version, instance)
+    assert result.status == VersionStatus.PUBLISHED, result.record.reasons
+    pack = load_pack(home, "obama", v.version)
+    inputs = {r.name: r for r in pack.provenance.inputs}
+    assert inputs["walk.avi"].kind == "video"
+    frames = sorted(n for n in inputs if n.startswith("walk.avi@"))
+    assert len(frames) == 2, frames  # one per held still: near-duplicate frames dropped
+    used_sources = {a.source_sha256 for items in pack.anchor_sets.values() for a in items}
+    assert any(inputs[f].sha256 in used_sources for f in frames), "no anchor came from the clip"

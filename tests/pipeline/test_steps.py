@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from pipeline_support import FACES
+from pipeline_support import FACES, clip_bytes
 
 from persona_core.errors import InvalidInputError
 from persona_core.refs import sha256_hex
@@ -130,22 +130,10 @@ def test_identity_stability_flags_the_outsider_with_a_set_derived_threshold() ->
     assert "at least 3" in few.note
 
 
-def _write_clip(path: Path, frames: list[np.ndarray], repeat: int, fps: float = 10.0) -> None:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    assert writer.isOpened()
-    for frame in frames:
-        for _ in range(repeat):
-            writer.write(frame)
-    writer.release()
-
-
 def test_video_is_sampled_into_frames_without_near_duplicates(tmp_path: Path, blobs: LocalBlobStore) -> None:
     names = ("obama.jpg", "obama2.jpg", "biden.jpg")
     stills = [cv2.resize(cv2.imread(str(FACES / n)), (320, 400)) for n in names]
-    clip = tmp_path / "clip.avi"
-    _write_clip(clip, stills, repeat=10)  # 3 s at 10 fps, each still held for 1 s
-    data = clip.read_bytes()
+    data = clip_bytes(stills, repeat=10)  # 3 s at 10 fps, each still held for 1 s
     files = [{"name": "clip.avi", "ref": blobs.put(data), "sha256": sha256_hex(data), "kind": "video",
               "camera_mode": "A_SELFIE"},
              {"name": "broken.mp4", "ref": blobs.put(b"not a video"), "sha256": sha256_hex(b"not a video"),
