@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from registry_support import PUBLISHED, Registry, fixture_bytes
 
@@ -16,6 +19,21 @@ from persona_core.ingest import read_manifest
 JPEG = fixture_bytes("faces", "obama1.jpg")
 JPEG2 = fixture_bytes("faces", "biden2.jpg")
 WAV = fixture_bytes("voices", "a1.wav")
+
+
+def _avi() -> bytes:
+    """A real 1 s MJPG clip of a fixture face."""
+    frame = cv2.resize(cv2.imdecode(np.frombuffer(JPEG, np.uint8), cv2.IMREAD_COLOR), (160, 200))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 200))
+        for _ in range(10):
+            writer.write(frame)
+        writer.release()
+        return path.read_bytes()
+
+
+AVI = _avi()
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # PNG magic, no image behind it
 URL = f"/v1/personas/{PUBLISHED}/versions"
 
@@ -54,6 +72,7 @@ def test_upload_creates_a_pending_version_and_its_build_manifest(registry: Regis
             ("files", ("front.jpg", JPEG, "image/jpeg")),
             ("images", ("side.jpg", JPEG2, "application/octet-stream")),
             ("voices", ("hello.wav", WAV, "audio/x-wav")),
+            ("videos", ("walk.avi", AVI, "video/x-msvideo")),
         ],
         data={"manifest": json.dumps(manifest)},
     )
@@ -76,6 +95,7 @@ def test_upload_creates_a_pending_version_and_its_build_manifest(registry: Regis
         "front.jpg": ("image", "A_SELFIE"),
         "side.jpg": ("image", None),
         "hello.wav": ("voice", None),
+        "walk.avi": ("video", None),
     }
     assert written.inputs.behavior_policy is not None
     assert written.inputs.behavior_policy["persona_card"] == "calm"
