@@ -53,6 +53,7 @@ serve: $(STAMP) ## run the registry on the embedded default
 	$(BIN)/persona-core serve
 
 dagster: $(STAMP) ## Dagster UI with the project's workspace (sensor on)
+	mkdir -p .dagster_home && cp -n dagster.yaml .dagster_home/
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
 
 diagrams: ## render diagrams/*.mmd to PNG and SVG (needs npm and Debian's chromium)
