@@ -235,7 +235,10 @@ class PackCache:
         self.latest_ttl_s = latest_ttl_s
         self._mem: dict[tuple[str, int], CachedPack] = {}
         self._latest: dict[str, tuple[CachedPack, float]] = {}
-        self._lock = threading.RLock()
+        # One lock per pack (and per persona's "latest") so a slow fetch of one pack never
+        # blocks loads of another; ``_lock`` only guards the dicts, never I/O.
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, int | None], threading.Lock] = {}
 
     def load(self, persona_id: str, version: int | None = None) -> CachedPack:
         """The verified pack; raises VersionNotFoundError / PersonaNotFoundError when the
@@ -273,9 +276,13 @@ class PackCache:
             return []
         return sorted(int(m.group(1)) for m in map(_FILE_RE.match, names) if m)
 
+    def _key_lock(self, persona_id: str, version: int | None) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault((persona_id, version), threading.Lock())
+
     def _load_version(self, persona_id: str, version: int) -> CachedPack:
         path = self.path_for(persona_id, version)
-        with self._lock:
+        with self._key_lock(persona_id, version):
             pack = self._mem.get((persona_id, version))
             if pack is None:
                 pack = self._from_disk(path, persona_id, version)
@@ -291,10 +298,11 @@ class PackCache:
 
     def _load_latest(self, persona_id: str) -> CachedPack:
         _check_key(persona_id, 1)
-        with self._lock:
+        with self._key_lock(persona_id, None):
             pack = self._resolve_latest(persona_id)
             self._remember(pack)
-            self._latest[persona_id] = (pack, time.monotonic() + self.latest_ttl_s)
+            with self._lock:
+                self._latest[persona_id] = (pack, time.monotonic() + self.latest_ttl_s)
             return pack
 
     def _resolve_latest(self, persona_id: str) -> CachedPack:
@@ -365,10 +373,11 @@ class PackCache:
 
     def _remember(self, pack: CachedPack) -> None:
         key = (pack.persona_id, pack.version)
-        if key not in self._mem and len(self._mem) >= self.max_packs:
-            oldest = next(iter(self._mem))
-            del self._mem[oldest]
-        self._mem[key] = pack
+        with self._lock:
+            if key not in self._mem and len(self._mem) >= self.max_packs:
+                oldest = next(iter(self._mem))
+                del self._mem[oldest]
+            self._mem[key] = pack
 
 
 def embedding_blob_refs(pack: PersonaPack) -> list[str]:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -329,3 +331,43 @@ def test_cache_file_of_another_format_is_fetched_again(store: Store, source: Cou
     assert PackCache(tmp_path / "cache", source).load(PID, 1).content_hash == store.packs[1].content_hash
     assert source.documents == fetched + 1
     assert PackCache(tmp_path / "cache").load(PID, 1).version == 1  # rewritten in the current format
+
+
+class GatedSource(CountingSource):
+    """Holds every fetch of version 1 until released: a slow registry for one pack."""
+
+    def __init__(self, inner: PackSource) -> None:
+        super().__init__(inner)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def pack_document(self, persona_id: str, version: int | None) -> bytes:
+        if version == 1:
+            self.entered.set()
+            if not self.release.wait(timeout=30):
+                raise StoreUnavailableError("test gate never opened")
+        return super().pack_document(persona_id, version)
+
+
+def test_a_slow_fetch_of_one_pack_does_not_block_loading_another(store: Store, tmp_path: Path) -> None:
+    """While one pack is being fetched, another pack loads (and a cached one is served)."""
+    store.publish()
+    source = GatedSource(StorePackSource(store.meta, store.blobs))
+    cache = PackCache(tmp_path / "cache", source)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        slow = pool.submit(cache.load, PID, 1)
+        assert source.entered.wait(timeout=10)
+        other = pool_free_load(cache, PID, 2)
+        assert other.version == 2
+        assert not slow.done()
+        source.release.set()
+        assert slow.result(timeout=30).version == 1
+
+
+def pool_free_load(cache: PackCache, persona_id: str, version: int) -> CachedPack:
+    done: list[CachedPack] = []
+    worker = threading.Thread(target=lambda: done.append(cache.load(persona_id, version)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert done, "loading another pack waited on the slow fetch"
+    return done[0]
