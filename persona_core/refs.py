@@ -34,18 +34,22 @@ class Ref:
 
 
 def sha256_hex(data: bytes) -> str:
+    """Lowercase hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
 
 
 def ref_for(data: bytes) -> str:
+    """The content-addressed ref (``sha256:<hex>``) that names ``data``."""
     return f"sha256:{sha256_hex(data)}"
 
 
 def row_ref(blob_ref: str, row: int) -> str:
+    """The ref of one row of a matrix blob: ``sha256:<hex>#<row>``."""
     return f"{parse_ref(blob_ref).blob}#{row}"
 
 
 def parse_ref(ref: str) -> Ref:
+    """Split a ref into digest and optional row; InvalidInputError for anything else."""
     if not isinstance(ref, str) or not _REF_RE.match(ref):
         raise InvalidInputError(f"not a blob ref: {ref!r} (expected sha256:<64 hex>[#row])")
     body = ref[len("sha256:") :]

@@ -18,6 +18,7 @@ def _sig(secret: bytes, digest: str, expires: int) -> str:
 
 
 def sign_blob_url(base_url: str, secret: bytes, ref: str, ttl_s: int, now: float | None = None) -> str:
+    """A URL for ``ref`` under ``base_url`` that verifies for ``ttl_s`` seconds."""
     if not 0 < ttl_s <= MAX_TTL_S:
         raise SignatureError(f"ttl_s must be in 1..{MAX_TTL_S}")
     digest = parse_ref(ref).digest
