@@ -38,7 +38,10 @@ class Principal:
         for scope in record.scopes:
             granted |= _IMPLIED.get(scope, set())
         ids = getattr(record, "persona_ids", None)
-        return cls(name=record.name, scopes=frozenset(granted), persona_ids=frozenset(ids) if ids else None)
+        # Only None means "every persona": an empty list (which the store now refuses, but an
+        # older row may hold) restricts the key to nothing, never widens it to everything.
+        restricted = frozenset(ids) if ids is not None else None
+        return cls(name=record.name, scopes=frozenset(granted), persona_ids=restricted)
 
     def require(self, scope: str, persona_id: str | None = None) -> None:
         """Raise InsufficientScopeError / PersonaForbiddenError unless this call is allowed."""

@@ -380,6 +380,9 @@ class SqlMetadataStore(MetadataStore):
         ):
             raise InvalidInputError("scopes must be a non-empty list like ['packs:read']")
         if persona_ids is not None:
+            if not persona_ids:
+                # A key restricted to no persona is always a mistake (e.g. an empty filter).
+                raise InvalidInputError("persona_ids, when given, must name at least one persona")
             for pid in persona_ids:
                 _check_persona_id(pid)
         key_id = secrets.token_hex(8)

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from registry_support import OTHER, PUBLISHED, Registry, fixture_bytes, make_registry
 
+from persona_core.errors import InvalidInputError
 from persona_core.signing import sign_blob_url
+from persona_core.store import tables
 
 KINDS = (None, "read", "build", "admin", "other")
 _counter = iter(range(10_000))
@@ -122,3 +125,24 @@ def test_zero_ttl_makes_revocation_immediate(tmp_path: Path) -> None:
     assert reg.http.get(P, headers={"X-API-Key": key}).status_code == 200
     reg.meta.revoke_api_key(record.key_id)
     assert reg.http.get(P, headers={"X-API-Key": key}).status_code == 401
+
+
+def test_store_refuses_a_key_restricted_to_no_persona(registry: Registry) -> None:
+    """persona_ids=[] is a mistake (a key for nothing), never a synonym for every persona."""
+    with pytest.raises(InvalidInputError):
+        registry.meta.create_api_key("nobody", ["read"], persona_ids=[])
+    assert [k.name for k in registry.meta.list_api_keys()].count("nobody") == 0
+
+
+def test_key_stored_with_an_empty_persona_list_sees_no_persona(registry: Registry) -> None:
+    """A row written before the store refused [] (persona_ids = []) must not read every persona."""
+    record, key = registry.meta.create_api_key("legacy", ["admin"], persona_ids=[OTHER])
+    with registry.meta.engine.begin() as conn:
+        conn.execute(
+            sa.update(tables.api_keys).where(tables.api_keys.c.key_id == record.key_id).values(persona_ids=[])
+        )
+    headers = {"X-API-Key": key}
+    for path in (P, f"{P}/versions/1/pack", f"{P}/versions/latest/pack", f"/v1/personas/{OTHER}"):
+        response = registry.http.get(path, headers=headers)
+        assert (response.status_code, response.json()["code"]) == (403, "persona_forbidden"), path
+    assert registry.http.get("/v1/personas", headers=headers).json()["items"] == []
