@@ -20,7 +20,7 @@ from registry_api.auth import Principal, key_from_headers
 from registry_api.errors import grpc_status_for, public_detail
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
-from registry_api.service import AssetBytes, RegistryService
+from registry_api.service import LATEST, AssetBytes, RegistryService
 from registry_api.uploads import RawFile, parse_manifest, validate_upload
 
 log = logging.getLogger("registry_api.grpc")
@@ -115,13 +115,17 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
         self, request: pb.GetPersonaPackRequest, context: grpc.ServicerContext
     ) -> pb.GetPersonaPackResponse:
         who = self._who(context)
-        pack = self.service.get_pack(who, request.persona_id, request.version or "latest")
-        fresh = request.if_none_match.strip() in (pack.etag, pack.content_hash)
+        spec = request.version or LATEST
+        pack = self.service.get_pack(who, request.persona_id, spec)
+        latest = spec == LATEST
+        # As over HTTP; a numbered version also takes the bare content hash (documented in the proto).
+        tag = request.if_none_match.strip()
+        fresh = pack.is_current(tag, latest) or (not latest and tag == pack.content_hash)
         return pb.GetPersonaPackResponse(
             persona_id=pack.persona_id,
             version=pack.version,
             content_hash=pack.content_hash,
-            etag=pack.etag,
+            etag=pack.latest_etag if latest else pack.etag,
             pack_json=b"" if fresh else pack.body,
             not_modified=fresh,
         )
@@ -132,7 +136,7 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
     ) -> pb.ResolveAssetResponse:
         who = self._who(context)
         mode = "bytes" if request.mode == pb.RESOLVE_MODE_BYTES else "url"
-        ttl_s = request.ttl_s or _DEFAULT_TTL_S
+        ttl_s = request.ttl_s or _DEFAULT_TTL_S  # 0 = unset in proto3; the service checks the range
         asset = self.service.resolve_asset(who, request.ref, mode, ttl_s)
         if isinstance(asset, AssetBytes):
             return pb.ResolveAssetResponse(ref=asset.ref, data=asset.data)

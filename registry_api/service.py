@@ -6,20 +6,25 @@ transports cannot disagree about who may do what.
 Published packs are immutable, so their bytes and ETag are cached in memory per
 (persona, version) after the first read; ``latest`` is resolved to a number that is
 re-read from the database every ``latest_cache_ttl_s`` (1 s by default).
+
+A numbered pack's ETag is its content hash. The content hash leaves out the version, so two
+versions can share it; ``latest`` therefore answers with ``"<content_hash>.v<N>"``, which
+changes whenever ``latest`` moves to another version, even one with the same content.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from persona_core.errors import BlobNotFoundError, InvalidInputError, VersionNotFoundError
+from persona_core.errors import BlobNotFoundError, InvalidInputError, SignatureError, VersionNotFoundError
 from persona_core.ingest import submit_version
 from persona_core.refs import parse_ref
-from persona_core.signing import verify_blob_signature
+from persona_core.signing import MAX_TTL_S, verify_blob_signature
 from persona_core.store.base import (
     ApiKeyRecord,
     BlobStore,
@@ -29,12 +34,16 @@ from persona_core.store.base import (
     VersionRecord,
     VersionStatus,
 )
+from persona_core.store.local import LocalBlobStore
 from registry_api.auth import KeyVerifier, Principal
 from registry_api.config import ApiSettings
 from registry_api.errors import PackNotPublishedError, PersonaForbiddenError, RequestTooLargeError
 from registry_api.uploads import ValidatedUpload
 
 LATEST: Literal["latest"] = "latest"
+# ASCII digits only: str.isdigit() also accepts "²" or "١", which int() then refuses or reads.
+_MAX_VERSION_DIGITS = 9
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +54,24 @@ class CachedPack:
     content_hash: str
     etag: str
     blob_refs: frozenset[str]
+    # The validator when this pack is served as `latest` (see the module doc).
+    latest_etag: str = ""
     # ETag and X-Persona-Version, encoded once: the GET-pack route appends them as they are.
     raw_headers: tuple[tuple[bytes, bytes], ...] = ()
+    latest_raw_headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    def is_current(self, if_none_match: str | None, latest: bool) -> bool:
+        """Whether a client's ``If-None-Match`` names this very representation.
+
+        A numbered version also accepts its own ``latest`` validator (same bytes, same
+        version); ``latest`` accepts only that validator, never a bare content hash.
+        """
+        if not if_none_match:
+            return False
+        if if_none_match.strip() == "*":
+            return True
+        accepted = (self.latest_etag,) if latest else (self.etag, self.latest_etag)
+        return any(tag.strip().removeprefix("W/") in accepted for tag in if_none_match.split(","))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +87,21 @@ class AssetBytes:
     data: bytes
 
 
+def is_version_number(spec: str) -> bool:
+    """``spec`` is 1 to 9 ASCII digits (so ``int(spec)`` cannot fail or overflow a column)."""
+    return spec.isascii() and spec.isdigit() and len(spec) <= _MAX_VERSION_DIGITS
+
+
 def parse_version_spec(spec: str | int) -> int | Literal["latest"]:
     """``latest`` or a version number >= 1; anything else is a typed 400."""
     if spec == LATEST:
         return LATEST
-    try:
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        number = spec
+    elif isinstance(spec, str) and is_version_number(spec):
         number = int(spec)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"version must be a positive integer or 'latest', got {spec!r}") from None
+    else:
+        raise InvalidInputError(f"version must be a positive integer or 'latest', got {spec!r}")
     if number < 1:
         raise InvalidInputError(f"version must be >= 1, got {number}")
     return number
@@ -158,7 +190,7 @@ class RegistryService:
             if hit is None or hit[0] <= time.monotonic():
                 return None
             number = hit[1]
-        elif spec.isdigit():
+        elif is_version_number(spec):
             number = int(spec)
         else:
             return None
@@ -189,17 +221,19 @@ class RegistryService:
     def _load(self, record: PublishedPack) -> CachedPack:
         body = self.blobs.get(record.pack_ref)  # the store verifies the bytes hash to the ref
         refs = {parse_ref(r).blob for r in record.blob_refs} | {parse_ref(record.pack_ref).blob}
+        etag = f'"{record.content_hash}"'
+        latest_etag = f'"{record.content_hash}.v{record.version}"'
+        version_header = (b"x-persona-version", str(record.version).encode())
         return CachedPack(
             persona_id=record.persona_id,
             version=record.version,
             body=body,
             content_hash=record.content_hash,
-            etag=f'"{record.content_hash}"',
+            etag=etag,
             blob_refs=frozenset(refs),
-            raw_headers=(
-                (b"etag", f'"{record.content_hash}"'.encode()),
-                (b"x-persona-version", str(record.version).encode()),
-            ),
+            latest_etag=latest_etag,
+            raw_headers=((b"etag", etag.encode()), version_header),
+            latest_raw_headers=((b"etag", latest_etag.encode()), version_header),
         )
 
     def _resolve_number(self, persona_id: str, spec: str | int) -> int:
@@ -223,15 +257,18 @@ class RegistryService:
     def resolve_asset(self, who: Principal, ref: str, mode: str, ttl_s: int) -> SignedUrl | AssetBytes:
         """A signed, expiring URL for a blob, or its bytes (``mode='bytes'``)."""
         who.require("read")
+        # Checked here, not by one store: the local store would say bad_signature (403), S3
+        # invalid_input, and gRPC has no request schema to catch it first.
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= MAX_TTL_S:
+            raise InvalidInputError(f"ttl_s must be in 1..{MAX_TTL_S}, got {ttl_s!r}")
         blob_ref = parse_ref(ref).blob
         if who.persona_ids is not None and not self._ref_visible(who, blob_ref):
             raise PersonaForbiddenError("this API key may only resolve assets of its own personas' packs")
         if mode == "bytes":
+            # Refuse from the size alone when the store can tell it cheaply, before reading.
+            self._check_bytes_size(blob_ref, _stored_size(self.blobs, blob_ref))
             data = self.blobs.get(blob_ref)
-            if len(data) > self.settings.resolve_bytes_max:
-                raise RequestTooLargeError(
-                    f"{blob_ref} is {len(data)} bytes (> {self.settings.resolve_bytes_max}); ask for a url"
-                )
+            self._check_bytes_size(blob_ref, len(data))
             return AssetBytes(ref=ref, data=data)
         if mode != "url":
             raise InvalidInputError(f"mode must be 'url' or 'bytes', got {mode!r}")
@@ -239,6 +276,11 @@ class RegistryService:
             raise BlobNotFoundError(f"blob {blob_ref} not found")
         url = self.blobs.signed_url(blob_ref, ttl_s)
         return SignedUrl(ref=ref, url=url, expires_at=int(time.time()) + ttl_s)
+
+    def _check_bytes_size(self, blob_ref: str, size: int | None) -> None:
+        limit = self.settings.resolve_bytes_max
+        if size is not None and size > limit:
+            raise RequestTooLargeError(f"{blob_ref} is {size} bytes (> {limit}); ask for a url")
 
     def _ref_visible(self, who: Principal, blob_ref: str) -> bool:
         for persona_id in sorted(who.persona_ids or ()):
@@ -255,6 +297,10 @@ class RegistryService:
 
     def signed_blob(self, digest: str, expires: int, sig: str) -> bytes:
         """Bytes behind an HMAC URL made by ``signing.sign_blob_url``; SignatureError if bad or expired."""
+        # Only hex reaches the HMAC comparison: compare_digest refuses non-ASCII str with a
+        # TypeError, which would otherwise surface as a 500.
+        if not (_HEX64.fullmatch(digest) and _HEX64.fullmatch(sig)):
+            raise SignatureError("signature is malformed")
         verify_blob_signature(self.settings.signing_secret.get_secret_value().encode(), digest, expires, sig)
         return self.blobs.get(f"sha256:{digest}")
 
@@ -264,3 +310,13 @@ class RegistryService:
         """Raise StoreUnavailableError unless both stores answer."""
         self.metadata.ping()
         self.blobs.ping()
+
+
+def _stored_size(blobs: BlobStore, blob_ref: str) -> int | None:
+    """The blob's size when the store can tell without reading it (the local folder), else None."""
+    if isinstance(blobs, LocalBlobStore):
+        try:
+            return blobs.blob_path(blob_ref).stat().st_size
+        except FileNotFoundError:
+            return None  # get() raises the typed not-found error
+    return None

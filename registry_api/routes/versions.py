@@ -81,7 +81,9 @@ async def get_pack(request: Request) -> Response:
     """The published pack (scope ``read``): ETag = content hash, immutable once published.
 
     404 ``pack_not_published`` until the version is published. ``latest`` answers with the
-    newest published pack and ``Content-Location`` naming its version.
+    newest published pack, ``Content-Location`` naming its version, and the ETag
+    ``"<content_hash>.v<N>"``, so a client's copy of another version never revalidates as
+    current even when the content is the same.
     """
     # The hot route: no injected dependencies or parameter models (FastAPI's resolver costs
     # more than the rest of this function); path parameters are documented in _PACK_PARAMS.
@@ -92,15 +94,17 @@ async def get_pack(request: Request) -> Response:
     pack = service.cached_pack(who, persona_id, version)
     if pack is None:
         pack = await run_in_threadpool(service.get_pack, who, persona_id, version)
-    if _etag_matches(request.headers.get("if-none-match"), pack.etag):
+    latest = version == LATEST
+    if pack.is_current(request.headers.get("if-none-match"), latest):
         response = Response(status_code=304)
     else:
         response = Response(pack.body, media_type="application/json")
-    response.raw_headers.extend(pack.raw_headers)
-    if version == LATEST:
+    if latest:
+        response.raw_headers.extend(pack.latest_raw_headers)
         where = f"/v1/personas/{persona_id}/versions/{pack.version}/pack"
         response.raw_headers += [_REVALIDATE_HEADER, (b"content-location", where.encode())]
     else:
+        response.raw_headers.extend(pack.raw_headers)
         response.raw_headers.append(_IMMUTABLE_HEADER)
     return response
 
@@ -141,14 +145,6 @@ def list_versions(persona_id: str, who: PrincipalDep, service: ServiceDep) -> Ve
 def get_version(persona_id: str, version: str, who: PrincipalDep, service: ServiceDep) -> VersionOut:
     """One version's status; ``latest`` is the newest published one (scope ``read``)."""
     return VersionOut.of(service.get_version(who, persona_id, version))
-
-
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    return any(t.strip().removeprefix("W/") == etag for t in header.split(","))
 
 
 async def _read_multipart(request: Request, settings: ApiSettings) -> tuple[list[RawFile], str | None]:

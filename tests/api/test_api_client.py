@@ -67,7 +67,10 @@ def test_client_round_trip(live: tuple[Registry, BackgroundServer]) -> None:
         pack = client.get_pack(PUBLISHED, 1)
         assert pack.body == reg.pack.canonical_bytes()
         assert pack.document()["content_hash"] == reg.pack.content_hash
-        again = client.get_pack(PUBLISHED, "latest", if_none_match=pack.etag)
+        latest = client.get_pack(PUBLISHED, "latest")
+        assert latest.etag == f'"{reg.pack.content_hash}.v1"'
+        assert not client.get_pack(PUBLISHED, "latest", if_none_match=pack.etag).not_modified
+        again = client.get_pack(PUBLISHED, "latest", if_none_match=latest.etag)
         assert again.not_modified
         assert again.version == 1
         assert again.body == b""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
@@ -10,7 +11,9 @@ import grpc
 import pytest
 from registry_support import PUBLISHED, Registry, fixture_bytes
 
+from persona_core.publish import publish_pack
 from persona_core.refs import sha256_hex
+from persona_core.signing import MAX_TTL_S
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
 from registry_api.grpc_server import start_grpc_server
@@ -36,8 +39,10 @@ def _code(err: grpc.RpcError) -> str:
 def test_pack_over_grpc_is_byte_identical_to_http(
     registry: Registry, stub: pb_grpc.PersonaRegistryStub
 ) -> None:
-    http = registry.http.get(f"/v1/personas/{PUBLISHED}/versions/1/pack", headers=registry.headers("read"))
     for version in ("1", "latest"):
+        http = registry.http.get(
+            f"/v1/personas/{PUBLISHED}/versions/{version}/pack", headers=registry.headers("read")
+        )
         reply = stub.GetPersonaPack(
             pb.GetPersonaPackRequest(persona_id=PUBLISHED, version=version), metadata=_md(registry, "read")
         )
@@ -52,6 +57,26 @@ def test_pack_over_grpc_is_byte_identical_to_http(
     assert cached.pack_json == b""
 
 
+def test_grpc_latest_etag_names_the_version(registry: Registry, stub: pb_grpc.PersonaRegistryStub) -> None:
+    """As over HTTP: with v2 identical in content to v1, v1's `latest` etag is not current."""
+    md = _md(registry, "read")
+    old = stub.GetPersonaPack(pb.GetPersonaPackRequest(persona_id=PUBLISHED), metadata=md)
+    assert old.etag == f'"{registry.pack.content_hash}.v1"'
+    same = registry.pack.model_copy(update={"version": 2}).sealed()  # v1's content, version 2
+    publish_pack(registry.meta, registry.blobs, same)
+    time.sleep(registry.settings.latest_cache_ttl_s + 0.05)
+    for stale in (old.etag, registry.pack.content_hash, f'"{registry.pack.content_hash}"'):
+        moved = stub.GetPersonaPack(
+            pb.GetPersonaPackRequest(persona_id=PUBLISHED, if_none_match=stale), metadata=md
+        )
+        assert (moved.not_modified, moved.version) == (False, 2), stale
+        assert json.loads(moved.pack_json)["version"] == 2
+    current = stub.GetPersonaPack(
+        pb.GetPersonaPackRequest(persona_id=PUBLISHED, if_none_match=moved.etag), metadata=md
+    )
+    assert current.not_modified
+
+
 def test_versions_over_grpc_match_http(registry: Registry, stub: pb_grpc.PersonaRegistryStub) -> None:
     http = registry.http.get(f"/v1/personas/{PUBLISHED}/versions", headers=registry.headers("read")).json()
     reply = stub.ListPersonaVersions(
@@ -63,8 +88,12 @@ def test_versions_over_grpc_match_http(registry: Registry, stub: pb_grpc.Persona
     assert json.loads(reply.versions[0].checks_json) == http["items"][0]["checks"]
 
 
+def _anchor_ref(registry: Registry) -> str:
+    return next(iter(registry.pack.anchor_sets.values()))[0].image_ref
+
+
 def test_resolve_asset_over_grpc(registry: Registry, stub: pb_grpc.PersonaRegistryStub) -> None:
-    ref = next(iter(registry.pack.anchor_sets.values()))[0].image_ref
+    ref = _anchor_ref(registry)
     url_reply = stub.ResolveAsset(pb.ResolveAssetRequest(ref=ref, ttl_s=60), metadata=_md(registry, "read"))
     url = urlparse(url_reply.url)
     fetched = registry.http.get(f"{url.path}?{url.query}")
@@ -104,6 +133,10 @@ def test_create_persona_and_version_over_grpc(registry: Registry, stub: pb_grpc.
         ("upload_traversal", "build", grpc.StatusCode.INVALID_ARGUMENT, "invalid_name"),
         ("upload_text", "build", grpc.StatusCode.INVALID_ARGUMENT, "unsupported_media_type"),
         ("resolve_bad_ref", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
+        ("resolve_ttl_too_long", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
+        ("resolve_ttl_negative", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
+        ("pack_superscript_version", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
+        ("pack_huge_version", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
     ],
 )
 def test_grpc_errors_carry_status_and_code(
@@ -145,6 +178,18 @@ def test_grpc_errors_carry_status_and_code(
             metadata=md,
         ),
         "resolve_bad_ref": lambda: stub.ResolveAsset(pb.ResolveAssetRequest(ref="nope"), metadata=md),
+        "resolve_ttl_too_long": lambda: stub.ResolveAsset(
+            pb.ResolveAssetRequest(ref=_anchor_ref(registry), ttl_s=MAX_TTL_S + 1), metadata=md
+        ),
+        "resolve_ttl_negative": lambda: stub.ResolveAsset(
+            pb.ResolveAssetRequest(ref=_anchor_ref(registry), ttl_s=-5), metadata=md
+        ),
+        "pack_superscript_version": lambda: stub.GetPersonaPack(
+            pb.GetPersonaPackRequest(persona_id=PUBLISHED, version="²"), metadata=md
+        ),
+        "pack_huge_version": lambda: stub.GetPersonaPack(
+            pb.GetPersonaPackRequest(persona_id=PUBLISHED, version="9" * 30), metadata=md
+        ),
     }
     with pytest.raises(grpc.RpcError) as info:
         calls[call]()

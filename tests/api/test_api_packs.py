@@ -7,11 +7,11 @@ import json
 import shutil
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 import pytest
 from fastapi.testclient import TestClient
-from registry_support import PUBLISHED, Registry, registry_settings
+from registry_support import PUBLISHED, Registry, make_registry, registry_settings
 
 from persona_core.publish import publish_pack
 from persona_core.refs import sha256_hex
@@ -226,3 +226,68 @@ def test_unknown_route_is_a_problem_document(registry: Registry) -> None:
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
     assert json.loads(r.content)["code"] == "route_not_found"
+
+
+def test_latest_etag_names_the_version_even_when_content_is_identical(registry: Registry) -> None:
+    """v2 with v1's exact content: a client holding `latest` = v1 must get v2 (200), not a 304
+    that leaves it with a body saying version 1. Numbered versions keep the content-hash ETag."""
+    headers = registry.headers("read")
+    old = registry.http.get(f"{V}/latest/pack", headers=headers)
+    assert old.headers["etag"] == f'"{registry.pack.content_hash}.v1"'
+    # make_pack stamps the version into its images; a re-sealed copy differs only in version.
+    same = registry.pack.model_copy(update={"version": 2}).sealed()
+    assert same.content_hash == registry.pack.content_hash
+    publish_pack(registry.meta, registry.blobs, same)
+    time.sleep(registry.settings.latest_cache_ttl_s + 0.05)
+
+    moved = registry.http.get(f"{V}/latest/pack", headers={**headers, "If-None-Match": old.headers["etag"]})
+    assert moved.status_code == 200
+    assert moved.headers["x-persona-version"] == "2"
+    assert json.loads(moved.content)["version"] == 2
+    assert moved.headers["etag"] == f'"{same.content_hash}.v2"'
+    # A bare content hash says nothing about which version the client holds.
+    bare = {**headers, "If-None-Match": f'"{same.content_hash}"'}
+    assert registry.http.get(f"{V}/latest/pack", headers=bare).status_code == 200
+    cond = {**headers, "If-None-Match": moved.headers["etag"]}
+    current = registry.http.get(f"{V}/latest/pack", headers=cond)
+    assert (current.status_code, current.headers["etag"]) == (304, moved.headers["etag"])
+
+    for number in (1, 2):
+        numbered = registry.http.get(f"{V}/{number}/pack", headers=headers)
+        assert numbered.headers["etag"] == f'"{same.content_hash}"'
+        assert json.loads(numbered.content)["version"] == number
+    # The latest validator of v2 is current for /2 (same bytes) but not for /1 (another version).
+    assert registry.http.get(f"{V}/2/pack", headers=cond).status_code == 304
+    assert registry.http.get(f"{V}/1/pack", headers=cond).status_code == 200
+
+
+@pytest.mark.parametrize("spec", ["²", "١", "1_0", " 1", "+1", "0", "-1", "1.0", "9" * 10, "9" * 30])
+@pytest.mark.parametrize("route", ["/pack", ""])
+def test_odd_version_specs_are_400_invalid_input(registry: Registry, spec: str, route: str) -> None:
+    """Only `latest` or 1..9 ASCII digits name a version: superscripts, other scripts' digits,
+    signs, underscores and huge numbers are a 400, never a 500 or another version's pack."""
+    r = registry.http.get(f"{V}/{quote(spec)}{route}", headers=registry.headers("read"))
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_input"), r.text
+
+
+@pytest.mark.parametrize("sig", ["é", "%C3%A9", "A" * 64, "g" * 64, "0" * 63, "0" * 65])
+def test_malformed_signature_is_403_bad_signature(registry: Registry, sig: str) -> None:
+    """A signature that is not 64 lowercase hex characters is refused as bad_signature."""
+    path, query = _signed(registry)
+    r = registry.http.get(f"{path}?exp={query['exp']}&sig={quote(sig, safe='')}")
+    assert (r.status_code, r.json()["code"]) == (403, "bad_signature")
+
+
+def test_resolve_bytes_over_the_limit_is_refused_without_reading_the_blob(tmp_path: Path) -> None:
+    """With the local store the size decides before any read: a blob over the limit answers 413
+    even when its stored bytes are damaged (reading them would have been a 500)."""
+    reg = make_registry(tmp_path, resolve_bytes_max=64)
+    try:
+        ref = _anchor_refs(reg)[0]
+        reg.blobs.blob_path(ref).write_bytes(b"\x00" * 1000)  # damaged, and larger than 64 bytes
+        body = {"ref": ref, "mode": "bytes"}
+        r = reg.http.post("/v1/assets/resolve", json=body, headers=reg.headers("read"))
+        assert (r.status_code, r.json()["code"]) == (413, "request_too_large")
+    finally:
+        reg.http.close()
+        reg.meta.close()
