@@ -9,9 +9,9 @@ An archive is a gzip'd tar with exactly these members, written in this order::
 Export is deterministic (fixed member order, mtimes and owners), so the same pack always
 gives the same archive bytes. Import trusts nothing: it checks member names and types (no
 paths, links or devices), sizes, the manifest, every blob's sha256 and size, the pack's
-sha256, schema and content hash, and that every embedding row ref names a real row, all
-in memory *before* writing anything. Any failure is an :class:`ArchiveIntegrityError` and
-leaves both stores untouched.
+sha256, schema and content hash, and that every embedding row ref names a real row of the
+declared width, all in memory *before* writing anything. Any failure is an
+:class:`ArchiveIntegrityError` and leaves both stores untouched.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from persona_core.embeddings import matrix_from_bytes
 from persona_core.errors import (
     IntegrityError,
     InvalidInputError,
@@ -38,10 +37,11 @@ from persona_core.errors import (
     VersionNotFoundError,
 )
 from persona_core.pack import PersonaPack
-from persona_core.publish import publish_pack
-from persona_core.refs import find_refs, parse_ref, sha256_hex
+from persona_core.publish import check_embedding_rows, publish_pack
+from persona_core.refs import parse_ref, sha256_hex
 from persona_core.schema import validate_pack_document
 from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, VersionStatus
+from persona_core.versions import fail_version_on_error
 
 FORMAT = "personapack"
 FORMAT_VERSION = 1
@@ -144,7 +144,7 @@ def export_pack(
         persona_metadata = meta.get_persona(persona_id).metadata
     except PersonaNotFoundError:
         persona_metadata = {}
-    refs = sorted(referenced_blobs(pack))
+    refs = sorted(pack.all_blob_refs())
     payload = [(ref, blobs.get(ref)) for ref in refs]
     manifest = Manifest(
         format=FORMAT,
@@ -286,7 +286,7 @@ def _verify_members(members: dict[str, bytes]) -> VerifiedArchive:
     listed = {e.ref: e for e in manifest.blobs}
     if len(listed) != len(manifest.blobs):
         raise ArchiveIntegrityError("manifest lists a blob twice")
-    needed = referenced_blobs(pack)
+    needed = pack.all_blob_refs()
     if set(listed) != needed:
         missing, extra = sorted(needed - set(listed)), sorted(set(listed) - needed)
         raise ArchiveIntegrityError(
@@ -303,29 +303,11 @@ def _verify_members(members: dict[str, bytes]) -> VerifiedArchive:
         intact = entry.sha256 == parse_ref(ref).digest and len(data) == entry.size
         if not intact or sha256_hex(data) != entry.sha256:
             raise ArchiveIntegrityError(f"blob {ref} is corrupt: its bytes do not match its sha256/size")
-    _check_rows(pack, present)
+    try:
+        check_embedding_rows(pack, present.__getitem__)
+    except PackValidationError as exc:
+        raise ArchiveIntegrityError(f"embedding refs do not fit their matrices: {exc}") from None
     return VerifiedArchive(manifest=manifest, pack=pack, pack_bytes=pack_bytes, blobs=present)
-
-
-def _check_rows(pack: PersonaPack, blobs: dict[str, bytes]) -> None:
-    # An embedding ref "sha256:<m>#<row>" must name a row that exists in matrix <m>.
-    rows: dict[str, int] = {}
-    for ref in find_refs(pack.to_json_dict()):
-        parsed = parse_ref(ref)
-        if parsed.row is None:
-            continue
-        if parsed.blob not in rows:
-            try:
-                rows[parsed.blob] = matrix_from_bytes(blobs[parsed.blob]).shape[0]
-            except InvalidInputError as exc:
-                raise ArchiveIntegrityError(f"{parsed.blob} is referenced by row but {exc}") from None
-        if parsed.row >= rows[parsed.blob]:
-            raise ArchiveIntegrityError(f"{ref} points past the end of a {rows[parsed.blob]}-row matrix")
-
-
-def referenced_blobs(pack: PersonaPack) -> set[str]:
-    """Every blob the pack needs: its ref fields plus any ref-shaped string (as publish checks)."""
-    return pack.all_blob_refs() | {parse_ref(r).blob for r in find_refs(pack.to_json_dict())}
 
 
 def _parse_pack(pack_bytes: bytes) -> PersonaPack:
@@ -408,24 +390,20 @@ def import_pack(
         }
     }
     record = meta.create_version(persona_id, inputs)
-    if record.version != pack.version:
-        if not renumber:  # someone else took the number between our read and now
-            meta.set_status(persona_id, record.version, VersionStatus.FAILED, reasons=["import lost a race"])
-            raise InvalidInputError(
-                f"{persona_id} v{pack.version} was taken concurrently; retry with renumber"
-            )
-        pack = pack.model_copy(update={"version": record.version})
-    try:
+    # The version row must not stay pending forever: any failure below records why.
+    with fail_version_on_error(meta, persona_id, record.version, "import failed"):
+        if record.version != pack.version:
+            if not renumber:  # someone else took the number between our read and now
+                raise InvalidInputError(
+                    f"{persona_id} v{pack.version} was taken concurrently; retry with renumber"
+                )
+            pack = pack.model_copy(update={"version": record.version})
         # Blobs first; publish_pack re-verifies them, stores the pack JSON and flips the
         # version in one transaction (DESIGN.md, publish).
         for ref, data in sorted(verified.blobs.items()):
             if blobs.put(data) != ref:
                 raise IntegrityError(f"blob store stored {ref} under another hash")
         published = publish_pack(meta, blobs, pack)
-    except Exception as exc:
-        # The version row must not stay pending forever: record why it never published.
-        meta.set_status(persona_id, record.version, VersionStatus.FAILED, reasons=[f"import failed: {exc}"])
-        raise
     return _result(published, verified, created_persona=created_persona, already_present=False)
 
 

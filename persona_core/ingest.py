@@ -20,10 +20,11 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from persona_core.errors import InvalidInputError, InvalidManifestError, PersonaCoreError
+from persona_core.errors import InvalidInputError, InvalidManifestError
 from persona_core.pack import BehaviorPolicy, CameraMode, PersonaId, Sha256Hex, VoiceProfile
 from persona_core.refs import REF_PATTERN, sha256_hex
-from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, VersionStatus, safe_segment
+from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, safe_segment
+from persona_core.versions import fail_version_on_error
 
 MANIFEST_PREFIX = "manifests/"
 _MANIFEST_KEY_RE = re.compile(r"^manifests/(\d{20})-([a-z0-9][a-z0-9_-]{0,62})-v(\d+)\.json$")
@@ -109,14 +110,9 @@ def submit_version(
     )
     version = meta.create_version(persona_id, inputs)
     manifest = UploadManifest(persona_id=persona_id, version=version.version, inputs=ManifestInputs(**inputs))
-    try:
+    # Without its manifest no build will ever start: say so on the version itself.
+    with fail_version_on_error(meta, persona_id, version.version, "manifest not written"):
         blobs.put_object(manifest_key(persona_id, version.version), manifest_bytes(manifest))
-    except PersonaCoreError as exc:
-        # Without its manifest no build will ever start: say so on the version itself.
-        meta.set_status(
-            persona_id, version.version, VersionStatus.FAILED, reasons=[f"manifest not written: {exc}"]
-        )
-        raise
     return version
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from persona_core.refs import REF_PATTERN
+from persona_core.refs import REF_PATTERN, find_refs, parse_ref
 
 SCHEMA_VERSION: Final = "1.0"
 
@@ -201,8 +201,10 @@ class PersonaPack(_Model):
         return self.model_copy(update={"content_hash": self.compute_content_hash()})
 
     def all_blob_refs(self) -> set[str]:
-        """Every blob (row refs collapsed to their matrix) this pack points at."""
-        return {r.split("#", 1)[0] for r in _iter_refs(self.to_json_dict())}
+        """Every blob (row refs collapsed to their matrix) this pack points at: every
+        ref-shaped string anywhere in the document, not only ``*_ref`` fields, so a ref
+        tucked into provenance config is verified, recorded and exported like the rest."""
+        return {parse_ref(r).blob for r in find_refs(self.to_json_dict())}
 
 
 def canonical_json(doc: Any) -> bytes:
@@ -218,20 +220,6 @@ def content_hash(doc: dict[str, Any]) -> str:
     if isinstance(prov, dict):
         body["provenance"] = {k: v for k, v in prov.items() if k not in VOLATILE_PROVENANCE_FIELDS}
     return hashlib.sha256(canonical_json(body)).hexdigest()
-
-
-def _iter_refs(node: Any) -> Any:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, str) and (key.endswith("_ref")) and value.startswith("sha256:"):
-                yield value
-            elif isinstance(value, list) and key.endswith("_refs"):
-                yield from (v for v in value if isinstance(v, str))
-            else:
-                yield from _iter_refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _iter_refs(item)
 
 
 DEFAULT_EMOTION_RANGES: dict[Expression, Range] = {

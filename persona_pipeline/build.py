@@ -4,6 +4,7 @@ resources the UI and the sensor use, for scripts, tests, the demo and benchmarks
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class BuildResult:
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # check name -> outcome
     materialized: tuple[str, ...] = ()  # asset names materialized in this run
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset -> its metadata values
+    errors: tuple[str, ...] = ()  # the failure message of every step that failed in this run
 
     @property
     def status(self) -> VersionStatus:
@@ -54,8 +56,13 @@ def build_version(
     config: PipelineConfig | None = None,
     models: ModelsResource | None = None,
     log_level: str = "WARNING",
+    only: Sequence[str] | None = None,
 ) -> BuildResult:
-    """Materialize every build asset (and its checks) for the version's partition."""
+    """Materialize every build asset (and its checks) for the version's partition.
+
+    ``only`` names a subset of assets to run, as a re-run from the UI would: the others'
+    values are loaded from earlier runs on the same instance.
+    """
     settings = settings or Settings()
     instance = instance or local_instance(settings)
     key = partition_key(persona_id, version)
@@ -75,10 +82,12 @@ def build_version(
             "pipeline_config": PipelineConfigResource.from_config(config or PipelineConfig()),
         },
         raise_on_error=False,
+        selection=list(only) if only is not None else None,
         tags={"persona_id": persona_id, "persona_version": str(version)},
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     record = stores.meta().get_version(persona_id, version)
+    errors = tuple(_step_error(e) for e in result.all_events if e.is_step_failure)
     if not result.success and record.status in (VersionStatus.BUILDING, VersionStatus.PENDING):
         # A failure outside any step body (e.g. resource setup) still ends the version.
         failure = next((e.message for e in result.all_events if e.is_failure), "run failed")
@@ -96,4 +105,16 @@ def build_version(
         materialized.append(name)
         metadata[name] = {k: v.value for k, v in mat.metadata.items()}
     return BuildResult(persona_id, version, key, result.run_id, result.success, record, checks,
-                       tuple(materialized), metadata)
+                       tuple(materialized), metadata, errors)
+
+
+def _step_error(event: dg.DagsterEvent) -> str:
+    # The step's own exception message is what a person needs, not Dagster's wrapper line.
+    error = event.step_failure_data.error if event.step_failure_data else None
+    while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    if error is None:
+        return event.message or ""
+    # The message reads "<module>.<Class>: <text>"; the class name alone is enough.
+    head, _, text = error.message.strip().partition(": ")
+    return f"{error.cls_name}: {text}" if head.endswith(error.cls_name) else error.message.strip()

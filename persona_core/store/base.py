@@ -51,8 +51,9 @@ class BlobStore(ABC):
     def get_object(self, key: str) -> bytes: ...
 
     @abstractmethod
-    def list_objects(self, prefix: str) -> list[str]:
-        """Keys under a prefix, sorted."""
+    def list_objects(self, prefix: str, start_after: str | None = None) -> list[str]:
+        """Keys under a prefix, sorted; with ``start_after``, only keys greater than it
+        (a cursor: the last key a caller has already seen)."""
 
     @abstractmethod
     def signed_url(self, ref: str, ttl_s: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from persona_core.errors import BlobNotFoundError, IntegrityError, StoreUnavailableError
+from persona_core.errors import BlobNotFoundError, IntegrityError, InvalidInputError, StoreUnavailableError
 from persona_core.fsio import atomic_write
 from persona_core.refs import parse_ref, sha256_hex
 from persona_core.signing import sign_blob_url
@@ -65,15 +65,21 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             raise BlobNotFoundError(f"object {key!r} not found") from None
 
-    def list_objects(self, prefix: str) -> list[str]:
+    def list_objects(self, prefix: str, start_after: str | None = None) -> list[str]:
+        if ".." in prefix or prefix.startswith("/"):
+            raise InvalidInputError(f"bad prefix {prefix!r}")
+        # Walk only the prefix's folder: the step cache under cache/ holds far more files
+        # than manifests/, and the upload sensor lists manifests every few seconds.
+        folder, _, _name = prefix.rpartition("/")
         base = self._objects
+        top = base.joinpath(*folder.split("/")) if folder else base
         keys = []
-        for dirpath, _dirs, files in os.walk(base):
+        for dirpath, _dirs, files in os.walk(top):
             for name in files:
                 if name.startswith(".tmp-"):
                     continue
                 key = Path(dirpath, name).relative_to(base).as_posix()
-                if key.startswith(prefix):
+                if key.startswith(prefix) and (start_after is None or key > start_after):
                     keys.append(key)
         return sorted(keys)
 

@@ -121,15 +121,19 @@ class S3BlobStore(BlobStore):
     def get_object(self, key: str) -> bytes:
         return self._get(self.object_key(key), what=f"object {key!r}")
 
-    def list_objects(self, prefix: str) -> list[str]:
+    def list_objects(self, prefix: str, start_after: str | None = None) -> list[str]:
         if ".." in prefix or prefix.startswith("/"):
             raise InvalidInputError(f"bad prefix {prefix!r}")
         base = self.prefix + "objects/"
         keys: list[str] = []
+        # S3 orders keys by UTF-8 bytes, the same order as str comparison: the server skips
+        # everything up to the cursor instead of sending it to be dropped here.
+        extra = {"StartAfter": base + start_after} if start_after is not None else {}
         with self._errors(f"listing {prefix!r}"):
             paginator = self._s3.get_paginator("list_objects_v2")
             pages = paginator.paginate(
-                Bucket=self.bucket, Prefix=base + prefix, PaginationConfig={"PageSize": self.list_page_size}
+                Bucket=self.bucket, Prefix=base + prefix, PaginationConfig={"PageSize": self.list_page_size},
+                **extra,
             )
             for page in pages:
                 keys.extend(obj["Key"][len(base) :] for obj in page.get("Contents", []))

@@ -8,15 +8,16 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import dagster as dg
 import numpy as np
 
-from persona_core.errors import ImmutableVersionError
+from persona_core.errors import ImmutableVersionError, InvalidTransitionError
 from persona_core.publish import publish_pack
-from persona_core.store.base import MetadataStore, VersionStatus
+from persona_core.store.base import VersionStatus
+from persona_core.versions import fail_version_on_error
 from persona_pipeline.defs.partitions import persona_versions
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.keys import parse_partition_key
@@ -48,19 +49,11 @@ def _report(context: dg.AssetExecutionContext, message: str) -> None:
     progress_log.info("%s %s", context.partition_key, message)
 
 
-@contextmanager
-def _fail_version_on_error(meta: MetadataStore, partition: str, step: str) -> Iterator[None]:
-    """An unexpected error marks the version ``failed`` with the reason, then propagates."""
-    try:
-        yield
-    except Exception as exc:
-        persona_id, version = parse_partition_key(partition)
-        try:
-            meta.set_status(persona_id, version, VersionStatus.FAILED,
-                            reasons=[f"{step}: {type(exc).__name__}: {exc}"])
-        except Exception:  # the original error is the one to surface
-            progress_log.exception("could not mark %s failed", partition)
-        raise
+def _failing(
+    stores: StoresResource, context: dg.AssetExecutionContext, step: str
+) -> AbstractContextManager[None]:
+    # The partition's version is marked failed, with the reason, when the step raises.
+    return fail_version_on_error(stores.meta(), *parse_partition_key(context.partition_key), step)
 
 
 @dg.asset(**_COMMON, description="The version's files from the blob store; videos sampled into frames; "
@@ -71,7 +64,7 @@ def inputs(
 ) -> dg.Output[VersionInputs]:
     persona_id, version = parse_partition_key(context.partition_key)
     meta, blobs = stores.meta(), stores.blobs()
-    with _fail_version_on_error(meta, context.partition_key, "inputs"):
+    with fail_version_on_error(meta, persona_id, version, "inputs"):
         record = meta.get_version(persona_id, version)
         if record.status == VersionStatus.PUBLISHED:
             raise ImmutableVersionError(f"{persona_id} v{version} is already published; upload a new version")
@@ -114,7 +107,7 @@ def qc(
     pipeline_config: PipelineConfigResource,
 ) -> dg.Output[QcResult]:
     config = pipeline_config.to_config()
-    with _fail_version_on_error(stores.meta(), context.partition_key, "qc"):
+    with _failing(stores, context, "qc"):
         result = run_qc(inputs.images, stores.blobs(), models.detector_model(), config)
     rejected = result.rejected()
     _report(context, f"qc: {len(result.passed())} passed, {len(rejected)} rejected "
@@ -139,7 +132,7 @@ def faces(  # noqa: PLR0917 - Dagster passes upstream values and resources by na
     context: dg.AssetExecutionContext, inputs: VersionInputs, qc: QcResult, stores: StoresResource,
     models: ModelsResource, pipeline_config: PipelineConfigResource,
 ) -> dg.Output[FacesResult]:
-    with _fail_version_on_error(stores.meta(), context.partition_key, "faces"):
+    with _failing(stores, context, "faces"):
         result = extract_faces(inputs.images, qc, stores.blobs(), models.detector_model(),
                                pipeline_config.to_config())
     _report(context, f"faces: {len(result.faces)} aligned crop(s)")
@@ -151,7 +144,7 @@ def faces(  # noqa: PLR0917 - Dagster passes upstream values and resources by na
 def face_embeddings(
     context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
 ) -> dg.Output[Embeddings]:
-    with _fail_version_on_error(stores.meta(), context.partition_key, "face_embeddings"):
+    with _failing(stores, context, "face_embeddings"):
         result = embed_faces(faces, stores.blobs(), models.identity_model())
     _report(context, f"face_embeddings: {len(result.vectors)} x {result.dim} ({result.model})")
     return dg.Output(result, metadata={"count": len(result.vectors), "dim": result.dim, "model": result.model,
@@ -162,7 +155,7 @@ def face_embeddings(
 def style_embeddings(
     context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
 ) -> dg.Output[Embeddings]:
-    with _fail_version_on_error(stores.meta(), context.partition_key, "style_embeddings"):
+    with _failing(stores, context, "style_embeddings"):
         result = embed_styles(faces, stores.blobs(), models.style_model())
     _report(context, f"style_embeddings: {len(result.vectors)} x {result.dim} ({result.model})")
     return dg.Output(result, metadata={"count": len(result.vectors), "dim": result.dim, "model": result.model,
@@ -173,7 +166,7 @@ def style_embeddings(
 def voice_embedding(
     context: dg.AssetExecutionContext, inputs: VersionInputs, stores: StoresResource, models: ModelsResource,
 ) -> dg.Output[VoiceEmbedding]:
-    with _fail_version_on_error(stores.meta(), context.partition_key, "voice_embedding"):
+    with _failing(stores, context, "voice_embedding"):
         model = models.voice_model() if inputs.voices else None
         result = embed_voice(inputs.voices, stores.blobs(), model)
     _report(context, f"voice_embedding: {len(result.clips)} clip(s)"
@@ -211,7 +204,7 @@ def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources
 ) -> Iterator[dg.Output[AnchorSelection] | dg.AssetCheckResult]:
     persona_id, version = parse_partition_key(context.partition_key)
     meta = stores.meta()
-    with _fail_version_on_error(meta, context.partition_key, "anchor_sets"):
+    with fail_version_on_error(meta, persona_id, version, "anchor_sets"):
         sel = select_anchors(qc.table, faces, face_embeddings, style_embeddings,
                              config=pipeline_config.to_config())
         gate, stability = checks.enough_anchors(sel), checks.identity_stability(sel)
@@ -242,7 +235,7 @@ def masks(
     context: dg.AssetExecutionContext, anchor_sets: AnchorSelection, stores: StoresResource,
     models: ModelsResource,
 ) -> dg.Output[MasksResult]:
-    with _fail_version_on_error(stores.meta(), context.partition_key, "masks"):
+    with _failing(stores, context, "masks"):
         result = make_masks([c.face for c in anchor_sets.ordered()], stores.blobs(), models.matting_model())
     _report(context, f"masks: {len(result.mask_refs)} mask(s)" + ("" if result.model else " (masks off)"))
     return dg.Output(result, metadata={"masks": len(result.mask_refs), "model": result.model,
@@ -262,9 +255,20 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
     pipeline_config: PipelineConfigResource,
 ) -> Iterator[dg.Output[dict[str, Any]] | dg.AssetCheckResult]:
     meta, blobs = stores.meta(), stores.blobs()
-    with _fail_version_on_error(meta, context.partition_key, "persona_pack"):
+    persona_id, version = parse_partition_key(context.partition_key)
+    gate = checks.enough_anchors(anchor_sets)
+    if not gate.passed:
+        # The blocking check stops publish only inside the run that evaluated it: this asset
+        # materialized on its own (from the UI) must refuse too. InvalidTransitionError leaves
+        # the version's stored `blocked` status and reasons as they are.
+        raise InvalidTransitionError(
+            f"{persona_id} v{version} is blocked by the {checks.ENOUGH_ANCHORS} check "
+            f"({gate.description}); not publishing. Upload a new version with more photos, or "
+            "rebuild this one from anchor_sets on with a configuration the photos can meet."
+        )
+    with fail_version_on_error(meta, persona_id, version, "persona_pack"):
         defaults = checks.config_defaults(inputs, voice_embedding.vector is not None)
-        outcomes = [checks.enough_anchors(anchor_sets), checks.identity_stability(anchor_sets), defaults]
+        outcomes = [gate, checks.identity_stability(anchor_sets), defaults]
         used = [models.detector_model(), models.identity_model(), models.style_model()]
         if masks.model:
             used.append(models.matting_model())

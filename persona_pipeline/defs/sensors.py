@@ -6,7 +6,7 @@ manifest key seen; keys start with a 20-digit ns timestamp, so they sort by time
 
 import dagster as dg
 
-from persona_core.errors import BlobNotFoundError, InvalidManifestError, NotFoundError, PersonaCoreError
+from persona_core.errors import BlobNotFoundError, InvalidInputError, NotFoundError
 from persona_core.ingest import MANIFEST_PREFIX, read_manifest
 from persona_core.store.base import MetadataStore, VersionStatus
 from persona_pipeline.defs.jobs import build_persona_version
@@ -25,7 +25,7 @@ MAX_MANIFESTS_PER_TICK = 50
 )
 def upload_manifest_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
     cursor = context.cursor or ""
-    keys = [k for k in stores.blobs().list_objects(MANIFEST_PREFIX) if k > cursor]
+    keys = stores.blobs().list_objects(MANIFEST_PREFIX, start_after=cursor or None)
     if not keys:
         return dg.SensorResult(skip_reason=f"no new upload manifests after {cursor or 'start'}")
     keys = keys[:MAX_MANIFESTS_PER_TICK]
@@ -35,8 +35,12 @@ def upload_manifest_sensor(context: dg.SensorEvaluationContext, stores: StoresRe
         try:
             manifest = read_manifest(blobs, key)
             pk = partition_key(manifest.persona_id, manifest.version)
-        except (InvalidManifestError, BlobNotFoundError, PersonaCoreError) as exc:
-            # A broken manifest must not stop the uploads behind it: report it and move on.
+        except (InvalidInputError, BlobNotFoundError) as exc:
+            # Only a verdict on this manifest (InvalidManifestError and InvalidNameError are
+            # InvalidInputErrors; BlobNotFoundError: deleted since listing) is skipped, so a
+            # broken manifest does not stop the uploads behind it. A store outage
+            # (StoreUnavailableError) propagates: the tick fails and the cursor stays put,
+            # so the next healthy tick reads this manifest again.
             problems.append(f"{key}: {exc}")
             context.log.warning(f"skipped malformed manifest {key}: {exc}")
             continue
@@ -67,6 +71,7 @@ def upload_manifest_sensor(context: dg.SensorEvaluationContext, stores: StoresRe
 
 
 def _status(meta: MetadataStore, persona_id: str, version: int) -> VersionStatus | None:
+    # Only "not found" means unknown; an outage must fail the tick rather than skip the upload.
     try:
         return meta.get_version(persona_id, version).status
     except NotFoundError:

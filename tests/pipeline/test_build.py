@@ -145,6 +145,31 @@ def test_too_few_anchors_in_a_required_mode_blocks_publish(
     assert rerun.metadata["qc"]["qc_cached"] == len(OBAMA)
 
 
+def test_publishing_a_blocked_version_alone_is_refused_and_keeps_it_blocked(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """persona_pack materialized on its own (the UI allows it: a blocking check stops only
+    its own run) refuses to publish and leaves the version blocked with its reasons."""
+    home = Home(tmp_path)
+    v = home.upload("obama", OBAMA)
+    strict = PipelineConfig(required_modes=("A_SELFIE", "C_CUTAWAY"),
+                            min_anchors_per_mode={"A_SELFIE": 1, "C_CUTAWAY": 2})
+    blocked = build(home, v.version, instance, strict)
+    assert blocked.status == VersionStatus.BLOCKED
+    alone = build_version("obama", v.version, home.settings, instance, config=strict,
+                          only=["masks", "persona_pack"])
+    assert not alone.success
+    assert "persona_pack" not in alone.materialized
+    [error] = alone.errors
+    assert error.startswith("InvalidTransitionError: obama v1 is blocked by the enough_anchors check")
+    assert "C_CUTAWAY: 1 usable anchor(s), need at least 2" in error
+    record = home.meta.get_version("obama", v.version)
+    assert record.status == VersionStatus.BLOCKED
+    assert record.reasons == blocked.record.reasons == ["C_CUTAWAY: 1 usable anchor(s), need at least 2"]
+    with pytest.raises(VersionNotFoundError):
+        home.meta.get_published("obama", v.version)
+
+
 def test_same_photo_set_gives_the_same_content_hash(tmp_path: Path, instance: dg.DagsterInstance) -> None:
     hashes = []
     for i in range(2):  # two homes: nothing cached between them, every model runs again
