@@ -21,6 +21,9 @@ class ApiSettings(Settings):
     # Form fields besides files: the manifest and a little slack for clients that send extras.
     max_upload_fields: int = Field(default=8, gt=0)
     max_manifest_bytes: int = Field(default=256 * 1024, gt=0)
+    # Width x height read from an image's header before decoding: a small file can claim
+    # gigapixels, and decoding allocates 3 bytes per pixel (40 MP = 120 MB).
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
     # A revoked key keeps working for at most this long in a running process (see auth.py).
     api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
     # How long `latest` may keep pointing at the previous newest version after a publish.

@@ -88,6 +88,12 @@ class CorruptFileError(UploadError):
     code = "corrupt_file"
 
 
+class ImageTooLargeError(UploadError):
+    """An image whose header claims more pixels than ``max_image_pixels`` (never decoded)."""
+
+    code = "image_too_large"
+
+
 # Most specific first is not needed: lookup follows the MRO of the raised class.
 _HTTP_STATUS: dict[type[PersonaCoreError], int] = {
     AuthenticationError: 401,
@@ -98,6 +104,7 @@ _HTTP_STATUS: dict[type[PersonaCoreError], int] = {
     ImmutableVersionError: 409,
     InvalidTransitionError: 409,
     FileTooLargeError: 413,
+    ImageTooLargeError: 413,
     RequestTooLargeError: 413,
     TooManyFilesError: 413,
     UnsupportedMediaTypeError: 415,

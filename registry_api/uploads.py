@@ -2,17 +2,22 @@
 
 Everything here runs before anything is stored, so a rejected upload leaves the stores as
 they were. Images must also decode (OpenCV), so a truncated JPEG is refused at the door
-instead of failing a build later.
+instead of failing a build later; their size is read from the header first (Pillow reads no
+pixels), so an image claiming more than ``max_image_pixels`` is refused before any decode.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import struct
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import cv2
 import numpy as np
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from persona_core.errors import InvalidManifestError, InvalidNameError
@@ -24,6 +29,7 @@ from registry_api.errors import (
     ContentTypeMismatchError,
     CorruptFileError,
     FileTooLargeError,
+    ImageTooLargeError,
     NoFilesError,
     RequestTooLargeError,
     TooManyFilesError,
@@ -141,6 +147,33 @@ def sniff(data: bytes) -> tuple[Kind, str] | None:
     return None
 
 
+# Pillow's format names for the sniffed image types: open() then tries no other parser.
+_PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+
+
+def _image_size(name: str, data: bytes, media_type: str) -> tuple[int, int] | None:
+    """(width, height) from the header alone; None when past Pillow's own bomb limit (~179 MP)."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow's bomb guard warns past its limit and raises past twice that, at open().
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[media_type]]) as img:
+                width, height = img.size
+                return width, height
+    except Image.DecompressionBombError:
+        return None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+        raise CorruptFileError(f"{name}: looks like {media_type} but its header does not parse") from None
+
+
+def _check_image_pixels(name: str, data: bytes, media_type: str, limit: int) -> None:
+    """Refuse an image whose header claims more than ``limit`` pixels, without decoding it."""
+    size = _image_size(name, data, media_type)
+    if size is None or size[0] * size[1] > limit:
+        claimed = f"{size[0]}x{size[1]}" if size else "its size"
+        raise ImageTooLargeError(f"{name}: {claimed} is more than {limit} pixels; send a smaller image")
+
+
 def _decodes_as_image(data: bytes) -> bool:
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     return img is not None and img.size > 0
@@ -175,6 +208,8 @@ def validate_file(raw: RawFile, settings: ApiSettings) -> ValidatedFile:
     field_kind = FIELD_KINDS.get(raw.field)
     if field_kind is not None and field_kind != kind:
         raise ContentTypeMismatchError(f"{name}: sent as {raw.field!r} but the bytes are {media_type}")
+    if kind == "image":
+        _check_image_pixels(name, raw.data, media_type, settings.max_image_pixels)
     if kind == "image" and not _decodes_as_image(raw.data):
         raise CorruptFileError(f"{name}: looks like {media_type} but does not decode")
     sha = sha256_hex(raw.data)

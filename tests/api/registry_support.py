@@ -3,6 +3,8 @@ every kind, and one published persona."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,3 +85,14 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 
 def fixture_bytes(*parts: str) -> bytes:
     return FIXTURES.joinpath(*parts).read_bytes()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A ~70-byte PNG whose valid IHDR claims width x height (an image bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body

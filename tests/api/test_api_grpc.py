@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import grpc
 import pytest
-from registry_support import PUBLISHED, Registry, fixture_bytes
+from registry_support import PUBLISHED, Registry, fixture_bytes, png_claiming
 
 from persona_core.publish import publish_pack
 from persona_core.refs import sha256_hex
@@ -137,6 +137,7 @@ def test_create_persona_and_version_over_grpc(registry: Registry, stub: pb_grpc.
         ("resolve_ttl_negative", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
         ("pack_superscript_version", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
         ("pack_huge_version", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
+        ("upload_image_bomb", "build", grpc.StatusCode.RESOURCE_EXHAUSTED, "image_too_large"),
     ],
 )
 def test_grpc_errors_carry_status_and_code(
@@ -178,6 +179,12 @@ def test_grpc_errors_carry_status_and_code(
             metadata=md,
         ),
         "resolve_bad_ref": lambda: stub.ResolveAsset(pb.ResolveAssetRequest(ref="nope"), metadata=md),
+        "upload_image_bomb": lambda: stub.CreatePersonaVersion(
+            pb.CreatePersonaVersionRequest(
+                persona_id=PUBLISHED, files=[pb.UploadFile(name="bomb.png", data=png_claiming(30000, 30000))]
+            ),
+            metadata=md,
+        ),
         "resolve_ttl_too_long": lambda: stub.ResolveAsset(
             pb.ResolveAssetRequest(ref=_anchor_ref(registry), ttl_s=MAX_TTL_S + 1), metadata=md
         ),

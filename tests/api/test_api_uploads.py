@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from registry_support import PUBLISHED, Registry, fixture_bytes
+from registry_support import PUBLISHED, Registry, fixture_bytes, make_registry, png_claiming
 
 from persona_core.ingest import read_manifest
 
@@ -118,6 +118,20 @@ BAD_UPLOADS = [
     ),
     ("truncated_jpeg", [("files", ("cut.jpg", TRUNCATED_JPEG, "image/jpeg"))], {}, 422, "corrupt_file"),
     ("png_magic_only", [("files", ("x.png", PNG, "image/png"))], {}, 422, "corrupt_file"),
+    (
+        "png_header_claims_900_megapixels",
+        [("files", ("bomb.png", png_claiming(30000, 30000), "image/png"))],
+        {},
+        413,
+        "image_too_large",
+    ),
+    (
+        "png_header_claims_48_megapixels",
+        [("images", ("big.png", png_claiming(8000, 6000), "image/png"))],
+        {},
+        413,
+        "image_too_large",
+    ),
     ("declared_type_lies", [("files", ("a.jpg", JPEG, "image/png"))], {}, 415, "content_type_mismatch"),
     (
         "voice_sent_as_image",
@@ -231,3 +245,17 @@ def test_non_multipart_body_is_refused(registry: Registry) -> None:
     response = registry.http.post(URL, json={"files": []}, headers=registry.headers("build"))
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_upload"
+
+
+def test_image_pixel_limit_is_configurable(tmp_path: Path) -> None:
+    """PERSONA_MAX_IMAGE_PIXELS bounds real photos too: over it, 413 image_too_large, nothing stored."""
+    reg = make_registry(tmp_path, max_image_pixels=10_000)
+    try:
+        before = _state(reg)
+        response = _post(reg, [("files", ("front.jpg", JPEG, "image/jpeg"))])
+        assert (response.status_code, response.json()["code"]) == (413, "image_too_large")
+        assert "10000 pixels" in response.json()["detail"]
+        assert _state(reg) == before
+    finally:
+        reg.http.close()
+        reg.meta.close()
