@@ -7,8 +7,8 @@ default: a SQLite file and a blob folder under ``.persona``.
 from __future__ import annotations
 
 import argparse
-import logging
 
+from persona_core.logging import configure_logging
 from registry_api.config import ApiSettings
 from registry_api.server import serve
 
@@ -19,8 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=None, help="also serve gRPC here (0 = off)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(ApiSettings(), host=args.host, port=args.port, grpc_port=args.grpc_port)
+    settings = ApiSettings()
+    # persona-core's handler: JSON when asked, and the settings' secrets redacted from every line.
+    configure_logging(settings=settings)
+    serve(settings, host=args.host, port=args.port, grpc_port=args.grpc_port)
 
 
 if __name__ == "__main__":
