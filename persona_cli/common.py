@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -116,8 +117,32 @@ def settings(cls: type[Settings] = Settings, **overrides: Any) -> Settings:
     return s
 
 
+# Stores opened by open_stores during the running command; handle_errors closes them.
+_opened: list[MetadataStore | BlobStore] = []
+
+
 def open_stores(s: Settings) -> tuple[MetadataStore, BlobStore]:
-    return open_metadata_store(s), open_blob_store(s)
+    """The configured stores, closed when the command (wrapped by handle_errors) ends."""
+    meta, blobs = open_metadata_store(s), open_blob_store(s)
+    _opened.extend((meta, blobs))
+    return meta, blobs
+
+
+@contextmanager
+def metadata_store(s: Settings) -> Iterator[MetadataStore]:
+    """The configured metadata store, closed on leaving the block."""
+    meta = open_metadata_store(s)
+    try:
+        yield meta
+    finally:
+        meta.close()
+
+
+def _close_opened(since: int) -> None:
+    # The CLI can run many commands in one process (test runners, scripts calling main()):
+    # each releases its pooled database connections when it ends.
+    while len(_opened) > since:
+        _opened.pop().close()
 
 
 def out() -> Console:
@@ -149,17 +174,21 @@ R = TypeVar("R")
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn persona-core errors into a one-line message and a documented exit code."""
+    """Turn persona-core errors into a one-line message and a documented exit code; close the
+    stores the command opened with :func:`open_stores`."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         json_out = bool(kwargs.get("json_out", False))
+        opened_before = len(_opened)
         try:
             return fn(*args, **kwargs)
         except PersonaCoreError as exc:
             fail(exit_code_for(exc), exc.code, str(exc), json_out)
         except ImportError as exc:
             fail(ExitCode.FAILURE, "missing_dependency", f"{exc} (install the pipeline/api extras)", json_out)
+        finally:
+            _close_opened(opened_before)
 
     return wrapper
 

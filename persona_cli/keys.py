@@ -7,15 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from persona_cli.common import JsonOpt, emit_json, handle_errors, out, settings, want_json
-from persona_core.store.base import MetadataStore
-from persona_core.stores import open_metadata_store
+from persona_cli.common import JsonOpt, emit_json, handle_errors, metadata_store, out, settings, want_json
 
 app = typer.Typer(help="Create, list and revoke registry API keys.", no_args_is_help=True)
-
-
-def _meta() -> MetadataStore:
-    return open_metadata_store(settings())
 
 
 @app.command("create")
@@ -35,7 +29,8 @@ def create(
     """Create a key. Its secret is printed once and never stored: keep it now."""
     from registry_api.keys import create_key  # noqa: PLC0415 - the api extra, only when used
 
-    info, plaintext = create_key(_meta(), name, scope or ["read"], persona or None)
+    with metadata_store(settings()) as meta:
+        info, plaintext = create_key(meta, name, scope or ["read"], persona or None)
     if want_json(json_out):
         emit_json({**info.to_dict(), "api_key": plaintext})
         return
@@ -51,7 +46,8 @@ def list_(json_out: JsonOpt = False) -> None:
     """Every key, revoked ones included (no secrets)."""
     from registry_api.keys import list_keys  # noqa: PLC0415 - the api extra, only when used
 
-    keys = list_keys(_meta())
+    with metadata_store(settings()) as meta:
+        keys = list_keys(meta)
     if want_json(json_out):
         emit_json([k.to_dict() for k in keys])
         return
@@ -76,7 +72,8 @@ def revoke(key_id: str, json_out: JsonOpt = False) -> None:
     """Revoke a key (idempotent). Running registries stop accepting it within their key cache TTL."""
     from registry_api.keys import revoke_key  # noqa: PLC0415 - the api extra, only when used
 
-    info = revoke_key(_meta(), key_id)
+    with metadata_store(settings()) as meta:
+        info = revoke_key(meta, key_id)
     if want_json(json_out):
         emit_json(info.to_dict())
     else:

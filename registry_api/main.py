@@ -6,6 +6,8 @@ Run it with ``uvicorn --factory registry_api.main:app_from_env`` or ``registry_a
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -34,12 +36,21 @@ def create_app(
     metadata: MetadataStore | None = None,
     blobs: BlobStore | None = None,
 ) -> FastAPI:
-    """The app over the stores named by ``settings`` (or the ones passed in, e.g. by tests)."""
+    """The app over the stores named by ``settings`` (or the ones passed in, e.g. by tests).
+
+    Stores it opens itself are closed on app shutdown (or by :func:`close_app_stores`);
+    stores passed in stay open: they belong to the caller.
+    """
     settings = settings or ApiSettings()
-    if metadata is None or blobs is None:
-        metadata = metadata or open_metadata_store(settings)
-        blobs = blobs or open_blob_store(settings)
+    owned: list[MetadataStore | BlobStore] = []
+    if metadata is None:
+        metadata = open_metadata_store(settings)
+        owned.append(metadata)
+    if blobs is None:
+        blobs = open_blob_store(settings)
+        owned.append(blobs)
     app = FastAPI(
+        lifespan=_lifespan,
         title="persona-core registry",
         version=API_VERSION,
         description="Personas, their versions and immutable PersonaPacks. Every route but health "
@@ -47,6 +58,7 @@ def create_app(
         "`application/problem+json` with a stable `code`.",
     )
     app.state.service = RegistryService(settings, metadata, blobs)
+    app.state.owned_stores = owned
     # versions first: its GET-pack route is the hot one, and routes are matched in order.
     for router in (versions.router, personas.router, assets.router, health.router):
         app.include_router(router)
@@ -57,6 +69,20 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def close_app_stores(app: FastAPI) -> None:
+    """Close the stores ``create_app`` opened itself; idempotent."""
+    owned, app.state.owned_stores = app.state.owned_stores, []
+    for store in owned:
+        store.close()
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Yields no state: a lifespan state dict would be copied into every request's scope.
+    yield
+    close_app_stores(app)
 
 
 def app_from_env() -> FastAPI:

@@ -18,10 +18,12 @@ import uvicorn
 from persona_core.store.base import BlobStore, MetadataStore
 from registry_api.config import ApiSettings
 from registry_api.grpc_server import start_grpc_server
-from registry_api.main import create_app
+from registry_api.main import close_app_stores, create_app
 
 log = logging.getLogger("registry_api.server")
 # Measured fastest on this stack: httptools parser, uvloop, no per-request access log line.
+# Lifespan off: serve() and BackgroundServer.stop() close the stores themselves, after gRPC
+# has stopped using them (the app's lifespan does it under a bare `uvicorn --factory`).
 UVICORN_OPTIONS = {"http": "httptools", "loop": "uvloop", "access_log": False, "lifespan": "off"}
 
 
@@ -42,6 +44,7 @@ def serve(
     finally:
         if grpc_server is not None:
             grpc_server.stop(grace=2).wait()
+        close_app_stores(app)
 
 
 def reserve_socket(host: str = "127.0.0.1") -> socket.socket:
@@ -96,11 +99,13 @@ class BackgroundServer:
         return self
 
     def stop(self) -> None:
+        """Stop both servers, then close the stores they were opened with (not ones passed in)."""
         self._uvicorn.should_exit = True
         self._thread.join(timeout=10)
         self._sock.close()
         if self._grpc is not None:
-            self._grpc.stop(grace=None)
+            self._grpc.stop(grace=None).wait()
+        close_app_stores(self.app)
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

@@ -63,6 +63,9 @@ class BlobStore(ABC):
     def ping(self) -> None:
         """Raise StoreUnavailableError when the store cannot be reached."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook: most stores hold nothing to release
+        """Release what the store holds (connections, clients); idempotent. No-op by default."""
+
 
 class VersionStatus(StrEnum):
     PENDING = "pending"
@@ -156,6 +159,9 @@ class MetadataStore(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise StoreUnavailableError when the database cannot be reached."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, overridden by stores with a pool
+        """Release pooled connections; idempotent. No-op by default."""
 
     # API keys for the registry: only a sha256 of each secret is stored.
     @abstractmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,21 @@ def home(tmp_path: Path) -> Path:
     meta.create_version("alice", {"files": []})
     publish_pack(meta, blobs, make_pack(blobs, "alice", 1, n_anchors=6))
     meta.create_version("alice", {"files": []})
+    meta.close()
     return home
+
+
+def _open_files_under(root: Path) -> list[str]:
+    """Files under ``root`` this process holds open (Linux /proc)."""
+    held = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed between listing and reading
+        if target.startswith(str(root)):
+            held.append(target)
+    return held
 
 
 def test_help_documents_exit_codes() -> None:
@@ -188,6 +203,26 @@ def test_keys_create_list_revoke(home: Path) -> None:
     assert json.loads(stdout)["revoked_at"] is not None
     meta = open_metadata_store(Settings(home=home))
     assert meta.verify_api_key(created["api_key"]) is None
+    meta.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("keys", "create", "ci", "--scope", "read", "--json"),
+        ("keys", "list", "--json"),
+        ("keys", "revoke", "0000000000000000", "--json"),  # fails (exit 3): closes all the same
+        ("versions", "alice", "--json"),
+        ("pack", "show", "alice"),
+        ("migrate",),
+    ],
+    ids=lambda a: "-".join(a[:2]),
+)
+def test_commands_release_the_database_when_they_end(home: Path, args: tuple[str, ...]) -> None:
+    """A command (run in-process, as a test runner or a script calling main() does) leaves no
+    database file or pooled connection open behind it, whether it succeeds or fails."""
+    cli(home, *args)
+    assert _open_files_under(home) == []
 
 
 def test_build_refuses_an_empty_folder(home: Path, tmp_path: Path) -> None:
