@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,6 +67,55 @@ def test_named_objects_round_trip_and_list_sorted(blob_store: BlobStore) -> None
     assert blob_store.list_objects("manifests/") == ["manifests/001-a.json", "manifests/002-b.json"]
     assert blob_store.list_objects("uploads/alice/") == ["uploads/alice/v1/photo.jpg"]
     assert blob_store.list_objects("nothing/") == []
+
+
+def test_list_objects_matches_by_prefix_whatever_its_folder_part(blob_store: BlobStore) -> None:
+    """Prefixes that end mid-name, at a folder, or are empty list exactly the matching keys."""
+    keys = ["cache/qc/ab/0001.json", "manifests-old/x.json", "manifests/001-a.json", "manifests/002-b.json",
+            "uploads/alice/v1/photo.jpg", "uploads/alicia/v1/photo.jpg", "uploads/bob/v1/photo.jpg"]
+    for key in keys:
+        blob_store.put_object(key, b"x")
+    assert blob_store.list_objects("") == keys
+    assert blob_store.list_objects("manifests") == keys[1:4]
+    assert blob_store.list_objects("manifests/") == keys[2:4]
+    assert blob_store.list_objects("uploads/ali") == keys[4:6]
+    assert blob_store.list_objects("uploads/alice/v1/photo.jpg") == [keys[4]]
+    assert blob_store.list_objects("uploads/carol/") == []
+    for bad in ("../", "/etc/", "manifests/../cache/"):
+        with pytest.raises(InvalidInputError):
+            blob_store.list_objects(bad)
+
+
+def test_list_objects_starts_after_a_cursor(blob_store: BlobStore) -> None:
+    """``start_after`` is a cursor: only keys greater than it, whether or not it exists."""
+    keys = [f"manifests/00{i}-a.json" for i in range(1, 4)]
+    for key in [*keys, "cache/qc/zz.json"]:
+        blob_store.put_object(key, b"x")
+    assert blob_store.list_objects("manifests/", start_after=keys[0]) == keys[1:]
+    assert blob_store.list_objects("manifests/", start_after="manifests/002") == keys[1:]
+    assert blob_store.list_objects("manifests/", start_after=keys[-1]) == []
+    assert blob_store.list_objects("manifests/", start_after="a") == keys  # before the prefix
+    assert blob_store.list_objects("manifests/", start_after=None) == keys
+
+
+def test_local_listing_reads_only_the_prefix_folder(
+    local_blob_store: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sensor lists manifests/ every few seconds: the step cache (cache/, thousands of
+    entries on a busy deployment) must not be walked for it."""
+    local_blob_store.put_object("manifests/001-a.json", b"1")
+    local_blob_store.put_object("cache/qc/ab/0001.json", b"c")
+    walked: list[str] = []
+    real_walk = os.walk
+
+    def recording_walk(top: str, *args: Any, **kwargs: Any) -> Iterator[tuple[str, list[str], list[str]]]:
+        for entry in real_walk(top, *args, **kwargs):
+            walked.append(Path(entry[0]).relative_to(local_blob_store.root / "objects").as_posix())
+            yield entry
+
+    monkeypatch.setattr(os, "walk", recording_walk)
+    assert local_blob_store.list_objects("manifests/") == ["manifests/001-a.json"]
+    assert walked == ["manifests"]
 
 
 def test_named_object_overwrite_replaces_content(blob_store: BlobStore) -> None:

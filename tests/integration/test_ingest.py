@@ -4,6 +4,7 @@ written; a rejected request leaves no blob, object or row behind."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from store_helpers import stored_keys
@@ -14,10 +15,12 @@ from persona_core.errors import (
     InvalidManifestError,
     InvalidNameError,
     PersonaNotFoundError,
+    StoreUnavailableError,
 )
 from persona_core.ingest import MANIFEST_PREFIX, manifest_key, read_manifest, submit_version
 from persona_core.refs import ref_for
 from persona_core.store.base import BlobStore, VersionStatus
+from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 
 PHOTO = b"\xff\xd8\xff fake jpeg bytes"
@@ -142,3 +145,41 @@ def test_malformed_manifests_raise_a_typed_error(blob_store: BlobStore) -> None:
         read_manifest(blob_store, "manifests/whatever.json")
     with pytest.raises(BlobNotFoundError):
         read_manifest(blob_store, manifest_key("alice", 2, now_ns=2))
+
+
+def test_manifest_write_failure_marks_the_version_failed(
+    metadata_store: SqlMetadataStore, local_blob_store: LocalBlobStore, alice: str
+) -> None:
+    """No manifest means no build will ever start: the version says so instead of staying pending."""
+    (local_blob_store.root / "objects" / "manifests").write_bytes(b"a file where the folder goes")
+    with pytest.raises(OSError, match="manifests"):
+        submit_version(metadata_store, local_blob_store, alice, [("front.jpg", PHOTO, "image")])
+    record = metadata_store.get_version(alice, 1)
+    assert record.status == VersionStatus.FAILED
+    assert record.reasons[0].startswith("manifest not written: ")
+
+
+class _SiteOutage(LocalBlobStore):
+    """Writing the manifest fails as an S3 outage would, and the database goes down with it
+    (its folder moved away): two faults at one instant that nothing real produces on cue."""
+
+    db: tuple[SqlMetadataStore, Path] | None = None
+
+    def put_object(self, key: str, data: bytes) -> None:
+        assert self.db is not None
+        meta, db_dir = self.db
+        db_dir.rename(db_dir.with_name("db-away"))
+        meta.close()
+        raise StoreUnavailableError("S3 at http://s3.internal unreachable: connection refused")
+
+
+def test_manifest_failure_during_a_database_outage_reports_the_manifest_error(tmp_path: Path) -> None:
+    db_dir = tmp_path / "db"
+    meta = SqlMetadataStore.open(f"sqlite:///{db_dir / 'meta.db'}")
+    meta.create_persona("alice", {})
+    blobs = _SiteOutage(tmp_path / "blobs", b"secret", "http://testserver")
+    blobs.db = (meta, db_dir)
+    with pytest.raises(StoreUnavailableError, match=r"S3 at http://s3\.internal unreachable") as raised:
+        submit_version(meta, blobs, "alice", [("front.jpg", PHOTO, "image")])
+    assert any("could not be marked failed" in note for note in raised.value.__notes__)
+    meta.close()

@@ -50,6 +50,36 @@ def test_publish_stores_canonical_pack_and_flips_version(
     assert all(blob_store.exists(r) for r in published.blob_refs)
 
 
+def test_a_ref_outside_ref_fields_is_verified_and_recorded(
+    metadata_store: SqlMetadataStore, blob_store: BlobStore, version: int
+) -> None:
+    """Publish records as the pack's blobs exactly what it verified: a blob named only inside
+    provenance config too (retention and export rely on that list)."""
+    extra = blob_store.put(b"calibration table")
+    base = make_pack(blob_store, "alice", version, n_anchors=3)
+    pack = base.model_copy(
+        update={"provenance": base.provenance.model_copy(update={"config": {"calibration": extra}})}
+    )
+    assert extra in pack.all_blob_refs()
+    publish_pack(metadata_store, blob_store, pack)
+    published = metadata_store.get_published("alice", version)
+    assert extra in published.blob_refs
+    assert set(published.blob_refs) == pack.all_blob_refs() == base.all_blob_refs() | {extra}
+
+
+def test_a_missing_blob_outside_ref_fields_blocks_publish(
+    metadata_store: SqlMetadataStore, blob_store: BlobStore, version: int
+) -> None:
+    base = make_pack(blob_store, "alice", version, n_anchors=3)
+    never_stored = ref_for(b"never stored")
+    pack = base.model_copy(
+        update={"provenance": base.provenance.model_copy(update={"config": {"calibration": never_stored}})}
+    )
+    with pytest.raises(BlobNotFoundError):
+        publish_pack(metadata_store, blob_store, pack)
+    _assert_unpublished(metadata_store, version)
+
+
 def test_republishing_is_refused_and_changes_nothing(
     metadata_store: SqlMetadataStore, blob_store: BlobStore, version: int
 ) -> None:

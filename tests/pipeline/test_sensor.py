@@ -1,18 +1,22 @@
 """The upload sensor on a real blob store (local folder and S3): one run and one partition
-per new manifest, nothing on a repeat tick, broken manifests skipped with a reason."""
+per new manifest, nothing on a repeat tick, broken manifests skipped with a reason, and a
+store outage failing the tick without moving the cursor."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dagster as dg
 import pytest
 from pipeline_support import OBAMA, Home
 
-from persona_core.ingest import manifest_key
+from persona_core.errors import StoreUnavailableError
+from persona_core.ingest import MANIFEST_PREFIX, manifest_key
 from persona_core.settings import Settings
-from persona_core.store.base import VersionStatus
+from persona_core.store.base import BlobStore, VersionStatus
+from persona_core.store.local import LocalBlobStore
 from persona_pipeline.defs.partitions import persona_versions
 from persona_pipeline.defs.resources import StoresResource
 from persona_pipeline.defs.sensors import upload_manifest_sensor
@@ -32,12 +36,37 @@ def sensor_home(blob_settings: Settings, tmp_path: Path) -> Home:
     return Home(tmp_path, settings)
 
 
-def tick(home: Home, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
-    with dg.build_sensor_context(instance=instance, cursor=cursor,
-                                 resources={"stores": StoresResource.from_settings(home.settings)}) as ctx:
+def tick(home: Home, instance: dg.DagsterInstance, cursor: str | None,
+         stores: StoresResource | None = None) -> dg.SensorResult:
+    stores = stores or StoresResource.from_settings(home.settings)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"stores": stores}) as ctx:
         result = upload_manifest_sensor(ctx)
     assert isinstance(result, dg.SensorResult)
     return result
+
+
+class _UnreachableObject(LocalBlobStore):
+    """The local folder, except that reading one object fails the way an S3 outage does: a
+    fault no real store produces on demand, for one key, in the middle of a tick."""
+
+    down_key = ""
+
+    def get_object(self, key: str) -> bytes:
+        if key == self.down_key:
+            raise StoreUnavailableError("S3 at http://127.0.0.1:1 unreachable: connection refused")
+        return super().get_object(key)
+
+
+class _StoresWithOutage(StoresResource):
+    down_key: str
+
+    def blobs(self) -> BlobStore:
+        settings = self.settings()
+        secret = settings.signing_secret.get_secret_value().encode()
+        root = urlparse(settings.resolved_blob_url).path
+        store = _UnreachableObject(root, secret, settings.public_base_url)
+        store.down_key = self.down_key
+        return store
 
 
 def test_new_manifest_gives_one_run_and_one_partition_then_nothing(
@@ -84,3 +113,39 @@ def test_versions_already_built_elsewhere_get_no_second_run(
     assert not result.dynamic_partitions_requests
     assert result.skip_reason is not None
     assert "obama.v1 is building" in (result.skip_reason.skip_message or "")
+
+
+def test_blob_store_outage_fails_the_tick_and_the_next_tick_requests_the_run(
+    home: Home, instance: dg.DagsterInstance
+) -> None:
+    """An outage while reading a good manifest is not a malformed manifest: the tick fails,
+    the cursor stays where it was, and the next healthy tick requests the build."""
+    home.upload("obama", OBAMA[:1])
+    home.upload("obama", OBAMA[1:2])
+    _first, second = home.blobs.list_objects(MANIFEST_PREFIX)
+    outage = _StoresWithOutage(**StoresResource.from_settings(home.settings).model_dump(), down_key=second)
+    with pytest.raises(StoreUnavailableError):
+        tick(home, instance, None, outage)
+    healthy = tick(home, instance, None)
+    assert [r.run_key for r in healthy.run_requests or []] == ["obama.v1", "obama.v2"]
+    assert healthy.cursor == second
+    assert home.meta.get_version("obama", 2).status == VersionStatus.PENDING
+
+
+def test_database_outage_fails_the_tick_and_the_next_tick_requests_the_run(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """The version lookup failing (database unreachable) must not read as "unknown version"."""
+    db_dir = tmp_path / "db"
+    db_dir.mkdir()
+    home = Home(tmp_path, Settings(home=tmp_path, database_url=f"sqlite:///{db_dir / 'meta.db'}"))
+    home.upload("obama", OBAMA[:1])
+    stores = StoresResource.from_settings(home.settings)
+    sensor_db = stores.meta()  # the sensor's own (per-process) metadata store
+    db_dir.rename(tmp_path / "db-away")  # the database file is unreachable...
+    sensor_db.close()  # ...for every new connection
+    with pytest.raises(StoreUnavailableError):
+        tick(home, instance, None, stores)
+    (tmp_path / "db-away").rename(db_dir)
+    healthy = tick(home, instance, None, stores)
+    assert [r.run_key for r in healthy.run_requests or []] == ["obama.v1"]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from persona_core.archive import (
@@ -20,10 +21,11 @@ from persona_core.archive import (
     import_pack,
     verify_archive,
 )
-from persona_core.errors import IntegrityError, InvalidInputError
+from persona_core.embeddings import matrix_to_bytes
+from persona_core.errors import IntegrityError, InvalidInputError, StoreUnavailableError
 from persona_core.pack import PersonaPack
 from persona_core.publish import publish_pack
-from persona_core.refs import sha256_hex
+from persona_core.refs import parse_ref, row_ref, sha256_hex
 from persona_core.store.base import VersionStatus
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
@@ -319,3 +321,82 @@ def test_refs_outside_ref_fields_travel_too(tmp_path: Path, target: Stores) -> N
     assert f"blobs/{extra.removeprefix('sha256:')}" in _members(archive.path)
     import_pack(target.meta, target.blobs, archive.path)
     assert target.blobs.get(extra) == b"calibration table"
+
+
+def _rewrite_pack(
+    members: dict[str, bytes], edit: Callable[[dict], None], new_blobs: tuple[bytes, ...] = ()
+) -> None:
+    """Edit pack.json and re-seal everything around it (content hash, manifest, blob list), as
+    a careful forger would: only the pack's meaning is wrong, every hash is consistent."""
+    doc = json.loads(members[PACK_NAME])
+    edit(doc)
+    pack = PersonaPack.model_validate(doc).sealed()
+    pack_bytes = pack.canonical_bytes()
+    have = {f"sha256:{k.removeprefix('blobs/')}": v for k, v in members.items() if k.startswith("blobs/")}
+    have.update({f"sha256:{sha256_hex(b)}": b for b in new_blobs})
+    needed = {ref: have[ref] for ref in sorted(pack.all_blob_refs())}
+    manifest = json.loads(members[MANIFEST_NAME])
+    manifest.update(
+        content_hash=pack.content_hash, pack_sha256=sha256_hex(pack_bytes), pack_size=len(pack_bytes),
+        blobs=[{"ref": r, "sha256": parse_ref(r).digest, "size": len(b)} for r, b in needed.items()],
+    )
+    members.clear()
+    members.update({MANIFEST_NAME: json.dumps(manifest).encode(), PACK_NAME: pack_bytes})
+    members.update({f"blobs/{parse_ref(r).digest}": b for r, b in needed.items()})
+
+
+NARROW = matrix_to_bytes(np.ones((1, 64), dtype=np.float32))
+
+
+def _row_past_the_end(doc: dict) -> None:
+    anchor = doc["anchor_sets"]["A_SELFIE"][0]
+    anchor["embedding_ref"] = row_ref(anchor["embedding_ref"], 99)
+
+
+def _centroid_too_narrow(doc: dict) -> None:
+    doc["identity"]["centroid_ref"] = row_ref(f"sha256:{sha256_hex(NARROW)}", 0)
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [(_row_past_the_end, "points at row"), (_centroid_too_narrow, "embedding_dim")],
+    ids=["row-past-end", "width-mismatch"],
+)
+def test_embedding_refs_that_do_not_fit_their_matrix_are_refused_before_writing(
+    archive: Path, target: Stores, tmp_path: Path, edit: Callable[[dict], None], why: str
+) -> None:
+    """The same row and width check publish makes runs on the archive's members, so a bad
+    pack never gets as far as a version row or a stored blob."""
+    members = _members(archive)
+    _rewrite_pack(members, edit, new_blobs=(NARROW,))
+    bad = _write(tmp_path / "bad.personapack", members)
+    with pytest.raises(ArchiveIntegrityError, match=why):
+        import_pack(target.meta, target.blobs, bad)
+    _assert_untouched(target)
+
+
+class _SiteOutage(LocalBlobStore):
+    """Storing blobs fails as an S3 outage would and the database goes down with it (its
+    folder moved away): two faults at one instant that nothing real produces on cue."""
+
+    db: tuple[SqlMetadataStore, Path] | None = None
+
+    def put(self, data: bytes) -> str:
+        assert self.db is not None
+        meta, db_dir = self.db
+        db_dir.rename(db_dir.with_name("db-away"))
+        meta.close()
+        raise StoreUnavailableError("S3 at http://s3.internal unreachable: connection refused")
+
+
+def test_import_failure_during_a_database_outage_reports_the_import_error(
+    archive: Path, tmp_path: Path
+) -> None:
+    db_dir = tmp_path / "outage" / "db"
+    meta = SqlMetadataStore.open(f"sqlite:///{db_dir / 'meta.db'}")
+    blobs = _SiteOutage(tmp_path / "outage" / "blobs", SECRET, "http://testserver")
+    blobs.db = (meta, db_dir)
+    with pytest.raises(StoreUnavailableError, match=r"S3 at http://s3\.internal") as raised:
+        import_pack(meta, blobs, archive)
+    assert any("could not be marked failed" in note for note in raised.value.__notes__)
+    meta.close()
