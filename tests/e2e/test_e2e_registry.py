@@ -84,7 +84,9 @@ def _flow(
                 metadata=(("x-api-key", read_key),),
             )
         assert reply.pack_json == http_pack.body
-        assert reply.etag == http_pack.etag
+        # A numbered version's ETag is its content hash; `latest` adds the version to it.
+        assert reply.etag == f'"{status["content_hash"]}"'
+        assert http_pack.etag == f'"{status["content_hash"]}.v{version}"'
         doc = json.loads(http_pack.body)
         validate_pack_document(doc)
         assert doc["content_hash"] == status["content_hash"]
