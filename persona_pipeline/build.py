@@ -111,10 +111,11 @@ def build_version(
 def _step_error(event: dg.DagsterEvent) -> str:
     # The step's own exception message is what a person needs, not Dagster's wrapper line.
     error = event.step_failure_data.error if event.step_failure_data else None
-    while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
+    while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
     if error is None:
         return event.message or ""
     # The message reads "<module>.<Class>: <text>"; the class name alone is enough.
-    head, _, text = error.message.strip().partition(": ")
-    return f"{error.cls_name}: {text}" if head.endswith(error.cls_name) else error.message.strip()
+    message, name = error.message.strip(), error.cls_name or ""
+    head, _, text = message.partition(": ")
+    return f"{name}: {text}" if name and head.endswith(name) else message
