@@ -21,13 +21,13 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from persona_core.errors import InvalidInputError, InvalidManifestError
-from persona_core.pack import BehaviorPolicy, CameraMode, PersonaId, Sha256Hex, VoiceProfile
+from persona_core.pack import PERSONA_ID_BODY, BehaviorPolicy, CameraMode, PersonaId, Sha256Hex, VoiceProfile
 from persona_core.refs import REF_PATTERN, sha256_hex
 from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, safe_segment
 from persona_core.versions import fail_version_on_error
 
 MANIFEST_PREFIX = "manifests/"
-_MANIFEST_KEY_RE = re.compile(r"^manifests/(\d{20})-([a-z0-9][a-z0-9_-]{0,62})-v(\d+)\.json$")
+_MANIFEST_KEY_RE = re.compile(rf"^manifests/(\d{{20}})-({PERSONA_ID_BODY})-v(\d+)\.json$")
 FileKind = Literal["image", "video", "voice"]
 
 

@@ -20,7 +20,10 @@ SCHEMA_VERSION: Final = "1.0"
 
 BlobRefStr = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-PersonaId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+# One persona id syntax everywhere: lowercase, digits, '_' and '-', safe as a path segment.
+PERSONA_ID_BODY = r"[a-z0-9][a-z0-9_-]{0,62}"
+PERSONA_ID_PATTERN = f"^{PERSONA_ID_BODY}$"
+PersonaId = Annotated[str, StringConstraints(pattern=PERSONA_ID_PATTERN)]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 # Fields left out of the content hash: they change with every build of the same content.

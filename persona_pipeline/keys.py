@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 
 from persona_core.errors import InvalidInputError
+from persona_core.pack import PERSONA_ID_BODY
 
-_KEY_RE = re.compile(r"^([a-z0-9][a-z0-9_-]{0,62})\.v([1-9][0-9]*)$")
+_KEY_RE = re.compile(rf"^({PERSONA_ID_BODY})\.v([1-9][0-9]*)$")
 
 
 def partition_key(persona_id: str, version: int) -> str:

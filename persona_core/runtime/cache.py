@@ -43,7 +43,7 @@ from persona_core.errors import (
     VersionNotFoundError,
 )
 from persona_core.fsio import atomic_write
-from persona_core.pack import BehaviorPolicy, PersonaPack, RefreshPolicy, content_hash
+from persona_core.pack import PERSONA_ID_PATTERN, BehaviorPolicy, PersonaPack, RefreshPolicy, content_hash
 from persona_core.refs import parse_ref
 from persona_core.runtime import _format
 from persona_core.runtime.index import SelectionIndex, index_document
@@ -51,7 +51,7 @@ from persona_core.store.base import BlobStore, MetadataStore
 
 log = logging.getLogger(__name__)
 
-_PERSONA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_PERSONA_ID_RE = re.compile(PERSONA_ID_PATTERN)
 _FILE_RE = re.compile(r"^v([1-9][0-9]{0,9})\.pcpk$")
 SUFFIX = ".pcpk"
 

@@ -47,6 +47,7 @@ from persona_core.errors import (
     StoreUnavailableError,
     VersionNotFoundError,
 )
+from persona_core.pack import PERSONA_ID_PATTERN
 from persona_core.refs import parse_ref
 from persona_core.store import tables as t
 from persona_core.store.base import (
@@ -59,7 +60,7 @@ from persona_core.store.base import (
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-PERSONA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+PERSONA_ID_RE = re.compile(PERSONA_ID_PATTERN)
 _KEY_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _SCOPE_RE = re.compile(r"^[a-z][a-z0-9:_.-]{0,63}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
