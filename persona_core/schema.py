@@ -7,7 +7,6 @@ The schema file is generated from :mod:`persona_core.pack` (``make schema``) and
 from __future__ import annotations
 
 import json
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from jsonschema import Draft202012Validator
 
 from persona_core.errors import PackValidationError
 from persona_core.pack import PersonaPack
+from persona_core.snapshots import write_or_check
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "persona_pack.schema.json"
 SCHEMA_ID = "https://persona-core.dev/schemas/persona_pack.schema.json"
@@ -45,13 +45,7 @@ def validate_pack_document(doc: Any) -> None:
 
 
 def main() -> None:
-    text = json.dumps(generated_schema(), indent=2, sort_keys=True) + "\n"
-    if "--check" in sys.argv:
-        if SCHEMA_PATH.read_text() != text:
-            sys.exit(f"{SCHEMA_PATH} is stale: run `make schema`")
-        return
-    SCHEMA_PATH.write_text(text)
-    print(f"wrote {SCHEMA_PATH}")
+    write_or_check(SCHEMA_PATH, json.dumps(generated_schema(), indent=2, sort_keys=True) + "\n", "schema")
 
 
 if __name__ == "__main__":

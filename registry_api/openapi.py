@@ -7,11 +7,11 @@ the app's schema and the snapshot differ (tests/api/test_api_openapi.py does the
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from persona_core.snapshots import write_or_check
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 from registry_api.config import ApiSettings
@@ -37,13 +37,7 @@ def render(schema: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    text = render(current_schema())
-    if "--check" in sys.argv:
-        if not SNAPSHOT.exists() or SNAPSHOT.read_text() != text:
-            sys.exit(f"{SNAPSHOT} is stale: run `make openapi`")
-        return
-    SNAPSHOT.write_text(text)
-    print(f"wrote {SNAPSHOT}")
+    write_or_check(SNAPSHOT, render(current_schema()), "openapi")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ every kind, and one published persona."""
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from collections.abc import Iterator
@@ -97,17 +96,3 @@ def png_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
     body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
     return b"\x89PNG\r\n\x1a\n" + body
-
-
-def open_files_under(root: Path) -> list[str]:
-    """Files under ``root`` this process holds open (Linux /proc): a store left open shows here."""
-    fd_dir = Path("/proc/self/fd")
-    held = []
-    for fd in fd_dir.iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue  # closed between listing and reading
-        if target.startswith(str(root)):
-            held.append(target)
-    return sorted(held)

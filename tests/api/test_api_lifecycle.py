@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
-from registry_support import open_files_under, registry_settings
+from open_files import open_files_under
+from registry_support import registry_settings
 
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore

@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from open_files import open_files_under
 from typer.testing import CliRunner
 
 from persona_cli.common import ExitCode
@@ -52,19 +52,6 @@ def home(tmp_path: Path) -> Path:
     meta.create_version("alice", {"files": []})
     meta.close()
     return home
-
-
-def _open_files_under(root: Path) -> list[str]:
-    """Files under ``root`` this process holds open (Linux /proc)."""
-    held = []
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue  # closed between listing and reading
-        if target.startswith(str(root)):
-            held.append(target)
-    return held
 
 
 def test_help_documents_exit_codes() -> None:
@@ -222,7 +209,7 @@ def test_commands_release_the_database_when_they_end(home: Path, args: tuple[str
     """A command (run in-process, as a test runner or a script calling main() does) leaves no
     database file or pooled connection open behind it, whether it succeeds or fails."""
     cli(home, *args)
-    assert _open_files_under(home) == []
+    assert open_files_under(home) == []
 
 
 def test_build_refuses_an_empty_folder(home: Path, tmp_path: Path) -> None:
