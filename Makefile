@@ -26,6 +26,9 @@ demo: $(STAMP) ## build a real persona from the fixture photos and voices on the
 	$(BIN)/persona-core demo
 
 test: $(STAMP) ## run every test (starts real PostgreSQL and S3 servers itself)
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium (browser tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/pytest
 
 test-fast: $(STAMP) ## unit tests only
