@@ -1,8 +1,15 @@
 """Upload sensor: new manifests in the blob store (local folder or S3) -> a partition for
-the version and one run request (run_key = the partition key). The cursor is the last
-manifest key seen; keys start with a 20-digit ns timestamp, so they sort by time."""
+the version and one run request (run_key = the partition key).
+
+Manifest keys start with the 20-digit ns time the upload was submitted, so they sort by
+time. A write can land after a later-stamped one (a slow S3 PUT, another registry replica),
+so a "last key seen" cursor alone would skip it forever. The cursor is therefore
+``{"after": <newest key handled>, "seen": [<keys handled within LOOKBACK_NS of it>]}`` and
+every tick lists from ``after`` minus the lookback, skipping what it has seen."""
 
 # No `from __future__ import annotations` here: Dagster reads these annotations at definition time.
+
+import json
 
 import dagster as dg
 
@@ -15,6 +22,7 @@ from persona_pipeline.defs.resources import StoresResource
 from persona_pipeline.keys import partition_key
 
 MAX_MANIFESTS_PER_TICK = 50
+LOOKBACK_NS = 10 * 60 * 1_000_000_000  # how late a manifest write may land and still be built
 
 
 @dg.sensor(
@@ -24,12 +32,15 @@ MAX_MANIFESTS_PER_TICK = 50
     description="Starts a build for every new upload manifest under manifests/ in the blob store.",
 )
 def upload_manifest_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
-    cursor = context.cursor or ""
-    keys = stores.blobs().list_objects(MANIFEST_PREFIX, start_after=cursor or None)
-    if not keys:
-        return dg.SensorResult(skip_reason=f"no new upload manifests after {cursor or 'start'}")
-    keys = keys[:MAX_MANIFESTS_PER_TICK]
+    after, seen, legacy = _read_cursor(context.cursor)
     blobs, meta = stores.blobs(), stores.meta()
+    # A plain-key cursor (older format) meant "everything up to here is handled".
+    start = after if legacy else _lookback_start(after)
+    listed = blobs.list_objects(MANIFEST_PREFIX, start_after=start or None)
+    keys = [k for k in listed if k not in seen][:MAX_MANIFESTS_PER_TICK]
+    if not keys:
+        return dg.SensorResult(skip_reason=f"no new upload manifests after {after or 'start'}")
+    cursor = _write_cursor(max(after, keys[-1]), seen | set(keys), set(listed))
     requests, partitions, problems, already = [], [], [], []
     for key in keys:
         try:
@@ -62,11 +73,11 @@ def upload_manifest_sensor(context: dg.SensorEvaluationContext, stores: StoresRe
             reasons.append("skipped malformed manifest(s): " + "; ".join(problems))
         if already:
             reasons.append("not pending any more: " + "; ".join(already))
-        return dg.SensorResult(cursor=keys[-1], skip_reason=" | ".join(reasons))
+        return dg.SensorResult(cursor=cursor, skip_reason=" | ".join(reasons))
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[persona_versions.build_add_request(partitions)],
-        cursor=keys[-1],
+        cursor=cursor,
     )
 
 
@@ -76,3 +87,32 @@ def _status(meta: MetadataStore, persona_id: str, version: int) -> VersionStatus
         return meta.get_version(persona_id, version).status
     except NotFoundError:
         return None
+
+
+def _stamp(key: str) -> int:
+    digits = key[len(MANIFEST_PREFIX) : len(MANIFEST_PREFIX) + 20]
+    return int(digits) if digits.isdigit() and digits.isascii() else 0
+
+
+def _lookback_start(after: str) -> str | None:
+    if not after:
+        return None
+    # A bare stamp sorts before every key carrying that stamp ("-" follows the end).
+    return f"{MANIFEST_PREFIX}{max(_stamp(after) - LOOKBACK_NS, 0):020d}"
+
+
+def _read_cursor(raw: str | None) -> tuple[str, set[str], bool]:
+    """(newest key handled, keys handled inside the lookback window, older-format cursor?)"""
+    if not raw:
+        return "", set(), False
+    if not raw.startswith("{"):
+        return raw, set(), True
+    doc = json.loads(raw)
+    return str(doc.get("after", "")), set(doc.get("seen", [])), False
+
+
+def _write_cursor(after: str, seen: set[str], listed: set[str]) -> str:
+    # Keep only keys still inside the next tick's listing window, so the cursor stays small.
+    start = _lookback_start(after) or ""
+    keep = sorted(k for k in seen if k in listed and k > start)
+    return json.dumps({"after": after, "seen": keep}, separators=(",", ":"))

@@ -4,6 +4,7 @@ store outage failing the tick without moving the cursor."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -78,7 +79,7 @@ def test_new_manifest_gives_one_run_and_one_partition_then_nothing(
     [add] = first.dynamic_partitions_requests or []
     assert (add.partitions_def_name, list(add.partition_keys)) == (persona_versions.name, ["obama.v1"])
     assert first.cursor
-    assert first.cursor.endswith(f"-obama-v{v.version}.json")
+    assert json.loads(first.cursor)["after"].endswith(f"-obama-v{v.version}.json")
 
     second = tick(sensor_home, instance, first.cursor)
     assert not second.run_requests
@@ -95,7 +96,8 @@ def test_broken_manifest_is_skipped_with_a_reason_and_later_uploads_still_run(
     assert not broken.run_requests
     assert broken.skip_reason is not None
     assert bad in (broken.skip_reason.skip_message or "")
-    assert broken.cursor == bad
+    assert broken.cursor is not None
+    assert json.loads(broken.cursor)["after"] == bad
 
     sensor_home.upload("obama", OBAMA[:1])
     after = tick(sensor_home, instance, broken.cursor)
@@ -128,7 +130,8 @@ def test_blob_store_outage_fails_the_tick_and_the_next_tick_requests_the_run(
         tick(home, instance, None, outage)
     healthy = tick(home, instance, None)
     assert [r.run_key for r in healthy.run_requests or []] == ["obama.v1", "obama.v2"]
-    assert healthy.cursor == second
+    assert healthy.cursor is not None
+    assert json.loads(healthy.cursor)["after"] == second
     assert home.meta.get_version("obama", 2).status == VersionStatus.PENDING
 
 
@@ -149,3 +152,37 @@ def test_database_outage_fails_the_tick_and_the_next_tick_requests_the_run(
     (tmp_path / "db-away").rename(db_dir)
     healthy = tick(home, instance, None, stores)
     assert [r.run_key for r in healthy.run_requests or []] == ["obama.v1"]
+
+
+def test_a_manifest_that_lands_late_is_still_built_once(
+    sensor_home: Home, instance: dg.DagsterInstance
+) -> None:
+    """A manifest stamped before the cursor (its write landed late) is picked up by the next
+    tick, and nothing already requested is requested again."""
+    sensor_home.upload("obama", OBAMA[:1])
+    first = tick(sensor_home, instance, None)
+    assert [r.run_key for r in first.run_requests or []] == ["obama.v1"]
+    # v2 was submitted a second before v1's manifest, but its write lands only now.
+    after = json.loads(first.cursor or "{}")["after"]
+    doc = json.loads(sensor_home.blobs.get_object(after))
+    v2 = sensor_home.meta.create_version("obama", doc["inputs"])
+    stamp = int(after[len(MANIFEST_PREFIX):][:20]) - 1_000_000_000
+    late = manifest_key("obama", v2.version, now_ns=stamp)
+    assert late < after
+    sensor_home.blobs.put_object(late, json.dumps({**doc, "version": v2.version}).encode())
+    second = tick(sensor_home, instance, first.cursor)
+    assert [r.run_key for r in second.run_requests or []] == ["obama.v2"], second.skip_reason
+    third = tick(sensor_home, instance, second.cursor)
+    assert not third.run_requests
+    assert "no new upload manifests" in (third.skip_reason.skip_message if third.skip_reason else "")
+
+
+def test_the_older_plain_key_cursor_is_still_understood(
+    sensor_home: Home, instance: dg.DagsterInstance
+) -> None:
+    """A cursor from before the lookback format means "everything up to this key is handled"."""
+    sensor_home.upload("obama", OBAMA[:1])
+    [key] = sensor_home.blobs.list_objects(MANIFEST_PREFIX)
+    assert not tick(sensor_home, instance, key).run_requests
+    sensor_home.upload("obama", OBAMA[1:2])
+    assert [r.run_key for r in tick(sensor_home, instance, key).run_requests or []] == ["obama.v2"]
