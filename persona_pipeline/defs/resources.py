@@ -120,6 +120,7 @@ class PipelineConfigResource(dg.ConfigurableResource):
     dark_luma: float = _DEFAULTS.dark_luma
     bright_luma: float = _DEFAULTS.bright_luma
     qc_decode_min_side: int = _DEFAULTS.qc_decode_min_side
+    max_image_pixels: int = _DEFAULTS.max_image_pixels
     selfie_face_frac: float = _DEFAULTS.selfie_face_frac
     mirror_face_frac: float = _DEFAULTS.mirror_face_frac
     instability_floor: float = _DEFAULTS.instability_floor

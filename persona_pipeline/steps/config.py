@@ -41,6 +41,8 @@ class PipelineConfig:
     min_face_score: float = 0.85  # below: likely occluded or not a clear face
     # QC decodes JPEGs at 1/2, 1/4 or 1/8 scale while the longer side stays at least this.
     qc_decode_min_side: int = 1280
+    # Refused from the header alone, before any decode: a small file can claim a huge image.
+    max_image_pixels: int = 40_000_000
     # Camera mode from framing (face height / frame height) when the uploader gave no tag.
     selfie_face_frac: float = 0.4
     mirror_face_frac: float = 0.2

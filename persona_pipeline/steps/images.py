@@ -23,6 +23,8 @@ def image_size(data: bytes) -> tuple[int, int]:
             return int(img.size[0]), int(img.size[1])
     except UnidentifiedImageError:
         raise InvalidInputError("not an image file (unrecognised format: no JPEG/PNG/WebP header)") from None
+    except Image.DecompressionBombError as exc:
+        raise InvalidInputError(f"image too large: {exc}") from None
     except Exception as exc:  # PIL raises many unrelated types for truncated files
         raise InvalidInputError(f"damaged image ({type(exc).__name__}: {exc})") from None
 

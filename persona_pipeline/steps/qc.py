@@ -78,6 +78,9 @@ def measure(data: bytes, detector: FaceDetector, config: PipelineConfig) -> dict
     """Measurements of one image (JSON-ready); ``error`` set when it cannot be read."""
     try:
         width, height = image_size(data)
+        if width * height > config.max_image_pixels:
+            raise InvalidInputError(f"image too large: {width}x{height} is over "
+                                    f"{config.max_image_pixels:,} pixels")
         factor = reduction_for(max(width, height), config.qc_decode_min_side)
         img = decode(data, factor)
     except InvalidInputError as exc:
@@ -214,7 +217,8 @@ def run_qc(
 ) -> QcResult:
     """QC every image; measurements come from the per-input cache when present."""
     started = time.perf_counter()
-    cache = StepCache.for_step(blobs, "qc", [detector], config.fingerprint("qc_decode_min_side"))
+    fingerprint = config.fingerprint("qc_decode_min_side", "max_image_pixels")
+    cache = StepCache.for_step(blobs, "qc", [detector], fingerprint)
     measured: dict[str, dict[str, Any]] = {}
     todo = []
     for item in images:

@@ -4,6 +4,7 @@ identity stability, video sampling and the per-input cache."""
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from pathlib import Path
 
 import cv2
@@ -17,12 +18,13 @@ from persona_core.store.local import LocalBlobStore
 from persona_pipeline.defs.resources import PipelineConfigResource
 from persona_pipeline.keys import parse_partition_key, partition_key
 from persona_pipeline.models.align import ARCFACE_TEMPLATE_112
+from persona_pipeline.models.registry import default_model
 from persona_pipeline.steps import geometry
 from persona_pipeline.steps.anchors import identity_stability
 from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.inputs import ImageInput, load_inputs
-from persona_pipeline.steps.qc import camera_mode_from_framing, verdict
+from persona_pipeline.steps.qc import camera_mode_from_framing, measure, verdict
 
 
 @pytest.fixture
@@ -159,3 +161,26 @@ def test_cache_counts_hits_and_recomputes_damaged_entries(blobs: LocalBlobStore)
     assert cache.counters() == {"computed": 1, "cached": 1}
     other = StepCache.for_step(blobs, "qc", config="c2")  # another config: its own entries
     assert other.get_json("b" * 64) is None
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb's shape)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def test_images_over_the_pixel_limit_are_refused_from_the_header() -> None:
+    """QC refuses a huge image before decoding it, with the size in the reason; the limit is config."""
+    detector = default_model("detect")
+    huge = measure(_png_claiming(8_000, 6_000), detector, PipelineConfig())
+    assert huge["error"].startswith("image too large: 8000x6000 is over 40,000,000 pixels")
+    bomb = measure(_png_claiming(30_000, 30_000), detector, PipelineConfig())
+    assert bomb["error"].startswith("image too large")
+    photo = (FACES / "obama.jpg").read_bytes()
+    assert measure(photo, detector, PipelineConfig())["error"] == ""
+    small_limit = PipelineConfig(max_image_pixels=10_000)
+    assert measure(photo, detector, small_limit)["error"].startswith("image too large")
