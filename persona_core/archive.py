@@ -19,10 +19,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import re
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +34,7 @@ from persona_core.errors import (
     PersonaNotFoundError,
     VersionNotFoundError,
 )
+from persona_core.fsio import atomic_writer
 from persona_core.pack import PersonaPack
 from persona_core.publish import check_embedding_rows, publish_pack
 from persona_core.refs import parse_ref, sha256_hex
@@ -160,25 +159,16 @@ def export_pack(
     manifest_bytes = json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True).encode()
 
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            # mtime=0 in the gzip header and every tar member: byte-identical re-exports.
-            with (
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-            ):
-                _add(tar, MANIFEST_NAME, manifest_bytes)
-                _add(tar, PACK_NAME, pack_bytes)
-                for ref, data in payload:
-                    _add(tar, f"blobs/{parse_ref(ref).digest}", data)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # mtime=0 in the gzip header and every tar member: byte-identical re-exports.
+    with (
+        atomic_writer(out, suffix=SUFFIX) as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        _add(tar, MANIFEST_NAME, manifest_bytes)
+        _add(tar, PACK_NAME, pack_bytes)
+        for ref, data in payload:
+            _add(tar, f"blobs/{parse_ref(ref).digest}", data)
     return ExportResult(
         path=out,
         persona_id=pack.persona_id,

@@ -146,9 +146,7 @@ def face_embeddings(
 ) -> dg.Output[Embeddings]:
     with _failing(stores, context, "face_embeddings"):
         result = embed_faces(faces, stores.blobs(), models.identity_model())
-    _report(context, f"face_embeddings: {len(result.vectors)} x {result.dim} ({result.model})")
-    return dg.Output(result, metadata={"count": len(result.vectors), "dim": result.dim, "model": result.model,
-                                       "seconds": result.seconds, **result.counters})
+    return _embeddings_output(context, "face_embeddings", result)
 
 
 @dg.asset(**_COMMON, description="Style embedding per head-and-shoulders portrait (batched).")
@@ -157,7 +155,13 @@ def style_embeddings(
 ) -> dg.Output[Embeddings]:
     with _failing(stores, context, "style_embeddings"):
         result = embed_styles(faces, stores.blobs(), models.style_model())
-    _report(context, f"style_embeddings: {len(result.vectors)} x {result.dim} ({result.model})")
+    return _embeddings_output(context, "style_embeddings", result)
+
+
+def _embeddings_output(
+    context: dg.AssetExecutionContext, name: str, result: Embeddings
+) -> dg.Output[Embeddings]:
+    _report(context, f"{name}: {len(result.vectors)} x {result.dim} ({result.model})")
     return dg.Output(result, metadata={"count": len(result.vectors), "dim": result.dim, "model": result.model,
                                        "seconds": result.seconds, **result.counters})
 
