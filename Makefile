@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: this CPU build is on disk; anything else pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[pipeline,api,dev]'
+	$(BIN)/pip install -q -e '.[pipeline,vision,api,dev]'
 	# resemblyzer pulls webrtcvad (imports the gone pkg_resources); webrtcvad-wheels replaces it.
 	$(BIN)/pip install -q --force-reinstall --no-deps webrtcvad-wheels
 	touch $(STAMP)

@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 
 from bench.common import percentiles, record
-from persona_pipeline.models.align import align_face
+from persona_core.vision.align import align_face
+from persona_core.vision.sessions import intra_op_threads
 from persona_pipeline.models.audio import load_wav
 from persona_pipeline.models.registry import default_model
-from persona_pipeline.models.runtime import intra_op_threads
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 REPEATS = 5

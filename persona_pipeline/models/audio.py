@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from persona_pipeline.models.errors import BadModelInputError
+from persona_core.vision.errors import BadModelInputError
 
 
 def resample(wav: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

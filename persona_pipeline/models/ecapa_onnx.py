@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from persona_pipeline.models.base import ModelEntry, VoiceEmbedder
-from persona_pipeline.models.errors import BadModelInputError
+from persona_core.vision.base import ModelEntry, VoiceEmbedder
+from persona_core.vision.errors import BadModelInputError
+from persona_core.vision.sessions import make_session
 from persona_pipeline.models.resemblyzer_voice import check_clip
-from persona_pipeline.models.runtime import make_session
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:

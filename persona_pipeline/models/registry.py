@@ -1,212 +1,36 @@
-"""The model registry: every model the pipeline can use, as data, and the factory that builds it.
+"""The shared model registry with the builder's models registered (see ``__init__``): the same
+functions as ``persona_core.vision.registry``, importable from the pipeline's side."""
 
-``load_model(name)`` resolves the entry's weight files (local model dir -> file vendored in this
-project -> file inside an installed package -> official URL, the last off by default), verifies
-each pinned sha256, builds the backend once per process and returns it. The built model's
-``entry`` carries the sha256 of the files actually loaded, for the pack's provenance.
-"""
-
-from __future__ import annotations
-
-import hashlib
-import importlib
-import os
-import shutil
-import tempfile
-import threading
-import urllib.request
-from dataclasses import replace
-from importlib import metadata
-from pathlib import Path
-from typing import Any
-
-from persona_pipeline.models.base import Model, ModelEntry, WeightFile
-from persona_pipeline.models.entries import ENTRIES
-from persona_pipeline.models.errors import (
-    ModelChecksumError,
-    ModelUnavailableError,
-    NonCommercialModelError,
-    UnknownModelError,
+from persona_core.vision.registry import (
+    TASKS,
+    WEIGHTS_DIR,
+    backend_module,
+    cache_dir,
+    clear_cache,
+    default_model,
+    default_model_name,
+    get_entry,
+    list_models,
+    load_model,
+    model_dir_from_env,
+    register,
+    resolve_file,
+    sha256_file,
 )
-from persona_pipeline.models.runtime import runtime_providers
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-TASKS = ("detect", "identity", "style", "matting", "voice")
-
-_REGISTRY: dict[str, ModelEntry] = {e.name: e for e in ENTRIES}
-_CACHE: dict[tuple[Any, ...], Model] = {}
-_LOCK = threading.RLock()
-
-
-def register(entry: ModelEntry, *, replace_existing: bool = False) -> None:
-    """Add a model entry (e.g. a locally exported ONNX model) to this process's registry."""
-    if entry.task not in TASKS:
-        raise ValueError(f"unknown task {entry.task!r}; expected one of {TASKS}")
-    with _LOCK:
-        if entry.name in _REGISTRY and not replace_existing:
-            raise ValueError(f"model {entry.name!r} is already registered")
-        _REGISTRY[entry.name] = entry
-        for key in [k for k in _CACHE if k[0] == entry.name]:
-            del _CACHE[key]
-
-
-def get_entry(name: str) -> ModelEntry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise UnknownModelError(f"unknown model {name!r}; known models: {known}") from None
-
-
-def list_models(task: str | None = None) -> list[ModelEntry]:
-    return [e for e in _REGISTRY.values() if task is None or e.task == task]
-
-
-def default_model_name(task: str) -> str:
-    for entry in _REGISTRY.values():
-        if entry.task == task and entry.default:
-            return entry.name
-    raise UnknownModelError(f"no default model for task {task!r}; tasks: {', '.join(TASKS)}")
-
-
-def default_model(task: str, model_dir: Path | str | None = None, providers: tuple[str, ...] | None = None):
-    """The task's default (offline, commercially usable) model, built once per process."""
-    return load_model(default_model_name(task), model_dir=model_dir, providers=providers)
-
-
-def model_dir_from_env() -> Path | None:
-    value = os.environ.get("PERSONA_MODEL_DIR", "")
-    return Path(value) if value else None
-
-
-def cache_dir(model_dir: Path | None = None) -> Path:
-    """Where derived files (exported/pruned ONNX, downloads) go: under the model dir when one is
-    given, else ``PERSONA_MODEL_CACHE`` or ``~/.cache/persona-core/models``."""
-    if model_dir is not None:
-        return model_dir / ".cache"
-    env = os.environ.get("PERSONA_MODEL_CACHE", "")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME", "") or Path.home() / ".cache")
-    return base / "persona-core" / "models"
-
-
-def load_model(
-    name: str,
-    model_dir: Path | str | None = None,
-    allow_download: bool = False,
-    providers: tuple[str, ...] | None = None,
-    *,
-    opt_in_noncommercial: bool = False,
-) -> Any:
-    """Build (once per process) the model ``name``; see the module docstring for resolution.
-
-    Raises UnknownModelError, NonCommercialModelError (entry not for commercial use and no
-    ``opt_in_noncommercial``), ModelUnavailableError (no usable source) or ModelChecksumError."""
-    entry = get_entry(name)
-    if not entry.commercial_use and not opt_in_noncommercial:
-        raise NonCommercialModelError(
-            f"model {name!r} is licensed {entry.licence}; pass opt_in_noncommercial=True to use it"
-        )
-    root = Path(model_dir).expanduser().resolve() if model_dir else model_dir_from_env()
-    chosen = tuple(providers) if providers else runtime_providers()
-    key = (name, str(root) if root else None, chosen)
-    with _LOCK:
-        cached = _CACHE.get(key)
-        if cached is not None:
-            return cached
-        paths, files = [], []
-        for wf in entry.files:
-            path, digest = resolve_file(wf, root, allow_download=allow_download)
-            paths.append(path)
-            files.append(replace(wf, sha256=digest))
-        resolved = replace(entry, files=tuple(files))
-        backend = importlib.import_module(f"persona_pipeline.models.{entry.backend}")
-        model = backend.build(resolved, paths, chosen, cache_dir(root))
-        model.entry = resolved
-        model.providers = chosen
-        model.weight_paths = tuple(paths)
-        _CACHE[key] = model
-        return model
-
-
-def clear_cache() -> None:
-    """Forget built models (tests; a long-lived process that swaps its model dir)."""
-    with _LOCK:
-        _CACHE.clear()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _candidates(wf: WeightFile, model_dir: Path | None) -> list[tuple[str, Path]]:
-    found: list[tuple[str, Path]] = []
-    if model_dir is not None:
-        for rel in dict.fromkeys((wf.filename, Path(wf.filename).name)):
-            found.append(("model_dir", model_dir / rel))
-    for source in wf.sources:
-        if source.startswith("vendored:"):
-            found.append((source, WEIGHTS_DIR / source.removeprefix("vendored:")))
-        elif source.startswith("package:"):
-            dist_name, _, inner = source.removeprefix("package:").partition("/")
-            try:
-                dist = metadata.distribution(dist_name)
-            except metadata.PackageNotFoundError:
-                continue
-            found.append((source, Path(str(dist.locate_file(inner)))))
-    return found
-
-
-def resolve_file(wf: WeightFile, model_dir: Path | None, *, allow_download: bool = False) -> tuple[Path, str]:
-    """The first existing source of ``wf`` and its sha256, verified against a pinned digest.
-
-    A file that exists but hashes wrong is an error, not a reason to try the next source: a
-    user who put a file in the model dir must learn it is not the one the entry names."""
-    for origin, path in _candidates(wf, model_dir):
-        if not path.is_file():
-            continue
-        digest = sha256_file(path)
-        if wf.sha256 and digest != wf.sha256:
-            raise ModelChecksumError(
-                f"{path} ({origin}) has sha256 {digest}, registry pins {wf.sha256} for {wf.filename}"
-            )
-        return path, digest
-    urls = [s for s in wf.sources if s.startswith("https://")]
-    if allow_download and urls:
-        return _download(wf, urls, cache_dir(model_dir) / "downloads")
-    where = f"model dir {model_dir}" if model_dir else "no model dir (PERSONA_MODEL_DIR unset)"
-    hint = "; allow_download=True would fetch it" if urls else ""
-    raise ModelUnavailableError(
-        f"weight file {wf.filename!r} not found ({where}, sources {wf.sources}){hint}"
-    )
-
-
-def _download(wf: WeightFile, urls: list[str], target_dir: Path) -> tuple[Path, str]:
-    target = target_dir / Path(wf.filename).name
-    if target.is_file():
-        digest = sha256_file(target)
-        if not wf.sha256 or digest == wf.sha256:
-            return target, digest
-    target_dir.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for url in urls:
-        fd, tmp_name = tempfile.mkstemp(dir=target_dir, suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 - https only
-                shutil.copyfileobj(resp, out)
-            digest = sha256_file(tmp)
-            if wf.sha256 and digest != wf.sha256:
-                raise ModelChecksumError(f"download {url} has sha256 {digest}, registry pins {wf.sha256}")
-            tmp.replace(target)
-            return target, digest
-        except OSError as exc:
-            errors.append(f"{url}: {exc}")
-        finally:
-            tmp.unlink(missing_ok=True)
-    raise ModelUnavailableError(f"could not download {wf.filename}: {'; '.join(errors)}")
+__all__ = [
+    "TASKS",
+    "WEIGHTS_DIR",
+    "backend_module",
+    "cache_dir",
+    "clear_cache",
+    "default_model",
+    "default_model_name",
+    "get_entry",
+    "list_models",
+    "load_model",
+    "model_dir_from_env",
+    "register",
+    "resolve_file",
+    "sha256_file",
+]

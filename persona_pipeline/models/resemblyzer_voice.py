@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from persona_pipeline.models.base import ModelEntry, VoiceEmbedder
-from persona_pipeline.models.errors import BadModelInputError
+from persona_core.vision.base import ModelEntry, VoiceEmbedder
+from persona_core.vision.errors import BadModelInputError
 
 MIN_SPEECH_S = 0.5
 SILENCE_RMS = 1e-4  # about -80 dBFS: nothing a microphone would call speech

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from persona_core.store.base import BlobStore
-from persona_pipeline.models.align import align_face
-from persona_pipeline.models.base import FaceDetector
+from persona_core.vision.align import align_face
+from persona_core.vision.base import FaceDetector
 from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.images import decode, encode_png

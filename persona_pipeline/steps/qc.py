@@ -21,7 +21,7 @@ import pandera.pandas as pa
 from persona_core.errors import InvalidInputError
 from persona_core.pack import Expression, Lighting
 from persona_core.store.base import BlobStore
-from persona_pipeline.models.base import FaceDetector
+from persona_core.vision.base import FaceDetector
 from persona_pipeline.steps import geometry
 from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.config import MODES, PipelineConfig

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from persona_pipeline.models.align import ARCFACE_TEMPLATE_112, align_face, alignment_matrix
-from persona_pipeline.models.base import Detection
-from persona_pipeline.models.errors import BadModelInputError
+from persona_core.vision.align import ARCFACE_TEMPLATE_112, align_face, alignment_matrix
+from persona_core.vision.base import Detection
+from persona_core.vision.errors import BadModelInputError
 from persona_pipeline.models.registry import default_model, load_model
 
 pytestmark = pytest.mark.models

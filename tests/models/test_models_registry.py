@@ -9,14 +9,14 @@ from dataclasses import replace
 import pytest
 
 from persona_core.errors import IntegrityError, PersonaCoreError
-from persona_pipeline.models import registry
-from persona_pipeline.models.base import ModelEntry, WeightFile
-from persona_pipeline.models.errors import (
+from persona_core.vision.base import ModelEntry, WeightFile
+from persona_core.vision.errors import (
     ModelChecksumError,
     ModelUnavailableError,
     NonCommercialModelError,
     UnknownModelError,
 )
+from persona_pipeline.models import registry
 from persona_pipeline.models.registry import (
     TASKS,
     WEIGHTS_DIR,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from persona_pipeline.models import runtime
+from persona_core.vision import sessions as runtime
 from persona_pipeline.models.registry import WEIGHTS_DIR, load_model
 
 pytestmark = pytest.mark.models

@@ -24,8 +24,8 @@ from tiny_models import (
     write_buffalo_l,
 )
 
-from persona_pipeline.models.align import align_face
-from persona_pipeline.models.base import Detection
+from persona_core.vision.align import align_face
+from persona_core.vision.base import Detection
 from persona_pipeline.models.entries import CLIP_MEAN, CLIP_STD
 from persona_pipeline.models.registry import get_entry, load_model, sha256_file
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from persona_pipeline.models.errors import BadModelInputError
+from persona_core.vision.errors import BadModelInputError
 from persona_pipeline.models.registry import cache_dir, default_model
 
 pytestmark = pytest.mark.models

@@ -1,4 +1,7 @@
-"""onnxruntime sessions shared by every ONNX backend: provider choice and thread settings."""
+"""onnxruntime sessions shared by every ONNX backend: provider choice and thread settings.
+
+onnxruntime is imported on first use, so importing this module (and the registry) costs nothing
+for a process that never builds a model."""
 
 from __future__ import annotations
 
@@ -7,17 +10,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import onnxruntime as ort
-
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+
+
+def _ort() -> Any:
+    import onnxruntime  # noqa: PLC0415 - heavy; loaded by the first session, not at import
+
+    return onnxruntime
 
 
 def runtime_providers(available: Iterable[str] | None = None) -> tuple[str, ...]:
     """CUDA first when this onnxruntime build (onnxruntime-gpu) reports it, then CPU.
 
     ``available`` defaults to what the installed onnxruntime reports."""
-    available = set(ort.get_available_providers() if available is None else available)
+    available = set(_ort().get_available_providers() if available is None else available)
     return (CUDA, CPU) if CUDA in available else (CPU,)
 
 
@@ -32,6 +39,7 @@ def intra_op_threads() -> int:
 
 
 def session_options() -> Any:
+    ort = _ort()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads()
     opts.inter_op_num_threads = 1  # graphs here are chains; parallel branches buy nothing
@@ -47,6 +55,7 @@ def session_options() -> Any:
 
 def make_session(model: Path | bytes, providers: tuple[str, ...] | None = None) -> Any:
     """An InferenceSession on ``model`` (a path or serialized bytes) with the shared options."""
+    ort = _ort()
     chosen = tuple(providers) if providers else runtime_providers()
     available = set(ort.get_available_providers())
     usable = [p for p in chosen if p in available] or [CPU]

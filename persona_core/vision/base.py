@@ -1,6 +1,6 @@
 """Model backend interfaces. One module per backend implements one of these; the
 registry (``registry.py``) maps names to entries and ``load_model(name)`` builds them once
-per process."""
+per process. Only numpy here: the runtime can import the types without OpenCV or onnxruntime."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class WeightFile:
 class ModelEntry:
     name: str
     task: str  # detect | identity | style | matting | voice
-    backend: str  # module name under persona_pipeline.models
+    backend: str  # module of persona_core.vision ("yunet") or a full dotted module path
     files: tuple[WeightFile, ...]
     licence: str
     preprocessing: dict[str, Any] = field(default_factory=dict)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from persona_pipeline.models.base import IdentityEmbedder, ModelEntry
-from persona_pipeline.models.errors import BadModelInputError
-from persona_pipeline.models.imageutil import check_bgr
-from persona_pipeline.models.onnxutil import fold_weights_and_prune
-from persona_pipeline.models.runtime import make_session
+from persona_core.vision.base import IdentityEmbedder, ModelEntry
+from persona_core.vision.errors import BadModelInputError
+from persona_core.vision.imageutil import check_bgr
+from persona_core.vision.onnxutil import fold_weights_and_prune
+from persona_core.vision.sessions import make_session
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

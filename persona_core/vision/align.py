@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from persona_pipeline.models.errors import BadModelInputError
+from persona_core.vision.errors import BadModelInputError
 
 # The standard ArcFace/InsightFace template for a 112x112 crop: right eye, left eye (image
 # left to right), nose tip, right and left mouth corners; same order as Detection.landmarks.

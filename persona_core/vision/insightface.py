@@ -13,11 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from persona_pipeline.models.base import Detection, FaceDetector, IdentityEmbedder, ModelEntry
-from persona_pipeline.models.errors import BadModelInputError, ModelUnavailableError
-from persona_pipeline.models.imageutil import check_bgr
-from persona_pipeline.models.runtime import make_session
-from persona_pipeline.models.sface import l2_normalise
+from persona_core.vision.base import Detection, FaceDetector, IdentityEmbedder, ModelEntry
+from persona_core.vision.errors import BadModelInputError, ModelUnavailableError
+from persona_core.vision.imageutil import check_bgr
+from persona_core.vision.sessions import make_session
+from persona_core.vision.sface import l2_normalise
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from persona_pipeline.models.base import Detection, FaceDetector, ModelEntry
-from persona_pipeline.models.imageutil import check_bgr, fit_within
+from persona_core.vision.base import Detection, FaceDetector, ModelEntry
+from persona_core.vision.imageutil import check_bgr, fit_within
 
 
 class YuNetDetector(FaceDetector):

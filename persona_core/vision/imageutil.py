@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from persona_pipeline.models.errors import BadModelInputError
+from persona_core.vision.errors import BadModelInputError
 
 
 def check_bgr(image: object, what: str = "image") -> np.ndarray:
