@@ -35,12 +35,15 @@ from persona_core.vision.errors import (
     UnknownModelError,
 )
 from persona_core.vision.sessions import runtime_providers
+from persona_core.vision.tag_entries import TAG_ENTRIES
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Add a task here together with the backend interface it needs (``base.py``).
-TASKS = ("detect", "identity", "style", "matting", "voice")
+TASKS = ("detect", "identity", "style", "matting", "voice", "face_mesh", "pose", "expression")
+# Tasks whose default is computed without a model file (expression: from the face mesh).
+TASKS_WITHOUT_DEFAULT_MODEL = ("expression",)
 
-_REGISTRY: dict[str, ModelEntry] = {e.name: e for e in ENTRIES}
+_REGISTRY: dict[str, ModelEntry] = {e.name: e for e in (*ENTRIES, *TAG_ENTRIES)}
 _CACHE: dict[tuple[Any, ...], Model] = {}
 _LOCK = threading.RLock()
 

@@ -16,6 +16,7 @@ from persona_core.vision.errors import (
     NonCommercialModelError,
     UnknownModelError,
 )
+from persona_core.vision.registry import TASKS_WITHOUT_DEFAULT_MODEL
 from persona_pipeline.models import registry
 from persona_pipeline.models.registry import (
     TASKS,
@@ -42,6 +43,9 @@ def test_unknown_model_name_is_a_typed_error():
 
 def test_every_task_has_one_commercial_offline_default():
     for task in TASKS:
+        if task in TASKS_WITHOUT_DEFAULT_MODEL:
+            assert not [e for e in list_models(task) if e.default], task
+            continue
         defaults = [e for e in list_models(task) if e.default]
         assert len(defaults) == 1, task
         entry = defaults[0]
@@ -67,7 +71,7 @@ def test_vendored_weights_match_their_pins_and_stay_small():
     for wf in present:
         assert sha256_file(WEIGHTS_DIR / wf.filename) == wf.sha256
     total = sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir() if p.is_file())
-    assert total < 10 * 1024 * 1024
+    assert total < 15 * 1024 * 1024  # budget in weights/NOTICE.md
     assert "MIT License" in (WEIGHTS_DIR / "NOTICE.md").read_text()
 
 
