@@ -2,7 +2,8 @@
 
 Layout: files anywhere under the folder; a sub-folder named after a camera mode
 (``A_SELFIE/``, ``B_MIRROR/``, ``C_CUTAWAY/``) tags the files in it with that mode. An
-optional ``behavior.json`` / ``voice.json`` at the top level is the behaviour / voice config.
+optional ``behavior.json`` / ``voice.json`` / ``refresh.json`` at the top level is the behaviour /
+voice config / drift lines (RefreshPolicy fields; given identity lines win over calibrated ones).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ KIND_BY_SUFFIX = {
     **dict.fromkeys((".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"), "video"),
     **dict.fromkeys((".wav", ".flac", ".mp3", ".ogg", ".m4a"), "voice"),
 }
-CONFIG_FILES = ("behavior.json", "voice.json")
+CONFIG_FILES = ("behavior.json", "voice.json", "refresh.json")
 
 
 @dataclass
@@ -29,6 +30,7 @@ class CollectedInputs:
     camera_modes: dict[str, str] = field(default_factory=dict)
     behavior: dict[str, Any] | None = None
     voice: dict[str, Any] | None = None
+    refresh: dict[str, Any] | None = None
     skipped: list[str] = field(default_factory=list)
 
     @property
@@ -54,6 +56,8 @@ def collect_inputs(folder: Path) -> CollectedInputs:
             doc = _json(path)
             if rel.name == "behavior.json":
                 found.behavior = doc
+            elif rel.name == "refresh.json":
+                found.refresh = doc
             else:
                 found.voice = doc
             continue

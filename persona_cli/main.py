@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from persona_cli import keys, pack
+from persona_cli import drift, keys, pack
 from persona_cli.common import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -49,6 +49,7 @@ app = typer.Typer(
 )
 app.add_typer(pack.app, name="pack")
 app.add_typer(keys.app, name="keys")
+app.command(name="drift")(drift.drift)
 
 
 @app.callback()
@@ -97,7 +98,8 @@ def build(
     """Upload a folder as a new version and build its pack here (no Dagster daemon needed).
 
     Sub-folders named A_SELFIE, B_MIRROR or C_CUTAWAY tag their files with that camera mode;
-    behavior.json / voice.json at the top level are the behaviour / voice config.
+    behavior.json / voice.json / refresh.json at the top level are the behaviour / voice config /
+    drift lines.
     Exits 5 when a quality gate blocks the pack, 1 when the build fails.
     """
     quiet = want_json(json_out)
@@ -118,6 +120,7 @@ def build(
             behavior=inputs.behavior,
             voice=inputs.voice,
             camera_modes=inputs.camera_modes or None,
+            refresh=inputs.refresh,
         )
     from persona_pipeline.build import build_version  # noqa: PLC0415 - pipeline stack on demand
     from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415

@@ -21,7 +21,15 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from persona_core.errors import InvalidInputError, InvalidManifestError
-from persona_core.pack import PERSONA_ID_BODY, BehaviorPolicy, CameraMode, PersonaId, Sha256Hex, VoiceProfile
+from persona_core.pack import (
+    PERSONA_ID_BODY,
+    BehaviorPolicy,
+    CameraMode,
+    PersonaId,
+    RefreshPolicy,
+    Sha256Hex,
+    VoiceProfile,
+)
 from persona_core.refs import REF_PATTERN, sha256_hex
 from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, safe_segment
 from persona_core.versions import fail_version_on_error
@@ -48,6 +56,8 @@ class ManifestInputs(_Edge):
     files: list[ManifestFile] = Field(min_length=1)
     behavior_policy: dict[str, Any] | None = None
     voice: dict[str, Any] | None = None
+    # Drift lines the uploader sets (RefreshPolicy fields); they win over the calibrated ones.
+    refresh_policy: dict[str, Any] | None = None
 
 
 class UploadManifest(_Edge):
@@ -81,6 +91,7 @@ def submit_version(
     behavior: Mapping[str, Any] | None = None,
     voice: Mapping[str, Any] | None = None,
     camera_modes: Mapping[str, str] | None = None,
+    refresh: Mapping[str, Any] | None = None,
 ) -> VersionRecord:
     """Store ``files`` (name, bytes, kind) as a new ``pending`` version and write its manifest.
 
@@ -91,6 +102,9 @@ def submit_version(
     checked = _check_files(files, camera_modes or {})
     behavior_doc = _validated(BehaviorPolicy, behavior, "behavior")
     voice_doc = _validated(VoiceProfile, voice, "voice")
+    refresh_doc = _validated(RefreshPolicy, refresh, "refresh")
+    if refresh_doc is not None:  # only the fields given, so the unset ones stay calibrated
+        refresh_doc = {k: refresh_doc[k] for k in dict(refresh or {}) if k in refresh_doc}
 
     records = []
     for f in checked:
@@ -105,9 +119,9 @@ def submit_version(
                 camera_mode=f.camera_mode,
             )
         )
-    inputs = ManifestInputs(files=records, behavior_policy=behavior_doc, voice=voice_doc).model_dump(
-        mode="json"
-    )
+    inputs = ManifestInputs(
+        files=records, behavior_policy=behavior_doc, voice=voice_doc, refresh_policy=refresh_doc
+    ).model_dump(mode="json")
     version = meta.create_version(persona_id, inputs)
     manifest = UploadManifest(persona_id=persona_id, version=version.version, inputs=ManifestInputs(**inputs))
     # Without its manifest no build will ever start: say so on the version itself.

@@ -134,12 +134,52 @@ class BehaviorPolicy(_Model):
     defaults_applied: bool = False
 
 
+class LeaveOneOut(_Model):
+    """Each anchor's cosine to the centroid of the other anchors, summarised."""
+
+    n: Annotated[int, Field(ge=0)]
+    min: float | None = None
+    p5: float | None = None
+    median: float | None = None
+
+
+class ImpostorScale(_Model):
+    """The identity model's impostor similarity (different people), from its registry entry."""
+
+    p99_9: float
+    pairs: Annotated[int, Field(ge=0)]
+    set_name: str
+    source: str
+
+
+class IdentityCalibration(_Model):
+    """How this pack's identity-drift lines were set, with the numbers they came from.
+
+    ``source``: ``calibrated`` (from the anchors' leave-one-out similarities and the model's
+    impostor scale), ``model_default`` (too few anchors, or no measured scale: ``reason`` says
+    which) or ``uploader`` (thresholds given with the upload win; the derived ones are kept in
+    ``derived_warn`` / ``derived_fail``)."""
+
+    model: str
+    source: Literal["calibrated", "model_default", "uploader"]
+    method: str
+    leave_one_out: LeaveOneOut
+    impostor: ImpostorScale | None = None
+    derived_warn: float | None = None
+    derived_fail: float | None = None
+    identity_drift_warn: Score
+    identity_drift_fail: Score
+    reason: str = ""
+
+
 class RefreshPolicy(_Model):
     refresh_every_turns: Annotated[int, Field(gt=0)] = 8
     identity_drift_fail: Score = 0.74
     identity_drift_warn: Score = 0.84
     bg_drift_fail: Score = 0.6
     flicker_fail: Score = 0.6
+    # Set by the builder: the identity lines above belong to the pack's identity model.
+    identity_calibration: IdentityCalibration | None = None
 
 
 class InputRecord(_Model):

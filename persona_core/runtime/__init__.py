@@ -13,23 +13,30 @@ from persona_core.runtime.clamp import (
     behavior_policy_clamp,
 )
 from persona_core.runtime.drift import DriftStats
+from persona_core.runtime.drift_meter import DriftMeter, FrameDrift
 from persona_core.runtime.refresh import RefreshDecision, RefreshReason, anchor_refresh_policy
 from persona_core.runtime.select import AnchorChoice, SelectReason, select_anchor
+from persona_core.vision.errors import BadFrameError, IdentityModelMismatchError, VisionUnavailableError
 
 __all__ = [
     "ActorEvent",
     "AnchorChoice",
+    "BadFrameError",
     "CachedPack",
     "ClampAdjustment",
     "ClampResult",
     "ClampTables",
+    "DriftMeter",
     "DriftStats",
+    "FrameDrift",
+    "IdentityModelMismatchError",
     "PackCache",
     "PackSource",
     "RefreshDecision",
     "RefreshReason",
     "SelectReason",
     "StorePackSource",
+    "VisionUnavailableError",
     "anchor_refresh_policy",
     "behavior_policy_clamp",
     "embedding_blob_refs",

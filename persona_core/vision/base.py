@@ -22,6 +22,22 @@ class WeightFile:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityScale:
+    """How an identity model's cosine similarities read, measured on public labelled faces:
+    the impostor (different people) similarity at p99.9 and the model's default drift lines
+    for packs with too few anchors to calibrate. Written by ``bench/measure_identity_scale.py``."""
+
+    impostor_p99_9: float
+    impostor_pairs: int
+    set_name: str  # which labelled face set(s)
+    source: str  # where the photos came from, and their terms
+    default_warn: float  # genuine faces rarely fall below this (leave-one-out p1 minus a margin)
+    default_fail: float  # impostor p99.9 plus a margin
+    genuine_loo_p1: float | None = None
+    method: str = "bench/measure_identity_scale.py"
+
+
+@dataclass(frozen=True, slots=True)
 class ModelEntry:
     name: str
     task: str  # detect | identity | style | matting | voice
@@ -31,6 +47,7 @@ class ModelEntry:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     commercial_use: bool = True  # False = the user must opt in explicitly (recorded in the pack)
     default: bool = False
+    identity_scale: IdentityScale | None = None  # identity models with a measured scale
 
 
 @dataclass(frozen=True, slots=True)

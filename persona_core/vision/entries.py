@@ -11,7 +11,7 @@ plus, for a new kind of graph, one backend module in this package with a ``build
 
 from __future__ import annotations
 
-from persona_core.vision.base import ModelEntry, WeightFile
+from persona_core.vision.base import IdentityScale, ModelEntry, WeightFile
 
 INSIGHTFACE_NC = "non-commercial research only (InsightFace model packs)"
 
@@ -70,6 +70,23 @@ SFACE = ModelEntry(
         "dim": 128,
     },
     default=True,
+    # Measured with bench/measure_identity_scale.py (YuNet + ArcFace alignment + this model) on
+    # 562 photos of 55 people: every pair of photos of different people is an impostor pair.
+    identity_scale=IdentityScale(
+        impostor_p99_9=0.3939,
+        impostor_pairs=155045,
+        set_name="Yale Face Database (15 people, 162 photos) + AT&T/ORL (40 people, 400 photos)",
+        source=(
+            "Yale: GitHub rejupillai/yalefaces @ bd4acf3e (dataset/yalefacedb; research use, no "
+            "redistribution as part of a larger database); ORL: GitHub dnr2/ProjetoAM @ 5cf3f22a "
+            "(datasets/att_faces; free use crediting Olivetti Research Laboratory)"
+        ),
+        # Genuine leave-one-out similarity to the centroid of the person's other photos: p1
+        # 0.5895, median 0.8253 (562 trials); fail = p99.9 + 0.05, warn = p1 - 0.05.
+        genuine_loo_p1=0.5895,
+        default_warn=0.54,
+        default_fail=0.44,
+    ),
 )
 
 def _insightface(pack: str, det_file: str, rec_file: str, *, rec_dim: int = 512) -> tuple[ModelEntry, ...]:

@@ -31,3 +31,22 @@ class BadModelInputError(InvalidInputError):
     """An image/clip handed to a model is empty, of the wrong dtype or shape, or undecodable."""
 
     code = "bad_model_input"
+
+
+class BadFrameError(BadModelInputError):
+    """A frame to measure that is not an image: undecodable bytes, a missing file, a wrong array."""
+
+    code = "bad_frame"
+
+
+class IdentityModelMismatchError(IntegrityError):
+    """The installed identity model's weights differ from those the pack was built with, so
+    their embeddings are not comparable."""
+
+    code = "identity_model_mismatch"
+
+
+class VisionUnavailableError(PersonaCoreError):
+    """OpenCV or onnxruntime is not installed (``pip install persona-core[vision]``)."""
+
+    code = "vision_unavailable"

@@ -225,6 +225,10 @@ def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources
     yield dg.Output(sel, metadata={
         "anchors_per_mode": dg.MetadataValue.json(per_mode),
         "dropped": dg.MetadataValue.json(sel.dropped),
+        "identity_groups": dg.MetadataValue.json(sel.stability.groups),
+        "identity_calibration": dg.MetadataValue.json(
+            sel.calibration.model_dump(mode="json") if sel.calibration else {}
+        ),
         "contact_sheet": dg.MetadataValue.md(sheet),
     })
     for outcome, severity in ((gate, dg.AssetCheckSeverity.ERROR), (stability, dg.AssetCheckSeverity.WARN)):

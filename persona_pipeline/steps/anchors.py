@@ -14,6 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from persona_core.pack import IdentityCalibration
+from persona_core.vision.base import IdentityScale
+from persona_core.vision.calibration import calibrate
+from persona_core.vision.errors import UnknownModelError
+from persona_core.vision.registry import get_entry
 from persona_pipeline.steps.config import MODES, PipelineConfig
 from persona_pipeline.steps.embeddings import Embeddings
 from persona_pipeline.steps.faces import FaceRecord, FacesResult
@@ -53,11 +58,17 @@ class Candidate:
 @dataclass(frozen=True)
 class Stability:
     scores: dict[str, float]  # input name -> median identity similarity to the other candidates
-    threshold: float
+    threshold: float  # the identity link: photos of one person are at least this similar (average)
     median: float
     spread: float
-    outliers: dict[str, float]  # input name -> score, below threshold
+    outliers: dict[str, float]  # input name -> mean similarity to the majority group, below threshold
     note: str = ""
+    groups: list[list[str]] = field(default_factory=list)  # identity groups, largest first
+    blocked_reason: str = ""  # two or more sizeable groups and no clear majority
+
+    @property
+    def people(self) -> int:
+        return len(self.groups)
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class AnchorSelection:
     dropped: dict[str, str]  # input name -> why it is not an anchor
     gate_counts: dict[str, dict[str, int]]  # required mode -> {"observed", "threshold"}
     gate_reasons: list[str] = field(default_factory=list)
+    calibration: IdentityCalibration | None = None  # derived from the anchors (uploader lines not applied)
 
     @property
     def gate_passed(self) -> bool:
@@ -76,26 +88,75 @@ class AnchorSelection:
         return [c for mode in MODES for c in self.anchors.get(mode, [])]
 
 
+# Identity groups (README, "Identity groups"): a group is sizeable with at least
+# max(2, GROUP_MIN_FRACTION * n) photos; the majority is clear when the largest group holds at
+# least MAJORITY_MIN_FRACTION of the photos and MAJORITY_RATIO times the next sizeable group.
+GROUP_MIN_FRACTION = 0.2
+MAJORITY_MIN_FRACTION = 0.6
+MAJORITY_RATIO = 2.0
+
+
+def identity_groups(sims: np.ndarray, link: float) -> list[list[int]]:
+    """Average-linkage groups over a cosine matrix: two groups merge while the mean similarity
+    between their members is at least ``link``. Largest first, ties by first index."""
+    groups = [[i] for i in range(sims.shape[0])]
+    while len(groups) > 1:
+        best, pair = -2.0, (0, 0)
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                value = float(sims[np.ix_(groups[a], groups[b])].mean())
+                if value > best:
+                    best, pair = value, (a, b)
+        if best < link:
+            break
+        a, b = pair
+        groups[a] = sorted(groups[a] + groups[b])
+        del groups[b]
+    return sorted(groups, key=lambda g: (-len(g), g[0]))
+
+
 def identity_stability(
-    vectors: dict[str, np.ndarray], names: dict[str, str], config: PipelineConfig
+    vectors: dict[str, np.ndarray], names: dict[str, str], config: PipelineConfig, link: float | None = None
 ) -> Stability:
-    """Each candidate's median cosine to the others and the outliers below the threshold
-    max(floor, median - k * max(1.4826 * MAD, min_spread)), derived from the set itself."""
+    """Identity groups of the candidates on the identity model's scale (``link``: the model's
+    identity-drift fail line; ``config.instability_floor`` for a model without a measured scale).
+    One group, or a clear majority: the other photos are outliers. Two or more sizeable groups
+    without a clear majority: ``blocked_reason`` names every group and its files."""
+    threshold = r4(config.instability_floor if link is None else link)
     shas = sorted(vectors, key=lambda s: names[s])
     if len(shas) < 3:
         scores = {names[s]: 1.0 for s in shas}
-        return Stability(scores, config.instability_floor, 1.0, 0.0, {},
+        return Stability(scores, threshold, 1.0, 0.0, {}, groups=[[names[s] for s in shas]] if shas else [],
                          note=f"{len(shas)} candidate(s): at least 3 are needed to tell an outlier")
     mat = np.stack([vectors[s] for s in shas]).astype(np.float64)
+    mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
     sims = mat @ mat.T
     scores_arr = np.array([np.median(np.delete(sims[i], i)) for i in range(len(shas))])
     med = float(np.median(scores_arr))
-    mad = float(np.median(np.abs(scores_arr - med))) * 1.4826
-    spread = max(mad, config.instability_min_spread)
-    threshold = max(config.instability_floor, med - config.instability_k * spread)
+    spread = float(np.median(np.abs(scores_arr - med))) * 1.4826
     scores = {names[s]: r4(v) for s, v in zip(shas, scores_arr, strict=True)}
-    outliers = {n: v for n, v in scores.items() if v < threshold}
-    return Stability(scores, r4(threshold), r4(med), r4(spread), outliers)
+    index_groups = identity_groups(sims, threshold)
+    groups = [[names[shas[i]] for i in g] for g in index_groups]
+    n = len(shas)
+    sizeable = [g for g in index_groups if len(g) >= max(2, math.ceil(GROUP_MIN_FRACTION * n))]
+    majority = index_groups[0]
+    runner_up = len(sizeable[1]) if len(sizeable) > 1 else 0
+    clear = runner_up == 0 or (
+        len(majority) >= MAJORITY_MIN_FRACTION * n and len(majority) >= MAJORITY_RATIO * runner_up
+    )
+    listing = "; ".join(f"group {k + 1} ({len(g)}): {', '.join(g)}" for k, g in enumerate(groups))
+    if not clear:
+        reason = (f"{len(groups)} people in this set, no clear majority ({listing}); the largest group "
+                  f"must hold at least {MAJORITY_MIN_FRACTION:.0%} of the photos and "
+                  f"{MAJORITY_RATIO:g}x the next one")
+        return Stability(scores, threshold, r4(med), r4(spread), {}, groups=groups, blocked_reason=reason,
+                         note=reason)
+    outliers = {
+        names[shas[i]]: r4(sims[i, majority].mean()) for i in range(n) if i not in set(majority)
+    }
+    note = f"{len(groups)} people in this set ({listing}); published the majority" if len(groups) > 1 else ""
+    return Stability(scores, threshold, r4(med), r4(spread), dict(sorted(outliers.items())), note=note,
+                     groups=groups)
 
 
 def _quality(row: Any, identity_score: float, config: PipelineConfig) -> dict[str, float]:
@@ -126,14 +187,16 @@ def select_anchors(
     rows = {r.sha256: r for r in qc_table.itertuples() if r.passed}
     recs = [f for f in faces.faces if f.sha256 in rows and f.sha256 in identity.vectors]
     names = {f.sha256: f.name for f in recs}
-    stability = identity_stability({f.sha256: identity.vectors[f.sha256] for f in recs}, names, config)
+    scale = identity_scale_of(identity.model)
+    stability = identity_stability({f.sha256: identity.vectors[f.sha256] for f in recs}, names, config,
+                                   link=scale.default_fail if scale else None)
     dropped: dict[str, str] = {}
     cands: list[Candidate] = []
     for f in recs:
         score = stability.scores[f.name]
         if f.name in stability.outliers:
-            dropped[f.name] = (f"identity outlier: similarity {score:.4f} to the other photos is below "
-                               f"{stability.threshold:.4f} (another person?)")
+            dropped[f.name] = (f"identity outlier: similarity {stability.outliers[f.name]:.4f} to the "
+                               f"majority's photos is below {stability.threshold:.4f} (another person?)")
             continue
         row = rows[f.sha256]
         cands.append(Candidate(
@@ -159,12 +222,26 @@ def select_anchors(
         if ranked:
             anchors[mode] = ranked[: config.max_anchors_per_mode]
     gate_counts, reasons = {}, []
+    if stability.blocked_reason:
+        reasons.append(stability.blocked_reason)
     for mode in config.required_modes:
         need, have = config.min_anchors(mode), len(anchors.get(mode, []))
         gate_counts[mode] = {"observed": have, "threshold": need}
         if have < need:
             reasons.append(f"{mode}: {have} usable anchor(s), need at least {need}")
-    return AnchorSelection(anchors, stability, dict(sorted(dropped.items())), gate_counts, reasons)
+    ordered = [c for mode in MODES for c in anchors.get(mode, [])]
+    vectors = np.stack([identity.vectors[c.face.sha256] for c in ordered]) if ordered else np.zeros((0, 1))
+    calibration = calibrate(vectors, identity.model, scale)
+    return AnchorSelection(anchors, stability, dict(sorted(dropped.items())), gate_counts, reasons,
+                           calibration=calibration)
+
+
+def identity_scale_of(model_name: str) -> IdentityScale | None:
+    """The registry's measured scale for an identity model (None: unknown or not measured)."""
+    try:
+        return get_entry(model_name).identity_scale
+    except UnknownModelError:
+        return None
 
 
 def _is_duplicate(a: Candidate, b: Candidate, identity: Embeddings, style: Embeddings,

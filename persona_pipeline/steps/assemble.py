@@ -30,13 +30,15 @@ from persona_core.pack import (
     PersonaPack,
     Provenance,
     Range,
+    RefreshPolicy,
     Style,
     VoiceProfile,
     default_behavior_policy,
 )
 from persona_core.refs import row_ref
 from persona_core.store.base import BlobStore
-from persona_pipeline.steps.anchors import AnchorSelection
+from persona_core.vision.calibration import UPLOADER_KEYS, calibrate
+from persona_pipeline.steps.anchors import AnchorSelection, identity_scale_of
 from persona_pipeline.steps.checks import CheckOutcome
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.embeddings import Embeddings, VoiceEmbedding
@@ -112,6 +114,21 @@ def behavior_policy(inputs: VersionInputs) -> BehaviorPolicy:
         raise InvalidInputError(f"behaviour config is invalid: {exc}") from None
 
 
+def refresh_policy(inputs: VersionInputs, identity_vectors: np.ndarray, identity_model: str) -> RefreshPolicy:
+    """The pack's refresh policy: the uploader's lines where given, identity lines calibrated to
+    this pack's anchors and identity model otherwise, the calibration recorded either way."""
+    given = {k: v for k, v in (inputs.refresh_policy or {}).items() if k != "identity_calibration"}
+    try:
+        base = RefreshPolicy.model_validate(given)
+    except ValueError as exc:
+        raise InvalidInputError(f"refresh policy is invalid: {exc}") from None
+    uploader = {k: given[k] for k in UPLOADER_KEYS if k in given}
+    cal = calibrate(identity_vectors, identity_model, identity_scale_of(identity_model), uploader)
+    return base.model_copy(update={"identity_drift_warn": cal.identity_drift_warn,
+                                   "identity_drift_fail": cal.identity_drift_fail,
+                                   "identity_calibration": cal})
+
+
 def assemble_pack(
     inputs: VersionInputs,
     selection: AnchorSelection,
@@ -172,6 +189,7 @@ def assemble_pack(
                     stage_constraints={"lighting": lighting, "portrait_size": config.portrait_size}),
         voice_profile=voice_profile(inputs, voice, blobs),
         behavior_policy=behavior_policy(inputs),
+        refresh_policy=refresh_policy(inputs, ident, identity.model),
         provenance=Provenance(
             inputs=input_records(inputs, qc_rows, selection.dropped),
             models=model_records(models),

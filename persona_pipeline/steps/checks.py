@@ -39,12 +39,18 @@ def enough_anchors(sel: AnchorSelection) -> CheckOutcome:
 def identity_stability(sel: AnchorSelection) -> CheckOutcome:
     """WARN: candidates whose identity similarity to the others falls below the threshold."""
     st = sel.stability
-    if st.outliers:
+    if st.blocked_reason:
+        desc = st.blocked_reason
+    elif st.outliers:
         named = ", ".join(f"{n} ({s:.4f})" for n, s in sorted(st.outliers.items()))
         desc = f"identity outliers left out of the anchors: {named}; threshold {st.threshold:.4f}"
+        if st.people > 1:
+            desc = f"{st.note}; {desc}"
     else:
         desc = st.note or f"all {len(st.scores)} candidates agree (threshold {st.threshold:.4f})"
-    return CheckOutcome(IDENTITY_STABILITY, not st.outliers, "WARN", desc, {
+    return CheckOutcome(IDENTITY_STABILITY, not st.outliers and not st.blocked_reason, "WARN", desc, {
+        "people": st.people,
+        "groups": st.groups,
         "outliers": dict(sorted(st.outliers.items())),
         "threshold": st.threshold,
         "median_similarity": st.median,

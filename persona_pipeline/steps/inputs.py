@@ -79,6 +79,7 @@ class VersionInputs:
     behavior_policy: dict[str, Any] | None
     voice_config: dict[str, Any] | None
     counters: dict[str, int] = field(default_factory=dict)
+    refresh_policy: dict[str, Any] | None = None  # drift lines given with the upload (they win)
 
 
 def parse_files(inputs_doc: dict[str, Any]) -> list[InputFile]:
@@ -144,6 +145,7 @@ def load_inputs(
             voices.append(VoiceInput(f.name, f.sha256, np.asarray(wav, dtype=np.float32), sample_rate))
     behavior = inputs_doc.get("behavior_policy")
     voice_cfg = inputs_doc.get("voice")
+    refresh = inputs_doc.get("refresh_policy")
     return VersionInputs(
         persona_id=persona_id,
         version=version,
@@ -154,6 +156,7 @@ def load_inputs(
         behavior_policy=behavior if isinstance(behavior, dict) else None,
         voice_config=voice_cfg if isinstance(voice_cfg, dict) else None,
         counters={f"frames_{k}": v for k, v in frame_cache.counters().items()},
+        refresh_policy=refresh if isinstance(refresh, dict) else None,
     )
 
 

@@ -95,7 +95,7 @@ def _published(service: RegistryService, record: VersionRecord, pack: PersonaPac
         f"<dt>models</dt><dd>{_e(models)}</dd></dl>"
     )
     modes = "".join(_mode(service, mode.value, anchors) for mode, anchors in pack.anchor_sets.items())
-    return head + modes + _checks(pack.checks) + _inputs(pack) + _behavior(pack)
+    return head + modes + _checks(pack.checks) + _calibration(pack) + _inputs(pack) + _behavior(pack)
 
 
 def _mode(service: RegistryService, mode: str, anchors: list[Anchor]) -> str:
@@ -166,6 +166,32 @@ def _inputs(pack: PersonaPack) -> str:
         else "<p>none</p>"
     )
     return f"<h2>Rejected inputs <small>({len(rejected)} of {len(inputs)})</small></h2>{table}"
+
+
+def _calibration(pack: PersonaPack) -> str:
+    rp = pack.refresh_policy
+    cal = rp.identity_calibration
+    lines = (
+        f"<p>identity drift: warn below {rp.identity_drift_warn:.4f}, "
+        f"fail below {rp.identity_drift_fail:.4f}; "
+        f"background fail below {rp.bg_drift_fail:.2f}; flicker fail above {rp.flicker_fail:.2f}</p>"
+    )
+    if cal is None:
+        return f"<h2>Drift thresholds</h2>{lines}<p>not calibrated (a pack built before calibration)</p>"
+    loo = cal.leave_one_out
+    rows = [
+        ("source", cal.source + (f" - {cal.reason}" if cal.reason else "")),
+        ("model", cal.model),
+        ("leave-one-out", f"n {loo.n}, min {loo.min}, p5 {loo.p5}, median {loo.median}"),
+        ("derived", f"warn {cal.derived_warn}, fail {cal.derived_fail}"),
+        ("method", cal.method),
+    ]
+    if cal.impostor is not None:
+        imp = cal.impostor
+        rows.append(("impostor p99.9", f"{imp.p99_9} over {imp.pairs} pairs: {imp.set_name} ({imp.source})"))
+    body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
+    title = "<h2>Drift thresholds <small>(identity calibration)</small></h2>"
+    return f"{title}{lines}<dl class='calibration'>{body}</dl>"
 
 
 def _behavior(pack: PersonaPack) -> str:
