@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from persona_cli import drift, keys, pack
+from persona_cli import drift, keys, pack, qc
 from persona_cli.common import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -49,6 +49,7 @@ app = typer.Typer(
 )
 app.add_typer(pack.app, name="pack")
 app.add_typer(keys.app, name="keys")
+app.command(name="qc")(qc.qc)
 app.command(name="drift")(drift.drift)
 
 

@@ -63,12 +63,35 @@ class HeadPose(_Model):
     roll: Annotated[float, Field(ge=-180, le=180)]
 
 
+class BoolTag(_Model):
+    """A yes/no tag measured on the anchor, with how sure the measurement is."""
+
+    value: bool
+    confidence: Score
+
+
+class CameraModeTag(_Model):
+    """Why the anchor is in its mode: the uploader's tag, or inferred from the evidence
+    (face size, frame below the face, body in frame, facing the camera, a mirror cue)."""
+
+    value: CameraMode
+    confidence: Score
+    source: Literal["uploader", "inferred"]
+    framing: Literal["close", "medium", "wide"]
+    evidence: dict[str, str | float | bool] = {}
+
+
 class AnchorMetadata(_Model):
     expression_tag: Expression
     head_pose: HeadPose
     lighting_tag: Lighting
     crop_box: Annotated[list[int], Field(min_length=4, max_length=4)]
     best_for: list[str]
+    # Tags from the face mesh and the framing (absent in packs built before they existed).
+    expression_confidence: Score | None = None
+    eyes_open: BoolTag | None = None
+    mouth_closed: BoolTag | None = None
+    camera_mode: CameraModeTag | None = None
 
 
 class AnchorQuality(_Model):
@@ -76,8 +99,12 @@ class AnchorQuality(_Model):
     sharpness: Score
     exposure: Score
     face_size: Score
-    frontalness: Score
+    frontalness: Score  # head pose (from the face mesh) against the QC limits
     identity_consistency: Score
+    # ISO/IEC 29794-5 components from the face mesh (absent in older packs).
+    eyes_open: Score | None = None
+    mouth_closed: Score | None = None
+    expression_neutrality: Score | None = None
 
 
 class Anchor(_Model):

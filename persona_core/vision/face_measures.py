@@ -145,7 +145,7 @@ def measure(points: np.ndarray, cal: MeshCalibration = DEFAULT_CALIBRATION) -> F
     width_ratio = mouth_w / iod
     smile = _ramp(width_ratio + corner_lift + cal.neutral_corner, cal.smile_low, cal.smile_high)
     scores = expression_scores(smile, mouth_open, brow_raise, corner_lift, cal=cal)
-    label, conf = decide(scores, cal)
+    label, conf = decide(scores, cal.min_confidence)
     return FaceMeasures(
         yaw=yaw, pitch=pitch, roll=roll,
         eye_open_right=round(_ramp(er, cal.eye_closed_ratio, cal.eye_open_ratio), 4),
@@ -172,11 +172,11 @@ def expression_scores(smile: float, mouth_open: float, brow_raise: float, corner
     return {"neutral": 1.0 - other, "happy": happy, "surprised": surprised, "sad": sad, "angry": angry}
 
 
-def decide(scores: dict[str, float], cal: MeshCalibration = DEFAULT_CALIBRATION) -> tuple[str, float]:
-    """The winning class and its confidence; a non-neutral winner under ``min_confidence``
-    becomes neutral with that confidence."""
+def decide(scores: dict[str, float], min_confidence: float = 0.5) -> tuple[str, float]:
+    """The winning class and its confidence; a winner under ``min_confidence`` is reported as
+    neutral with that (low) confidence, never as a confident guess."""
     label = max(scores, key=lambda k: (scores[k], k == "neutral"))
-    conf = scores[label]
-    if label != "neutral" and conf < cal.min_confidence:
-        return "neutral", scores["neutral"]
+    conf = float(scores[label])
+    if conf < min_confidence:
+        return "neutral", conf
     return label, conf

@@ -100,15 +100,16 @@ def _qc_table_metadata(qc: QcResult) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records, schema)
 
 
-@dg.asset(**_COMMON, description="Per-image QC (resolution, blur, exposure, faces, pose, partial face) "
-          "with the reason for every rejected image; a pandera-validated table.")
+@dg.asset(**_COMMON, description="Per-image QC (resolution, blur, exposure, faces, pose, partial face, "
+          "eyes open, mouth, expression, camera mode with confidence and evidence) with the reason for "
+          "every rejected image; a pandera-validated table.")
 def qc(
     context: dg.AssetExecutionContext, inputs: VersionInputs, stores: StoresResource, models: ModelsResource,
     pipeline_config: PipelineConfigResource,
 ) -> dg.Output[QcResult]:
     config = pipeline_config.to_config()
     with _failing(stores, context, "qc"):
-        result = run_qc(inputs.images, stores.blobs(), models.detector_model(), config)
+        result = run_qc(inputs.images, stores.blobs(), models.detector_model(), config, models.taggers())
     rejected = result.rejected()
     _report(context, f"qc: {len(result.passed())} passed, {len(rejected)} rejected "
                      f"({result.counters['qc_computed']} computed, {result.counters['qc_cached']} cached)")
@@ -277,7 +278,8 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
     with fail_version_on_error(meta, persona_id, version, "persona_pack"):
         defaults = checks.config_defaults(inputs, voice_embedding.vector is not None)
         outcomes = [gate, checks.identity_stability(anchor_sets), defaults]
-        used = [models.detector_model(), models.identity_model(), models.style_model()]
+        used = [models.detector_model(), models.identity_model(), models.style_model(),
+                *models.taggers().models()]
         if masks.model:
             used.append(models.matting_model())
         if voice_embedding.model:

@@ -74,6 +74,11 @@ class ModelsResource(dg.ConfigurableResource):
     style: str = ""
     matting: str = ""
     voice: str = ""
+    face_mesh: str = ""
+    pose: str = ""
+    # "" = expression from the face mesh geometry (offline, permissive); a classifier such as
+    # "fer2013-expression" (research-only weights) needs opt_in_noncommercial.
+    expression: str = ""
     masks: bool = True
     model_dir: str | None = None
     # Non-commercial weights (InsightFace packs) load only with this set; packs record it.
@@ -102,6 +107,13 @@ class ModelsResource(dg.ConfigurableResource):
     def voice_model(self) -> Any:
         return self._load("voice", self.voice)
 
+    def taggers(self) -> Any:
+        """The face mesh, pose and (when named) expression models behind the anchor tags."""
+        from persona_pipeline.steps.qc import FaceTaggers  # noqa: PLC0415 - loads OpenCV
+
+        return FaceTaggers(self._load("face_mesh", self.face_mesh), self._load("pose", self.pose),
+                           self._load("expression", self.expression) if self.expression else None)
+
 
 class PipelineConfigResource(dg.ConfigurableResource):
     """The builder's thresholds (see ``persona_pipeline.steps.config.PipelineConfig``)."""
@@ -123,6 +135,11 @@ class PipelineConfigResource(dg.ConfigurableResource):
     max_image_pixels: int = _DEFAULTS.max_image_pixels
     selfie_face_frac: float = _DEFAULTS.selfie_face_frac
     mirror_face_frac: float = _DEFAULTS.mirror_face_frac
+    min_eye_open: float = _DEFAULTS.min_eye_open
+    mouth_closed_max: float = _DEFAULTS.mouth_closed_max
+    min_mesh_score: float = _DEFAULTS.min_mesh_score
+    expression_min_confidence: float = _DEFAULTS.expression_min_confidence
+    mirror_min_cue: float = _DEFAULTS.mirror_min_cue
     instability_floor: float = _DEFAULTS.instability_floor
     instability_k: float = _DEFAULTS.instability_k
     instability_min_spread: float = _DEFAULTS.instability_min_spread

@@ -7,6 +7,7 @@ Also computes what the two anchor checks read: the per-mode counts against their
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +26,12 @@ from persona_pipeline.steps.faces import FaceRecord, FacesResult
 
 _BEST_FOR = {"A_SELFIE": ["talking", "closeup"], "B_MIRROR": ["talking", "medium_shot"],
              "C_CUTAWAY": ["reaction", "wide"]}
-_WEIGHTS = {"sharpness": 0.25, "exposure": 0.15, "face_size": 0.15, "frontalness": 0.2,
-            "identity_consistency": 0.25}
+# Eyes open and mouth closed weigh in because a talking-head renderer animates from them;
+# expression neutrality is reported, not weighed (a smiling anchor is not a worse anchor).
+_WEIGHTS = {"sharpness": 0.2, "exposure": 0.15, "face_size": 0.1, "frontalness": 0.2,
+            "identity_consistency": 0.2, "eyes_open": 0.1, "mouth_closed": 0.05}
+_HOW_TO_TAG = ("to tag photos yourself, put them in a folder named after the mode (A_SELFIE/, "
+               "B_MIRROR/, C_CUTAWAY/) or give camera_mode per file in the upload manifest")
 
 
 def r4(x: float) -> float:
@@ -44,6 +49,12 @@ class Candidate:
     head_pose: tuple[float, float, float]
     quality: dict[str, float]
     identity_score: float
+    expression_confidence: float = 0.0
+    eye_open: float = 1.0  # 0-1, the less open eye
+    mouth_open: float = 0.0
+    mode_confidence: float = 1.0
+    framing: str = ""
+    mode_evidence: str = ""  # JSON from the QC table
 
     @property
     def anchor_id(self) -> str:
@@ -164,8 +175,10 @@ def _quality(row: Any, identity_score: float, config: PipelineConfig) -> dict[st
     exposure = 1.0 - abs(row.luma - 128.0) / 128.0
     size = row.face_px / 256.0
     frontal = 1.0 - (abs(row.yaw) / config.max_abs_yaw + abs(row.pitch) / config.max_abs_pitch) / 2
+    neutral = row.expression_confidence if row.expression == "neutral" else 1.0 - row.expression_confidence
     q = {"sharpness": sharp, "exposure": exposure, "face_size": size, "frontalness": frontal,
-         "identity_consistency": identity_score}
+         "identity_consistency": identity_score, "eyes_open": row.eye_open,
+         "mouth_closed": 1.0 - row.mouth_open, "expression_neutrality": neutral}
     q = {k: r4(min(1.0, max(0.0, v))) for k, v in q.items()}
     q["overall"] = r4(sum(q[k] * w for k, w in _WEIGHTS.items()))
     return q
@@ -203,6 +216,9 @@ def select_anchors(
             face=f, mode=row.camera_mode, mode_source=row.mode_source, expression=row.expression,
             lighting=row.lighting, head_pose=(r4(row.yaw), r4(row.pitch), r4(row.roll)),
             quality=_quality(row, score, config), identity_score=score,
+            expression_confidence=float(row.expression_confidence), eye_open=float(row.eye_open),
+            mouth_open=float(row.mouth_open), mode_confidence=float(row.mode_confidence),
+            framing=row.framing, mode_evidence=row.mode_evidence,
         ))
     # Best first; ties broken by content so the order never depends on upload order.
     cands.sort(key=lambda c: (-c.quality["overall"], c.face.sha256))
@@ -228,7 +244,8 @@ def select_anchors(
         need, have = config.min_anchors(mode), len(anchors.get(mode, []))
         gate_counts[mode] = {"observed": have, "threshold": need}
         if have < need:
-            reasons.append(f"{mode}: {have} usable anchor(s), need at least {need}")
+            reasons.append(f"{mode}: {have} usable anchor(s), need at least {need}; "
+                           f"{_where_photos_went(kept, anchors)}; {_HOW_TO_TAG}")
     ordered = [c for mode in MODES for c in anchors.get(mode, [])]
     vectors = np.stack([identity.vectors[c.face.sha256] for c in ordered]) if ordered else np.zeros((0, 1))
     calibration = calibrate(vectors, identity.model, scale)
@@ -242,6 +259,34 @@ def identity_scale_of(model_name: str) -> IdentityScale | None:
         return get_entry(model_name).identity_scale
     except UnknownModelError:
         return None
+
+
+def _where_photos_went(kept: list[Candidate], anchors: dict[str, list[Candidate]]) -> str:
+    """Which usable photos went to which mode, and why (the gate's message)."""
+    parts = []
+    for mode in MODES:
+        photos = [c for c in kept if c.mode == mode]
+        if not photos:
+            parts.append(f"{mode}: no photo")
+            continue
+        why = "; ".join(f"{c.face.name} ({_mode_why(c)})" for c in photos)
+        parts.append(f"{mode}: {why}")
+    return "photos by mode: " + " | ".join(parts)
+
+
+def _mode_why(c: Candidate) -> str:
+    if c.mode_source == "uploader":
+        return "tagged by the uploader"
+    try:
+        evidence = json.loads(c.mode_evidence) if c.mode_evidence else {}
+    except ValueError:
+        evidence = {}
+    why = f"{c.framing} framing" if c.framing else "framing"
+    if "face_frac" in evidence:
+        why += f", face {float(evidence['face_frac']):.0%} of the height"
+    if c.mode == "B_MIRROR":
+        why += f", mirror cue {float(evidence.get('mirror_cue', 0)):.2f}"
+    return f"{why}, confidence {c.mode_confidence:.2f}"
 
 
 def _is_duplicate(a: Candidate, b: Candidate, identity: Embeddings, style: Embeddings,

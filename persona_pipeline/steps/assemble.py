@@ -7,9 +7,10 @@ ties broken by content; scores rounded; volatile fields are outside the hash).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,7 +21,9 @@ from persona_core.pack import (
     AnchorMetadata,
     AnchorQuality,
     BehaviorPolicy,
+    BoolTag,
     CameraMode,
+    CameraModeTag,
     Expression,
     HeadPose,
     Identity,
@@ -38,12 +41,13 @@ from persona_core.pack import (
 from persona_core.refs import row_ref
 from persona_core.store.base import BlobStore
 from persona_core.vision.calibration import UPLOADER_KEYS, calibrate
-from persona_pipeline.steps.anchors import AnchorSelection, identity_scale_of
+from persona_pipeline.steps.anchors import AnchorSelection, Candidate, identity_scale_of
 from persona_pipeline.steps.checks import CheckOutcome
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.embeddings import Embeddings, VoiceEmbedding
 from persona_pipeline.steps.inputs import VersionInputs
 from persona_pipeline.steps.masks import MasksResult
+from persona_pipeline.steps.qc import binary_tag
 
 PIPELINE_VERSION = "persona_pipeline/1.0"
 DEFAULT_PROSODY = {"pitch_semitones": Range(min=-2.0, max=2.0), "rate": Range(min=0.9, max=1.1)}
@@ -51,6 +55,26 @@ DEFAULT_PROSODY = {"pitch_semitones": Range(min=-2.0, max=2.0), "rate": Range(mi
 
 def _normalised(mat: np.ndarray) -> np.ndarray:
     return (mat / np.maximum(np.linalg.norm(mat, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+FRAMINGS: dict[str, Literal["close", "medium", "wide"]] = {
+    "close": "close", "medium": "medium", "wide": "wide"}
+
+
+def mesh_tags(c: Candidate, config: PipelineConfig) -> dict[str, Any]:
+    """The anchor's face-mesh and camera-mode tags, each with its confidence."""
+    eyes, eyes_conf = binary_tag(c.eye_open, config.min_eye_open, above=True)
+    mouth, mouth_conf = binary_tag(c.mouth_open, config.mouth_closed_max, above=False)
+    evidence = json.loads(c.mode_evidence) if c.mode_evidence else {}
+    evidence.pop("why", None)
+    return {
+        "expression_confidence": c.expression_confidence,
+        "eyes_open": BoolTag(value=eyes, confidence=eyes_conf),
+        "mouth_closed": BoolTag(value=mouth, confidence=mouth_conf),
+        "camera_mode": CameraModeTag(value=CameraMode(c.mode), confidence=c.mode_confidence,
+                                     source="uploader" if c.mode_source == "uploader" else "inferred",
+                                     framing=FRAMINGS.get(c.framing, "close"), evidence=evidence),
+    }
 
 
 def model_records(models: list[Any]) -> list[ModelRecord]:
@@ -172,6 +196,7 @@ def assemble_pack(
                 lighting_tag=Lighting(c.lighting),
                 crop_box=list(c.face.crop_box),
                 best_for=c.best_for(),
+                **mesh_tags(c, config),
             ),
             quality=AnchorQuality(**q),
         ))

@@ -43,9 +43,16 @@ class PipelineConfig:
     qc_decode_min_side: int = 1280
     # Refused from the header alone, before any decode: a small file can claim a huge image.
     max_image_pixels: int = 40_000_000
-    # Camera mode from framing (face height / frame height) when the uploader gave no tag.
+    # No longer read (camera mode now comes from its evidence, ``steps/framing.py``); kept so
+    # configs saved with them still load.
     selfie_face_frac: float = 0.4
     mirror_face_frac: float = 0.2
+    # Face mesh QC and tags (0-1 measures, see persona_core.vision.face_measures).
+    min_eye_open: float = 0.3  # the less open eye below: "eyes closed"
+    mouth_closed_max: float = 0.3  # mouth openness at or below: tagged mouth_closed
+    min_mesh_score: float = 0.5  # face mesh face-presence below: "face occluded"
+    expression_min_confidence: float = 0.5  # below: tagged neutral with that confidence
+    mirror_min_cue: float = 0.6  # B_MIRROR is inferred only on a mirror cue at least this
     # Identity stability (WARN): outlier when its median similarity to the others is below
     # max(floor, median - k * max(1.4826 * MAD, min_spread)).
     instability_floor: float = 0.35

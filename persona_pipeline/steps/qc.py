@@ -1,5 +1,7 @@
-"""Step ``qc``: per image, measurements (resolution, blur, exposure, faces, pose, partial
-face) and a pass/fail with the reason for every rejected image.
+"""Step ``qc``: per image, measurements (resolution, blur, exposure, faces, partial face; from
+the face mesh: head pose, eye and mouth openness, smile, expression; from the pose model and
+the framing: camera mode with its evidence) and a pass/fail with the reason for every
+rejected image.
 
 Measurements are cached per input (they depend on the bytes and the detector only); the
 verdict is recomputed from them on every build, so changing a threshold costs nothing.
@@ -7,6 +9,7 @@ verdict is recomputed from them on every build, so changing a threshold costs no
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +24,12 @@ import pandera.pandas as pa
 from persona_core.errors import InvalidInputError
 from persona_core.pack import Expression, Lighting
 from persona_core.store.base import BlobStore
+from persona_core.vision import face_measures
 from persona_core.vision.base import FaceDetector
 from persona_pipeline.steps import geometry
 from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.config import MODES, PipelineConfig
+from persona_pipeline.steps.framing import FramingRules, decide_mode
 from persona_pipeline.steps.images import decode, image_size, reduction_for
 from persona_pipeline.steps.inputs import ImageInput
 
@@ -46,8 +51,16 @@ QC_SCHEMA = pa.DataFrameSchema(
         "pitch": pa.Column(float, pa.Check.in_range(-90.0, 90.0)),
         "roll": pa.Column(float, pa.Check.in_range(-180.0, 180.0)),
         "expression": pa.Column(str, pa.Check.isin([x.value for x in Expression] + [""])),
+        "expression_confidence": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "eye_open": pa.Column(float, pa.Check.in_range(0.0, 1.0)),  # the less open eye, 0-1
+        "mouth_open": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "smile": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "mesh_score": pa.Column(float, pa.Check.in_range(0.0, 1.0)),  # face mesh's face presence
+        "framing": pa.Column(str, pa.Check.isin(["close", "medium", "wide", ""])),
         "camera_mode": pa.Column(str, pa.Check.isin([*MODES, ""])),
-        "mode_source": pa.Column(str, pa.Check.isin(["uploader", "framing", ""])),
+        "mode_source": pa.Column(str, pa.Check.isin(["uploader", "inferred", ""])),
+        "mode_confidence": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "mode_evidence": pa.Column(str),  # JSON: face size, body in frame, facing, mirror cue
         "passed": pa.Column(bool),
         "reason": pa.Column(str),
     },
@@ -74,7 +87,74 @@ class QcResult:
         return list(zip(rows["name"], rows["reason"], strict=True))
 
 
-def measure(data: bytes, detector: FaceDetector, config: PipelineConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FaceTaggers:
+    """The models behind the tags: face mesh and pose landmarks (defaults), and an optional
+    expression classifier (None = expression from the mesh geometry)."""
+
+    mesh: Any
+    pose: Any
+    expression: Any = None
+
+    @classmethod
+    def default(cls) -> FaceTaggers:
+        from persona_core.vision.registry import default_model  # noqa: PLC0415 - loads onnxruntime
+
+        return cls(default_model("face_mesh"), default_model("pose"))
+
+    def models(self) -> list[Any]:
+        return [m for m in (self.mesh, self.pose, self.expression) if m is not None]
+
+
+# FER-2013's seven classes folded into the pack's five.
+_FER_TO_PACK = {"neutral": "neutral", "happy": "happy", "surprise": "surprised", "fear": "surprised",
+                "sad": "sad", "angry": "angry", "disgust": "angry"}
+
+
+def face_tags(img: np.ndarray, bbox: list[float], landmarks: list[list[float]], scale: float,
+              taggers: FaceTaggers) -> dict[str, Any]:
+    """Mesh measures, body landmarks and (opt-in) classifier scores of one face, JSON-ready;
+    ``img`` is the decoded image, ``bbox``/``landmarks`` at full resolution, ``scale`` their ratio."""
+    box = tuple(v / scale for v in bbox)
+    lm = np.asarray(landmarks, np.float64) / scale
+    mesh = taggers.mesh.mesh(img, box, lm)
+    fm = face_measures.measure(mesh.points)
+    pose = taggers.pose.pose(img, box)
+    doc: dict[str, Any] = {
+        "mesh_score": round(mesh.presence, 4), "yaw": fm.yaw, "pitch": fm.pitch, "roll": fm.roll,
+        "eye_open_right": fm.eye_open_right, "eye_open_left": fm.eye_open_left,
+        "eye_ratio_right": fm.eye_ratio_right, "eye_ratio_left": fm.eye_ratio_left,
+        "mouth_open": fm.mouth_open, "mouth_ratio": fm.mouth_ratio, "smile": fm.smile,
+        "brow_raise": fm.brow_raise, "corner_lift": fm.corner_lift,
+        "expression_scores": fm.expression_scores,
+        "pose_points": np.round(pose.points * scale, 1).tolist(),
+        "pose_visibility": np.round(pose.visibility, 3).tolist(),
+    }
+    if taggers.expression is not None:
+        raw = taggers.expression.scores(img, box)
+        folded = dict.fromkeys(face_measures.EXPRESSIONS, 0.0)
+        for label, p in raw.items():
+            folded[_FER_TO_PACK[label]] += p
+        doc["classifier_scores"] = {k: round(v, 4) for k, v in folded.items()}
+    return doc
+
+
+@dataclass(frozen=True, slots=True)
+class _PoseView:
+    points: np.ndarray
+    visibility: np.ndarray
+
+
+def expression_of(tags: dict[str, Any], config: PipelineConfig) -> tuple[str, float]:
+    """The expression tag and its confidence: the opt-in classifier's scores when measured,
+    else the mesh geometry's; a low-confidence class becomes neutral (see face_measures)."""
+    scores = tags.get("classifier_scores") or tags["expression_scores"]
+    label, conf = face_measures.decide(scores, min_confidence=config.expression_min_confidence)
+    return label, round(conf, 4)
+
+
+def measure(data: bytes, detector: FaceDetector, config: PipelineConfig,
+            taggers: FaceTaggers | None = None) -> dict[str, Any]:
     """Measurements of one image (JSON-ready); ``error`` set when it cannot be read."""
     try:
         width, height = image_size(data)
@@ -95,6 +175,9 @@ def measure(data: bytes, detector: FaceDetector, config: PipelineConfig) -> dict
     doc: dict[str, Any] = {"error": "", "width": width, "height": height, "faces": faces}
     if faces:
         doc.update(_face_region_stats(img, [v / scale for v in faces[0]["bbox"]]))
+        if taggers is not None:
+            main = max(faces, key=lambda f: f["bbox"][3])
+            doc["tags"] = face_tags(img, main["bbox"], main["landmarks"], scale, taggers)
     return doc
 
 
@@ -128,22 +211,15 @@ def lighting_tag(luma: float, split: float, clipped: float, config: PipelineConf
     return Lighting.NORMAL
 
 
-def camera_mode_from_framing(face_frac: float, config: PipelineConfig) -> str:
-    """A_SELFIE when the face fills the frame, C_CUTAWAY for a wide shot, B_MIRROR between."""
-    if face_frac >= config.selfie_face_frac:
-        return "A_SELFIE"
-    if face_frac >= config.mirror_face_frac:
-        return "B_MIRROR"
-    return "C_CUTAWAY"
-
-
 def verdict(item: ImageInput, m: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
     """One QC table row from the measurements and the thresholds."""
     row: dict[str, Any] = {
         "name": item.name, "sha256": item.sha256, "width": int(m["width"]), "height": int(m["height"]),
         "face_count": 0, "face_px": 0, "face_frac": 0.0, "face_score": 0.0, "outside_frac": 0.0,
         "blur": 0.0, "luma": 0.0, "lighting": "", "yaw": 0.0, "pitch": 0.0, "roll": 0.0,
-        "expression": "", "camera_mode": "", "mode_source": "", "passed": False, "reason": "",
+        "expression": "", "expression_confidence": 0.0, "eye_open": 0.0, "mouth_open": 0.0, "smile": 0.0,
+        "mesh_score": 0.0, "framing": "", "camera_mode": "", "mode_source": "", "mode_confidence": 0.0,
+        "mode_evidence": "", "passed": False, "reason": "",
     }
     if m["error"]:
         row["reason"] = f"unreadable image: {m['error']}"
@@ -153,8 +229,6 @@ def verdict(item: ImageInput, m: dict[str, Any], config: PipelineConfig) -> dict
         largest = max(f["bbox"][3] for f in faces)
         counted = [f for f in faces if f["bbox"][3] >= config.second_face_rel_size * largest]
         main = max(counted, key=lambda f: f["bbox"][3])
-        yaw, pitch, roll = geometry.head_pose(np.asarray(main["landmarks"]))
-        smile = geometry.mouth_ratio(np.asarray(main["landmarks"]))
         face_px = round(main["bbox"][3])
         face_frac = round(min(1.0, main["bbox"][3] / max(1, m["height"])), 4)
         lighting = lighting_tag(m["luma"], m["luma_split"], m["clipped"], config)
@@ -163,16 +237,74 @@ def verdict(item: ImageInput, m: dict[str, Any], config: PipelineConfig) -> dict
             face_score=round(float(main["score"]), 4),
             outside_frac=min(1.0, geometry.outside_fraction(tuple(main["bbox"]), m["width"], m["height"])),
             blur=float(m["blur"]), luma=float(m["luma"]), lighting=lighting.value,
-            yaw=yaw, pitch=pitch, roll=roll,
-            expression=(Expression.HAPPY if smile >= 0.9 else Expression.NEUTRAL).value,
         )
-        if item.camera_mode:
-            row.update(camera_mode=item.camera_mode, mode_source="uploader")
-        else:
-            row.update(camera_mode=camera_mode_from_framing(face_frac, config), mode_source="framing")
+        row.update(_tag_columns(m.get("tags"), main, config))
+        pose = None
+        if m.get("tags"):
+            pose = _PoseView(np.asarray(m["tags"]["pose_points"], np.float32),
+                             np.asarray(m["tags"]["pose_visibility"], np.float32))
+        decision = decide_mode(face_bbox=tuple(main["bbox"]), width=int(m["width"]), height=int(m["height"]),
+                               yaw=row["yaw"], pose=pose, uploader_mode=item.camera_mode or "",
+                               rules=FramingRules(mirror_min_cue=config.mirror_min_cue))
+        row.update(camera_mode=decision.mode, mode_source=decision.source, framing=decision.framing,
+                   mode_confidence=decision.confidence,
+                   mode_evidence=json.dumps({**decision.evidence, "why": decision.why()}, sort_keys=True))
     row["reason"] = _reject_reason(row, config)
     row["passed"] = not row["reason"]
     return row
+
+
+def _tag_columns(tags: dict[str, Any] | None, main: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
+    if not tags:
+        # Measured without the mesh models: pose and a smile cue from the 5 detector points,
+        # eye and mouth state unknown (reported open / closed with confidence 0).
+        yaw, pitch, roll = geometry.head_pose(np.asarray(main["landmarks"]))
+        happy = geometry.mouth_ratio(np.asarray(main["landmarks"])) >= 0.9
+        return {"yaw": yaw, "pitch": pitch, "roll": roll, "eye_open": 1.0, "mouth_open": 0.0,
+                "smile": 1.0 if happy else 0.0, "mesh_score": 0.0,
+                "expression": (Expression.HAPPY if happy else Expression.NEUTRAL).value,
+                "expression_confidence": 0.5}
+    label, conf = expression_of(tags, config)
+    return {"yaw": float(tags["yaw"]), "pitch": float(tags["pitch"]), "roll": float(tags["roll"]),
+            "eye_open": float(min(tags["eye_open_right"], tags["eye_open_left"])),
+            "mouth_open": float(tags["mouth_open"]), "smile": float(tags["smile"]),
+            "mesh_score": float(tags["mesh_score"]), "expression": label, "expression_confidence": conf}
+
+
+def binary_tag(value: float, threshold: float, *, above: bool) -> tuple[bool, float]:
+    """A yes/no tag from a 0-1 measure and its threshold, with a confidence that grows with the
+    distance from the threshold (0.5 on it, 1.0 a third of the scale away)."""
+    yes = value >= threshold if above else value <= threshold
+    return yes, round(0.5 + 0.5 * min(1.0, abs(value - threshold) / 0.33), 4)
+
+
+def tag_report(row: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
+    """One photo's verdict and tags, each tag a ``{"value", "confidence"}`` object (what
+    ``persona-core qc`` prints); tags are None when no face was measured."""
+    doc: dict[str, Any] = {"passed": bool(row["passed"]), "reason": row["reason"]}
+    measured = row["face_count"] > 0
+    if not measured:
+        return {**doc, **dict.fromkeys(("expression", "eyes_open", "mouth_closed", "head_pose",
+                                         "lighting", "camera_mode"))}
+    eyes, eyes_conf = binary_tag(row["eye_open"], config.min_eye_open, above=True)
+    mouth, mouth_conf = binary_tag(row["mouth_open"], config.mouth_closed_max, above=False)
+    mesh_conf = round(float(row["mesh_score"]), 4)
+    evidence = json.loads(row["mode_evidence"]) if row["mode_evidence"] else {}
+    why = evidence.pop("why", "")
+    doc.update(
+        expression={"value": row["expression"], "confidence": row["expression_confidence"]},
+        eyes_open={"value": eyes, "confidence": eyes_conf if mesh_conf else 0.0,
+                   "openness": round(row["eye_open"], 4)},
+        mouth_closed={"value": mouth, "confidence": mouth_conf if mesh_conf else 0.0,
+                      "openness": round(row["mouth_open"], 4)},
+        head_pose={"value": {"yaw": row["yaw"], "pitch": row["pitch"], "roll": row["roll"]},
+                   "confidence": mesh_conf},
+        lighting={"value": row["lighting"], "confidence": 1.0},
+        camera_mode={"value": row["camera_mode"], "confidence": row["mode_confidence"],
+                     "source": row["mode_source"], "framing": row["framing"], "why": why,
+                     "evidence": evidence},
+    )
+    return doc
 
 
 # Rejection rules, first failing one wins, in the order a person would fix them.
@@ -190,9 +322,15 @@ _RULES: tuple[tuple[Callable[[dict[str, Any], PipelineConfig], bool],
                    f"(max {c.max_outside_fraction:.0%})")),
     (lambda r, c: r["face_score"] < c.min_face_score,
      lambda r, c: f"face unclear or occluded: detector score {r['face_score']:.2f} < {c.min_face_score}"),
+    (lambda r, c: 0.0 < r["mesh_score"] < c.min_mesh_score,
+     lambda r, c: (f"face occluded: the face mesh finds a face with confidence {r['mesh_score']:.2f} "
+                   f"< {c.min_mesh_score}")),
     (lambda r, c: abs(r["yaw"]) > c.max_abs_yaw or abs(r["pitch"]) > c.max_abs_pitch,
      lambda r, c: (f"head turned too far: yaw {r['yaw']:.0f}, pitch {r['pitch']:.0f} "
                    f"(max {c.max_abs_yaw:.0f} / {c.max_abs_pitch:.0f} degrees)")),
+    (lambda r, c: r["mesh_score"] > 0.0 and r["eye_open"] < c.min_eye_open,
+     lambda r, c: (f"eyes closed: eye openness {r['eye_open']:.2f} < {c.min_eye_open} "
+                   "(a talking-head anchor needs both eyes open)")),
     (lambda r, c: r["blur"] < c.blur_min,
      lambda r, c: f"blurry face: variance of Laplacian {r['blur']:.1f} < {c.blur_min}"),
     (lambda r, c: r["luma"] < c.dark_luma,
@@ -214,11 +352,14 @@ def run_qc(
     blobs: BlobStore,
     detector: FaceDetector,
     config: PipelineConfig,
+    taggers: FaceTaggers | None = None,
 ) -> QcResult:
-    """QC every image; measurements come from the per-input cache when present."""
+    """QC every image; measurements come from the per-input cache when present. ``taggers``
+    defaults to the offline face mesh and pose models (expression from the mesh geometry)."""
     started = time.perf_counter()
+    taggers = taggers or FaceTaggers.default()
     fingerprint = config.fingerprint("qc_decode_min_side", "max_image_pixels")
-    cache = StepCache.for_step(blobs, "qc", [detector], fingerprint)
+    cache = StepCache.for_step(blobs, "qc", [detector, *taggers.models()], fingerprint)
     measured: dict[str, dict[str, Any]] = {}
     todo = []
     for item in images:
@@ -231,7 +372,7 @@ def run_qc(
             todo.append(item)
 
     def work(item: ImageInput) -> tuple[ImageInput, dict[str, Any]]:
-        return item, measure(blobs.get(item.ref), detector, config)
+        return item, measure(blobs.get(item.ref), detector, config, taggers)
 
     with ThreadPoolExecutor(max_workers=config.workers) as pool:
         for item, m in pool.map(work, todo):
@@ -259,8 +400,10 @@ def run_qc(
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
     ints = ["width", "height", "face_count", "face_px"]
-    floats = ["face_frac", "face_score", "outside_frac", "blur", "luma", "yaw", "pitch", "roll"]
-    strs = ["name", "sha256", "lighting", "expression", "camera_mode", "mode_source", "reason"]
+    floats = ["face_frac", "face_score", "outside_frac", "blur", "luma", "yaw", "pitch", "roll",
+              "expression_confidence", "eye_open", "mouth_open", "smile", "mesh_score", "mode_confidence"]
+    strs = ["name", "sha256", "lighting", "expression", "framing", "camera_mode", "mode_source",
+            "mode_evidence", "reason"]
     table = table.astype({**dict.fromkeys(ints, "int64"), **dict.fromkeys(floats, "float64"),
                           **dict.fromkeys(strs, object), "passed": bool})
     return QC_SCHEMA.validate(table)

@@ -56,7 +56,8 @@ def test_fixture_photos_and_voices_publish_a_pack(fixture_build: tuple[Home, Bui
     pack = load_pack(home, "obama", 1)
     assert pack.content_hash == result.metadata["persona_pack"]["content_hash"]
     anchors = {mode.value: [a.anchor_id for a in items] for mode, items in pack.anchor_sets.items()}
-    assert sorted(anchors) == ["A_SELFIE", "B_MIRROR", "C_CUTAWAY"]
+    # No photo in the set is a mirror selfie, so none is filed as one.
+    assert sorted(anchors) == ["A_SELFIE", "C_CUTAWAY"]
     assert all(len(a) >= 1 for a in anchors.values())
     for items in pack.anchor_sets.values():
         assert [a.canonical for a in items] == [True] + [False] * (len(items) - 1)
@@ -136,7 +137,12 @@ def test_too_few_anchors_in_a_required_mode_blocks_publish(
     assert result.checks["enough_anchors"]["severity"] == "ERROR"
     assert "persona_pack" not in result.materialized
     assert result.status == VersionStatus.BLOCKED
-    assert result.record.reasons == ["C_CUTAWAY: 1 usable anchor(s), need at least 2"]
+    [reason] = result.record.reasons
+    assert reason.startswith("C_CUTAWAY: 1 usable anchor(s), need at least 2; photos by mode: A_SELFIE: ")
+    # It says where each photo went and why, and how to tag photos by hand.
+    assert "C_CUTAWAY: obama3.jpg (wide framing" in reason
+    assert "folder named after the mode" in reason
+    assert "camera_mode per file in the upload manifest" in reason
     with pytest.raises(VersionNotFoundError):
         home.meta.get_published("obama", v.version)
     # Re-running the blocked version (as from the UI) with the bar the set can meet publishes it.
@@ -165,7 +171,8 @@ def test_publishing_a_blocked_version_alone_is_refused_and_keeps_it_blocked(
     assert "C_CUTAWAY: 1 usable anchor(s), need at least 2" in error
     record = home.meta.get_version("obama", v.version)
     assert record.status == VersionStatus.BLOCKED
-    assert record.reasons == blocked.record.reasons == ["C_CUTAWAY: 1 usable anchor(s), need at least 2"]
+    assert record.reasons == blocked.record.reasons
+    assert record.reasons[0].startswith("C_CUTAWAY: 1 usable anchor(s), need at least 2; photos by mode")
     with pytest.raises(VersionNotFoundError):
         home.meta.get_published("obama", v.version)
 

@@ -24,7 +24,7 @@ from persona_pipeline.steps.anchors import identity_stability
 from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.inputs import ImageInput, load_inputs
-from persona_pipeline.steps.qc import camera_mode_from_framing, measure, verdict
+from persona_pipeline.steps.qc import measure, verdict
 
 
 @pytest.fixture
@@ -108,12 +108,6 @@ def test_qc_rules_give_a_reason_for_every_rejection(measurement: dict, reason_st
     row = verdict(ImageInput("x.jpg", "0" * 64, "sha256:" + "0" * 64), measurement, PipelineConfig())
     assert row["reason"].startswith(reason_start) if reason_start else row["reason"] == ""
     assert row["passed"] == (reason_start == "")
-
-
-def test_camera_mode_from_framing() -> None:
-    config = PipelineConfig()
-    modes = [camera_mode_from_framing(f, config) for f in (0.6, 0.3, 0.1)]
-    assert modes == ["A_SELFIE", "B_MIRROR", "C_CUTAWAY"]
 
 
 def test_identity_stability_flags_the_outsider_with_a_set_derived_threshold() -> None:

@@ -1,0 +1,97 @@
+"""``persona-core qc PHOTO...``: judge photos as the builder would, without building anything.
+
+Per photo: the QC verdict and its reason, and each tag with its confidence (expression, eyes
+open, mouth closed, head pose, lighting, camera mode with its evidence), so an uploader can
+check photos before uploading them. A file that cannot be read gets an entry with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from persona_cli.common import JsonOpt, emit_json, handle_errors, out, want_json
+from persona_core.errors import InvalidInputError
+from persona_core.pack import CameraMode
+
+
+def judge_photos(paths: list[Path], *, camera_mode: str = "", expression_model: str = "",
+                 model_dir: Path | None = None, opt_in_noncommercial: bool = False) -> list[dict[str, Any]]:
+    """One report per path (``persona_pipeline.steps.qc.tag_report`` plus ``file``), in order."""
+    # The pipeline's models and steps load OpenCV and onnxruntime: only when the command runs.
+    from persona_core.vision import registry  # noqa: PLC0415
+    from persona_pipeline.steps.config import PipelineConfig  # noqa: PLC0415
+    from persona_pipeline.steps.inputs import ImageInput  # noqa: PLC0415
+    from persona_pipeline.steps.qc import FaceTaggers, measure, tag_report, verdict  # noqa: PLC0415
+
+    config = PipelineConfig()
+    detector = registry.default_model("detect", model_dir=model_dir)
+    expression = (registry.load_model(expression_model, model_dir=model_dir,
+                                      opt_in_noncommercial=opt_in_noncommercial)
+                  if expression_model else None)
+    taggers = FaceTaggers(registry.default_model("face_mesh", model_dir=model_dir),
+                          registry.default_model("pose", model_dir=model_dir), expression)
+    reports = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            reports.append({"file": str(path), "passed": False,
+                            "reason": f"cannot read file: {exc.strerror or exc}",
+                            **dict.fromkeys(("expression", "eyes_open", "mouth_closed", "head_pose",
+                                             "lighting", "camera_mode"))})
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        item = ImageInput(path.name, sha, f"sha256:{sha}", camera_mode=camera_mode or None)
+        row = verdict(item, measure(data, detector, config, taggers), config)
+        reports.append({"file": str(path), **tag_report(row, config)})
+    return reports
+
+
+def _cell(tag: dict[str, Any] | None) -> str:
+    if tag is None:
+        return "-"
+    value = tag["value"]
+    if isinstance(value, dict):
+        value = "/".join(f"{v:.0f}" for v in value.values())
+    return f"{value} ({tag['confidence']:.2f})"
+
+
+@handle_errors
+def qc(  # noqa: PLR0917 - typer maps each parameter to an option
+    photos: Annotated[list[Path], typer.Argument(help="Photos to judge.")],
+    camera_mode: Annotated[
+        str, typer.Option("--camera-mode", help="Judge as if the uploader tagged them with this mode.")
+    ] = "",
+    expression_model: Annotated[
+        str, typer.Option("--expression-model", help="Expression classifier from the model registry "
+                          "(default: the face mesh geometry).")
+    ] = "",
+    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="Local model folder.")] = None,
+    opt_in_noncommercial: Annotated[
+        bool, typer.Option("--opt-in-noncommercial",
+                           help="Allow a model whose licence forbids commercial use.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Judge photos without building: QC verdict and reason, tags with confidences, camera mode
+    with its evidence. A photo that fails QC or cannot be read is reported, not an error."""
+    if camera_mode and camera_mode not in {m.value for m in CameraMode}:
+        raise InvalidInputError(f"unknown camera mode {camera_mode!r}; expected one of "
+                                f"{[m.value for m in CameraMode]}")
+    reports = judge_photos(list(photos), camera_mode=camera_mode, expression_model=expression_model,
+                           model_dir=model_dir, opt_in_noncommercial=opt_in_noncommercial)
+    if want_json(json_out):
+        emit_json(reports)
+    else:
+        table = Table("file", "passed", "camera mode", "expression", "eyes open", "mouth closed",
+                      "yaw/pitch/roll", "reason", title="photo QC")
+        for r in reports:
+            table.add_row(r["file"], "yes" if r["passed"] else "no", _cell(r["camera_mode"]),
+                          _cell(r["expression"]), _cell(r["eyes_open"]), _cell(r["mouth_closed"]),
+                          _cell(r["head_pose"]), r["reason"])
+        out().print(table)
