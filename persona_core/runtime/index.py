@@ -30,6 +30,7 @@ def index_document(pack: PersonaPack) -> dict[str, Any]:
     quality: list[float] = []
     mode_of: list[str] = []
     expr_of: list[str] = []
+    ready: list[str] = []
     canonical_flag: list[bool] = []
     for camera_mode, anchors in pack.anchor_sets.items():
         for anchor in anchors:
@@ -38,6 +39,7 @@ def index_document(pack: PersonaPack) -> dict[str, Any]:
             quality.append(anchor.quality.overall)
             mode_of.append(CameraMode(camera_mode).value)
             expr_of.append(Expression(anchor.metadata.expression_tag).value)
+            ready.append(str(talk_readiness(anchor)))
             canonical_flag.append(anchor.canonical)
 
     def ranked(positions: list[int]) -> list[int]:
@@ -68,11 +70,22 @@ def index_document(pack: PersonaPack) -> dict[str, Any]:
         # One digit per anchor (position in MODE_ORDER / EXPRESSIONS).
         "mode": "".join(str(MODE_ORDER.index(m)) for m in mode_of),
         "expr": "".join(str(EXPRESSIONS.index(e)) for e in expr_of),
+        # One digit per anchor: how well it suits a talking turn (talk_readiness).
+        "ready": "".join(ready),
         "by_emotion": by_emotion,
         "canonical": canonical,
         "refresh_policy": pack.refresh_policy.model_dump(mode="json"),
         "behavior_policy": pack.behavior_policy.model_dump(mode="json"),
     }
+
+
+def talk_readiness(anchor: Any) -> int:
+    """2 = eyes open and mouth closed, 1 = one of the two, 0 = neither: what a talking-head
+    renderer animates from best. A tag the pack does not carry (older packs) counts as met."""
+    meta = anchor.metadata
+    eyes = meta.eyes_open is None or meta.eyes_open.value
+    mouth = meta.mouth_closed is None or meta.mouth_closed.value
+    return int(eyes) + int(mouth)
 
 
 def _le_hex(values: list[float]) -> str:
@@ -108,6 +121,7 @@ class SelectionIndex:
         "mode_codes",
         "n_anchors",
         "persona_id",
+        "ready_codes",
         "refresh_policy_doc",
         "thresholds",
         "version",
@@ -122,9 +136,11 @@ class SelectionIndex:
         self.mode_codes: str = doc["mode"]
         self.expr_codes: str = doc["expr"]
         n = self.n_anchors = len(self.mode_codes)
+        # Indexes written before the readiness column: every anchor counts as ready.
+        self.ready_codes: str = doc.get("ready") or "2" * n
         ids, refs, quality = doc["ids"], doc["image_refs"], doc["quality"]
         rows = (ids.count("\n") + 1 if ids else 0, refs.count("\n") + 1 if refs else 0, len(quality) // 16)
-        if rows != (n, n, n) or len(self.expr_codes) != n:
+        if rows != (n, n, n) or len(self.expr_codes) != n or len(self.ready_codes) != n:
             raise ValueError("selection index columns differ in length")
         self._raw: tuple[str, str, str] | None = (ids, refs, quality)
         self._columns: AnchorColumns | None = None
@@ -170,6 +186,9 @@ class SelectionIndex:
 
     def expr_of(self, p: int) -> str:
         return EXPRESSIONS[int(self.expr_codes[p])]
+
+    def readiness_of(self, p: int) -> int:
+        return int(self.ready_codes[p])
 
     def refresh_policy(self) -> RefreshPolicy:
         return RefreshPolicy.model_validate(self.refresh_policy_doc)

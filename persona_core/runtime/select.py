@@ -7,12 +7,18 @@ Rules, in order:
    below its fail line), it is in the mode being rendered, and it shows the desired emotion
    (or the mode has no anchor with that emotion, so nothing would be better).
 2. *Best match*: the best anchor of the mode with the desired emotion.
-3. *Mode canonical*: the mode's canonical anchor (its best one when none is flagged).
-4. *Other mode*: when the mode has no anchors, rules 2-3 in the first other mode that has
+3. *Neutral fallback*: no anchor of the mode shows that emotion: its best neutral anchor (a
+   neutral face is a safer start for a sad or angry turn than a smiling one).
+4. *Mode canonical*: no neutral anchor either: the mode's canonical anchor (its best one
+   when none is flagged).
+5. *Other mode*: when the mode has no anchors, rules 2-4 in the first other mode that has
    some, in the fixed order A_SELFIE, B_MIRROR, C_CUTAWAY.
 
-Ties are broken by quality (descending), then anchor id (ascending), so the choice is a
-pure function of the pack and the arguments. Every result is memoised per pack: a repeat
+"Best" is, for a talking turn (``talking=True``, the default), the anchor with eyes open and
+mouth closed first (what a talking-head renderer animates from; tags a pack does not carry
+count as met), then by quality (descending), then anchor id (ascending); for a listening or
+reaction turn (``talking=False``) by quality, then id. The choice is a pure function of the
+pack and the arguments. Every result is memoised per pack: a repeat
 call is a dict lookup returning the same immutable AnchorChoice.
 """
 
@@ -36,6 +42,7 @@ _EXPRESSIONS = frozenset(EXPRESSIONS)
 class SelectReason(StrEnum):
     CONTINUITY = "continuity"
     BEST_MATCH = "best_match"
+    NEUTRAL_FALLBACK = "neutral_fallback"
     MODE_CANONICAL = "mode_canonical"
     OTHER_MODE = "other_mode"
 
@@ -70,22 +77,25 @@ def select_anchor(
     desired_emotion: Expression | str = Expression.NEUTRAL,
     continuity: str | None = None,
     drift_stats: Any = None,
+    *,
+    talking: bool = True,
 ) -> AnchorChoice:
     """Pick the anchor for one turn (rules in the module docstring).
 
     ``pack`` is a CachedPack or PersonaPack; ``continuity`` the previous turn's anchor id;
-    ``drift_stats`` a DriftStats or mapping (None = no drift observed). An unknown mode or
-    emotion raises InvalidInputError; a pack with no anchors raises NotFoundError.
+    ``drift_stats`` a DriftStats or mapping (None = no drift observed); ``talking`` whether the
+    turn is spoken (prefer eyes open, mouth closed). An unknown mode or emotion raises
+    InvalidInputError; a pack with no anchors raises NotFoundError.
     """
     index = index_of(pack)
     drift = DRIFT_OK if drift_stats is None else continuity_state(drift_stats, index.thresholds)
-    key = (mode, desired_emotion, continuity, drift)
+    key = (mode, desired_emotion, continuity, drift, bool(talking))
     try:
         choice = index.memo.get(key)
     except TypeError:  # an unhashable argument
         raise InvalidInputError(f"mode/emotion/continuity must be strings, got {key[:3]!r}") from None
     if choice is None:
-        choice = _resolve(index, mode, desired_emotion, continuity, drift)
+        choice = _resolve(index, mode, desired_emotion, continuity, drift, talking=bool(talking))
         # Only ids the pack knows are memoised, which keeps the memo bounded whatever
         # callers pass; an unknown previous anchor is rare and resolves each time.
         if continuity is None or continuity in index.columns().pos:
@@ -103,7 +113,13 @@ def _check_args(mode: Any, emotion: Any, continuity: Any) -> tuple[str, str]:
     return str(mode), str(emotion)
 
 
-def _resolve(index: SelectionIndex, mode: Any, emotion: Any, continuity: Any, drift: str) -> AnchorChoice:
+def _best(index: SelectionIndex, group: list[int], talking: bool) -> int:
+    # Groups are ordered by quality, then id; max() keeps the first of equally ready anchors.
+    return max(group, key=index.readiness_of) if talking else group[0]
+
+
+def _resolve(index: SelectionIndex, mode: Any, emotion: Any, continuity: Any, drift: str, *,
+             talking: bool) -> AnchorChoice:
     mode, emotion = _check_args(mode, emotion, continuity)
     if not index.n_anchors:
         raise NotFoundError(f"pack {index.persona_id} v{index.version} has no anchors")
@@ -125,15 +141,21 @@ def _resolve(index: SelectionIndex, mode: Any, emotion: Any, continuity: Any, dr
             return _choice(index, p, SelectReason.CONTINUITY, "previous anchor kept: drift within thresholds")
     suffix = f"; {broken}" if broken else ""
 
+    neutral = index.by_mode_emotion.get((target, Expression.NEUTRAL.value))
     if has_emotion:
-        p = index.by_mode_emotion[(target, emotion)][0]
-        found = f"best {emotion} anchor in {target}"
+        p = _best(index, index.by_mode_emotion[(target, emotion)], talking)
+        found, reason = f"best {emotion} anchor in {target}", SelectReason.BEST_MATCH
+    elif neutral:
+        p = _best(index, neutral, talking)
+        found, reason = (f"no {emotion} anchor in {target}: its best neutral anchor",
+                         SelectReason.NEUTRAL_FALLBACK)
     else:
         p = index.canonical[target]
-        found = f"no {emotion} anchor in {target}: its canonical anchor"
+        found, reason = f"no {emotion} anchor in {target}: its canonical anchor", SelectReason.MODE_CANONICAL
+    if talking and index.readiness_of(p) < 2:
+        found += " (none with eyes open and mouth closed)"
     if target != mode:
         return _choice(index, p, SelectReason.OTHER_MODE, f"{mode} has no anchors; {found}{suffix}")
-    reason = SelectReason.BEST_MATCH if has_emotion else SelectReason.MODE_CANONICAL
     return _choice(index, p, reason, found + suffix)
 
 

@@ -11,6 +11,7 @@ from persona_core.pack import (
     Anchor,
     AnchorMetadata,
     AnchorQuality,
+    BoolTag,
     CameraMode,
     Expression,
     HeadPose,
@@ -73,8 +74,8 @@ def pack(tmp_path_factory) -> PersonaPack:
     [
         ("A_SELFIE", "happy", "a1", SelectReason.BEST_MATCH),  # quality tie -> lower id
         ("A_SELFIE", "sad", "a4", SelectReason.BEST_MATCH),
-        ("A_SELFIE", "surprised", "a3", SelectReason.MODE_CANONICAL),  # flagged, not the best
-        ("B_MIRROR", "surprised", "b2", SelectReason.MODE_CANONICAL),  # none flagged -> best
+        ("A_SELFIE", "surprised", "a3", SelectReason.NEUTRAL_FALLBACK),  # no surprised: best neutral
+        ("B_MIRROR", "surprised", "b1", SelectReason.NEUTRAL_FALLBACK),  # neutral over the better angry
         ("B_MIRROR", "neutral", "b1", SelectReason.BEST_MATCH),
         ("C_CUTAWAY", "happy", "a1", SelectReason.OTHER_MODE),  # first other mode in fixed order
         ("C_CUTAWAY", "angry", "a3", SelectReason.OTHER_MODE),  # ...its canonical when no match
@@ -82,7 +83,8 @@ def pack(tmp_path_factory) -> PersonaPack:
     ],
 )
 def test_selection_without_continuity(pack, mode, emotion, anchor_id, reason):
-    """Without a previous anchor: best emotion match in the mode, else its canonical, else another mode."""
+    """Without a previous anchor: best emotion match in the mode, else its best neutral, else its
+    canonical, else another mode."""
     choice = select_anchor(pack, mode, emotion)
     assert (choice.anchor_id, choice.reason) == (anchor_id, reason)
     assert choice.image_ref == _ref(anchor_id)
@@ -179,3 +181,54 @@ def test_non_pack_argument_is_refused():
     """Anything but a CachedPack or PersonaPack raises InvalidInputError."""
     with pytest.raises(InvalidInputError):
         select_anchor({"anchor_sets": {}}, "A_SELFIE")
+
+
+def _tagged(anchor_id: str, expression: str, quality: float, *, eyes_open: bool = True,
+            mouth_closed: bool = True, canonical: bool = False) -> Anchor:
+    a = _anchor(anchor_id, expression, quality, canonical)
+    meta = a.metadata.model_copy(update={"eyes_open": BoolTag(value=eyes_open, confidence=0.9),
+                                         "mouth_closed": BoolTag(value=mouth_closed, confidence=0.9)})
+    return a.model_copy(update={"metadata": meta})
+
+
+@pytest.fixture(scope="module")
+def tagged_pack(tmp_path_factory) -> PersonaPack:
+    blobs = LocalBlobStore(tmp_path_factory.mktemp("blobs"), b"s", "http://127.0.0.1")
+    base = make_pack(blobs, "tags", 1, n_anchors=3)
+    anchors = {
+        # The smiling canonical is the best anchor; two neutral ones, the better with eyes shut.
+        CameraMode.A_SELFIE: [
+            _tagged("s-happy", "happy", 0.95, canonical=True),
+            _tagged("s-neutral-shut", "neutral", 0.9, eyes_open=False),
+            _tagged("s-neutral", "neutral", 0.7),
+            _tagged("s-happy-talking", "happy", 0.99, mouth_closed=False),
+        ],
+        # No neutral anchor at all: the canonical is what is left.
+        CameraMode.C_CUTAWAY: [_tagged("c-happy", "happy", 0.8, canonical=True),
+                               _tagged("c-sad", "sad", 0.6)],
+    }
+    return base.model_copy(update={"anchor_sets": anchors}).sealed()
+
+
+@pytest.mark.parametrize(
+    ("mode", "emotion", "talking", "anchor_id", "reason"),
+    [
+        # Sad and angry get the mode's best neutral anchor, not the smiling canonical.
+        ("A_SELFIE", "sad", True, "s-neutral", SelectReason.NEUTRAL_FALLBACK),
+        ("A_SELFIE", "angry", True, "s-neutral", SelectReason.NEUTRAL_FALLBACK),
+        # Listening turn: quality alone, so the better neutral anchor even with its eyes shut.
+        ("A_SELFIE", "sad", False, "s-neutral-shut", SelectReason.NEUTRAL_FALLBACK),
+        # Talking turn: the open-eyed, closed-mouth happy anchor beats a better one mid-word.
+        ("A_SELFIE", "happy", True, "s-happy", SelectReason.BEST_MATCH),
+        ("A_SELFIE", "happy", False, "s-happy-talking", SelectReason.BEST_MATCH),
+        # A mode without neutral anchors falls back to its canonical.
+        ("C_CUTAWAY", "angry", True, "c-happy", SelectReason.MODE_CANONICAL),
+        ("C_CUTAWAY", "sad", True, "c-sad", SelectReason.BEST_MATCH),
+    ],
+)
+def test_neutral_fallback_and_talking_turns_use_the_anchor_tags(tagged_pack, mode, emotion, talking,
+                                                                 anchor_id, reason):
+    """No anchor with the wanted emotion: the best neutral one, before a smiling canonical; a
+    talking turn prefers eyes open and mouth closed, ties by quality."""
+    choice = select_anchor(tagged_pack, mode, emotion, talking=talking)
+    assert (choice.anchor_id, choice.reason) == (anchor_id, reason)
