@@ -313,3 +313,26 @@ def test_opencv_and_onnxruntime_load_only_when_a_meter_is_made(packs: Packs) -> 
     assert before == []
     assert after_load == []
     assert after_meter == ["cv2", "onnxruntime"]
+
+
+def test_the_viewer_page_shows_the_calibration(packs: Packs) -> None:
+    from fastapi.testclient import TestClient  # noqa: PLC0415 - the api extra, only here
+
+    from registry_api.config import ApiSettings  # noqa: PLC0415
+    from registry_api.main import create_app  # noqa: PLC0415
+    from registry_api.routes import ui  # noqa: PLC0415
+
+    home = packs.home
+    app = create_app(ApiSettings(env="test", home=home.settings.home), metadata=home.meta, blobs=home.blobs)
+    ui.register(app)
+    key = home.meta.create_api_key("viewer", ["read"])[1]
+    html = TestClient(app).get("/ui/personas/obama/versions/1", headers={"X-API-Key": key}).text
+    cal = packs.load("obama").pack.refresh_policy.identity_calibration
+    assert cal is not None
+    assert cal.impostor is not None
+    assert "Drift thresholds" in html
+    assert f"warn below {cal.identity_drift_warn:.4f}, fail below {cal.identity_drift_fail:.4f}" in html
+    loo = cal.leave_one_out
+    assert f"n {loo.n}, min {loo.min}, p5 {loo.p5}, median {loo.median}" in html
+    assert f"{cal.impostor.p99_9} over {cal.impostor.pairs} pairs" in html
+    assert "calibrated" in html
