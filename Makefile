@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint schema openapi proto bench serve dagster diagrams clean
+.PHONY: help install demo test test-fast lint schema openapi proto bench eval-tags serve dagster diagrams clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench: $(STAMP) ## run the benchmarks; prints numbers and writes bench/results.j
 	@command -v wrk >/dev/null || { echo "installing wrk (the API benchmark's load generator)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench
+
+eval-tags: $(STAMP) ## measure the anchor tags on the labelled photos; writes tags_* to bench/results.json
+	$(BIN)/python -m bench.eval_tags
 
 serve: $(STAMP) ## run the registry on the embedded default
 	$(BIN)/persona-core serve

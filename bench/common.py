@@ -23,15 +23,16 @@ def percentiles(samples_s: list[float] | np.ndarray, scale: float) -> dict[str, 
     }
 
 
-def record(section: str, values: dict[str, Any]) -> None:
-    """Merge ``values`` into bench/results.json (flat keys) and print them."""
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+def record(section: str, values: dict[str, Any], path: Path | None = None) -> None:
+    """Merge ``values`` into bench/results.json (or ``path``; flat keys) and print them."""
+    target = path or RESULTS
+    data = json.loads(target.read_text()) if target.exists() else {}
     data.update(values)
     data.setdefault("_machine", {}).update(
         {"cpu_count": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
     )
     data.setdefault("_sections", {})[section] = sorted(values)
-    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     width = max(len(k) for k in values)
     print(f"[{section}]")
     for key, value in values.items():

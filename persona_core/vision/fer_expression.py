@@ -43,7 +43,10 @@ class FerExpressionModel(Model):
         crop = cv2.warpAffine(gray, m, (self.size, self.size), flags=cv2.INTER_AREA,
                               borderMode=cv2.BORDER_REPLICATE)
         inp = ((crop.astype(np.float32) / 255.0 - 0.5) * 2.0)[None, :, :, None]
-        probs = np.asarray(self._session.run(None, {self._input: inp})[0]).ravel()
+        probs = np.asarray(self._session.run(None, {self._input: inp})[0], np.float64).ravel()
+        if probs.min() < 0 or abs(probs.sum() - 1.0) > 1e-3:  # a graph that ends in logits
+            probs = np.exp(probs - probs.max())
+            probs /= probs.sum()
         return {label: float(p) for label, p in zip(self.labels, probs, strict=True)}
 
 

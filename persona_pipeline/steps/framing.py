@@ -86,8 +86,9 @@ def _in_view(pose: Any, i: int, height: int, width: int, rules: FramingRules) ->
 
 def mirror_cue(pose: Any, face_bbox: tuple[float, float, float, float], height: int, width: int,
                rules: FramingRules = DEFAULT_RULES) -> float:
-    """0-1: a wrist in view, raised to between the chin and mid-chest, in front of the torso,
-    with its elbow in view and below it: how a phone is held up to a mirror."""
+    """0-1: a wrist in view, raised to between mid-face and mid-chest, in front of the torso,
+    with its elbow in view and below it, the forearm raised rather than folded across the
+    body: how a phone is held up to a mirror."""
     if pose is None:
         return 0.0
     fx, fy, fw, fh = face_bbox
@@ -98,10 +99,13 @@ def mirror_cue(pose: Any, face_bbox: tuple[float, float, float, float], height: 
             continue
         wx, wy = float(pose.points[wrist][0]), float(pose.points[wrist][1])
         ey = float(pose.points[elbow][1])
-        # Height: from the chin (fy + fh) to two face heights below it.
-        rise = _clip01(1.0 - abs(wy - (fy + fh * 1.6)) / (fh * 1.4))
+        # Height: full marks from mid-face to mid-chest, falling off over one face height.
+        top, bottom = fy + 0.5 * fh, fy + 2.6 * fh
+        rise = _clip01(1.0 - max(top - wy, wy - bottom, 0.0) / fh)
         across = _clip01(1.0 - abs(wx - cx) / (fh * 2.0))
-        bent = 1.0 if ey > wy + 0.2 * fh else 0.0
+        ex = float(pose.points[elbow][0])
+        # Forearm raised, more up than across (folded arms lie across the body).
+        bent = 1.0 if ey > wy + 0.2 * fh and abs(wx - ex) < (ey - wy) else 0.0
         vis = min(float(pose.visibility[wrist]), float(pose.visibility[elbow]))
         best = max(best, rise * across * bent * vis)
     return round(best, 4)
