@@ -22,9 +22,15 @@ FORBIDDEN = (
 
 
 def test_importing_the_runtime_pulls_in_no_framework():
-    """A fresh process importing persona_core.runtime loads none of dagster, torch, fastapi (and friends)."""
+    """A fresh process importing persona_core.runtime (DriftMeter and the face-model registry
+    included) loads none of dagster, torch, fastapi (and friends), nor OpenCV or onnxruntime:
+    those load only when a DriftMeter is made (shown with a real pack in
+    tests/pipeline/test_drift_meter.py::test_opencv_and_onnxruntime_load_only_when_a_meter_is_made)."""
     script = (
         "import json, sys, persona_core.runtime\n"
+        "from persona_core.runtime import DriftMeter, FrameDrift\n"
+        "from persona_core.vision import registry\n"
+        "registry.get_entry(registry.default_model_name('identity'))\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     out = subprocess.run(
@@ -45,5 +51,9 @@ def test_public_names_are_exported():
         "select_anchor",
         "anchor_refresh_policy",
         "behavior_policy_clamp",
+        "DriftMeter",
+        "FrameDrift",
+        "IdentityModelMismatchError",
+        "BadFrameError",
     ):
         assert name in runtime.__all__
