@@ -21,7 +21,9 @@ from persona_core.pack import (
     AnchorMetadata,
     AnchorQuality,
     BehaviorPolicy,
+    BoolTag,
     CameraMode,
+    CameraModeTag,
     CheckResult,
     Expression,
     HeadPose,
@@ -138,6 +140,12 @@ def make_pack(
                     lighting_tag=_LIGHTING[i % len(_LIGHTING)],
                     crop_box=[0, 0, image_size, image_size],
                     best_for=list(_BEST_FOR[i % len(_BEST_FOR)]),
+                    expression_confidence=0.8,
+                    eyes_open=BoolTag(value=i % 5 != 4, confidence=0.9),
+                    mouth_closed=BoolTag(value=i % 3 != 2, confidence=0.85),
+                    camera_mode=CameraModeTag(value=mode, confidence=0.9, source="inferred",
+                                              framing="close" if mode == CameraMode.A_SELFIE else "medium",
+                                              evidence={"face_frac": 0.4}),
                 ),
                 quality=AnchorQuality(
                     overall=float(q[0]),
@@ -146,6 +154,9 @@ def make_pack(
                     face_size=float(q[3]),
                     frontalness=float(q[4]),
                     identity_consistency=float(q[5]),
+                    eyes_open=0.9 if i % 5 != 4 else 0.1,
+                    mouth_closed=0.85 if i % 3 != 2 else 0.2,
+                    expression_neutrality=0.8,
                 ),
             )
         )

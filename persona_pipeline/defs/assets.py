@@ -24,6 +24,7 @@ from persona_pipeline.keys import parse_partition_key
 from persona_pipeline.steps import checks
 from persona_pipeline.steps.anchors import AnchorSelection, select_anchors
 from persona_pipeline.steps.assemble import assemble_pack
+from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.contact_sheet import render_contact_sheet
 from persona_pipeline.steps.embeddings import (
     Embeddings,
@@ -181,11 +182,13 @@ def voice_embedding(
                                        **result.counters})
 
 
-def _contact_sheet_markdown(sel: AnchorSelection, qc: QcResult, stores: StoresResource, title: str) -> str:
+def _contact_sheet_markdown(sel: AnchorSelection, qc: QcResult, stores: StoresResource, title: str,
+                            config: PipelineConfig) -> str:
     blobs = stores.blobs()
     tiles = {mode: [(load_png(blobs, c.face.crop_ref),
-                     [c.face.name, f"q {c.quality['overall']:.2f}", c.expression, c.lighting,
-                      "canonical" if i == 0 else ""])
+                     [c.face.name,
+                      f"q {c.quality['overall']:.2f} {c.lighting}" + (" canonical" if i == 0 else ""),
+                      *c.tag_lines(config)])
                     for i, c in enumerate(cands)]
              for mode, cands in sel.anchors.items()}
     rejected = [*qc.rejected(), *sel.dropped.items()]
@@ -210,14 +213,14 @@ def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources
     persona_id, version = parse_partition_key(context.partition_key)
     meta = stores.meta()
     with fail_version_on_error(meta, persona_id, version, "anchor_sets"):
-        sel = select_anchors(qc.table, faces, face_embeddings, style_embeddings,
-                             config=pipeline_config.to_config())
+        config = pipeline_config.to_config()
+        sel = select_anchors(qc.table, faces, face_embeddings, style_embeddings, config=config)
         gate, stability = checks.enough_anchors(sel), checks.identity_stability(sel)
         if not gate.passed:
             # Blocked is a verdict on the upload, not a crash: the reasons say what to add.
             meta.set_status(persona_id, version, VersionStatus.BLOCKED, reasons=list(sel.gate_reasons),
                             checks=[c.to_pack().model_dump(mode="json") for c in (gate, stability)])
-        sheet = _contact_sheet_markdown(sel, qc, stores, context.partition_key)
+        sheet = _contact_sheet_markdown(sel, qc, stores, context.partition_key, config)
     per_mode = {m: len(sel.anchors.get(m, [])) for m in ("A_SELFIE", "B_MIRROR", "C_CUTAWAY")}
     _report(context, "anchor_sets: " + ", ".join(f"{m} {n}" for m, n in per_mode.items()))
     for outcome in (gate, stability):

@@ -23,6 +23,7 @@ from persona_core.vision.registry import get_entry
 from persona_pipeline.steps.config import MODES, PipelineConfig
 from persona_pipeline.steps.embeddings import Embeddings
 from persona_pipeline.steps.faces import FaceRecord, FacesResult
+from persona_pipeline.steps.qc import binary_tag
 
 _BEST_FOR = {"A_SELFIE": ["talking", "closeup"], "B_MIRROR": ["talking", "medium_shot"],
              "C_CUTAWAY": ["reaction", "wide"]}
@@ -59,6 +60,16 @@ class Candidate:
     @property
     def anchor_id(self) -> str:
         return f"{self.mode.lower()}-{self.face.sha256[:12]}"
+
+    def tag_lines(self, config: PipelineConfig) -> list[str]:
+        """The tags with their confidences, one short line each (contact sheet labels)."""
+        eyes, eyes_conf = binary_tag(self.eye_open, config.min_eye_open, above=True)
+        mouth, mouth_conf = binary_tag(self.mouth_open, config.mouth_closed_max, above=False)
+        source = "tagged" if self.mode_source == "uploader" else self.framing or "inferred"
+        return [f"{self.expression} {self.expression_confidence:.2f}",
+                f"eyes {'open' if eyes else 'shut'} {eyes_conf:.2f}",
+                f"mouth {'shut' if mouth else 'open'} {mouth_conf:.2f}",
+                f"mode {source} {self.mode_confidence:.2f}"]
 
     def best_for(self) -> list[str]:
         tags = list(_BEST_FOR[self.mode])

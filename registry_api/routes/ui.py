@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 
-from persona_core.pack import Anchor, CheckResult, PersonaPack
+from persona_core.pack import Anchor, AnchorMetadata, CheckResult, PersonaPack
 from persona_core.store.base import VersionRecord, VersionStatus
 from registry_api.deps import PrincipalDep, ServiceDep
 from registry_api.routes.common import PROBLEMS
@@ -120,7 +120,11 @@ def _anchor(service: RegistryService, a: Anchor) -> str:
             ("exposure", q.exposure),
             ("face size", q.face_size),
             ("frontalness", q.frontalness),
+            ("eyes open", q.eyes_open),
+            ("mouth closed", q.mouth_closed),
+            ("expression neutrality", q.expression_neutrality),
         )
+        if value is not None  # packs built before the face-mesh components lack them
     )
     badge = " <span class='badge'>canonical</span>" if a.canonical else ""
     name = _e(a.anchor_id)
@@ -131,9 +135,29 @@ def _anchor(service: RegistryService, a: Anchor) -> str:
         f"<figcaption><b>{_e(a.anchor_id)}</b>{badge}<br>"
         f"<span class='tags'>{_e(md.expression_tag.value)} · {_e(md.lighting_tag.value)} · "
         f"yaw {pose.yaw:.0f} pitch {pose.pitch:.0f} roll {pose.roll:.0f}</span><br>"
+        f"{_mesh_tags(md)}"
         f"best for: {_e(', '.join(md.best_for) or '-')}"
         f"<table class='scores'>{scores}</table></figcaption></figure>"
     )
+
+
+def _mesh_tags(md: AnchorMetadata) -> str:
+    """The face-mesh and camera-mode tags with their confidences ("" for older packs)."""
+    parts = []
+    if md.expression_confidence is not None:
+        parts.append(f"{md.expression_tag.value} {md.expression_confidence:.2f}")
+    if md.eyes_open is not None:
+        parts.append(f"eyes {'open' if md.eyes_open.value else 'closed'} {md.eyes_open.confidence:.2f}")
+    if md.mouth_closed is not None:
+        mouth = "closed" if md.mouth_closed.value else "open"
+        parts.append(f"mouth {mouth} {md.mouth_closed.confidence:.2f}")
+    if md.camera_mode is not None:
+        cm = md.camera_mode
+        why = "tagged by the uploader" if cm.source == "uploader" else f"{cm.framing} framing"
+        parts.append(f"mode {cm.value.value} {cm.confidence:.2f} ({why})")
+    if not parts:
+        return ""
+    return f"<span class='mesh-tags'>{_e(' · '.join(parts))}</span><br>"
 
 
 def _checks(checks: list[CheckResult]) -> str:

@@ -116,6 +116,11 @@ def test_published_page_shows_anchors_scores_checks_and_rejections(viewer: tuple
     assert "threshold=0.5" in html
     assert "two_people.jpg" in html
     assert "Rejected inputs <small>(1 of 7)</small>" in html
+    # The face-mesh and camera-mode tags show with their confidences.
+    assert "eyes open 0.90" in html
+    assert "mouth closed 0.85" in html
+    assert "(close framing)" in html
+    assert "expression neutrality" in html
     # Input text is escaped, never markup.
     assert XSS not in html
     assert "&lt;script&gt;" in html
