@@ -14,10 +14,12 @@ import cv2
 import numpy as np
 
 from bench.common import percentiles, record
+from persona_core.vision import face_measures
 from persona_core.vision.align import align_face
+from persona_core.vision.errors import ModelUnavailableError
 from persona_core.vision.sessions import intra_op_threads
 from persona_pipeline.models.audio import load_wav
-from persona_pipeline.models.registry import default_model
+from persona_pipeline.models.registry import default_model, load_model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 REPEATS = 5
@@ -58,6 +60,27 @@ def _timed(fn, items, repeats: int = REPEATS) -> list[float]:
     return samples
 
 
+def _tag_models(frames: list[np.ndarray], faces: list, idx: list[int]) -> dict[str, list[float]]:
+    """Per-image times of the anchor-tag models: face mesh (+ its measures and the geometry
+    expression), pose landmarks, and the opt-in FER classifier when its weights are present."""
+    mesh, pose = default_model("face_mesh"), default_model("pose")
+
+    def mesh_and_expression(i: int) -> None:
+        face_measures.measure(mesh.mesh(frames[i], faces[i].bbox, faces[i].landmarks).points)
+
+    rows = {
+        "face_mesh_mediapipe": _timed(lambda i: mesh.mesh(frames[i], faces[i].bbox, faces[i].landmarks), idx),
+        "mesh_plus_expression": _timed(mesh_and_expression, idx),
+        "pose_mediapipe_full": _timed(lambda i: pose.pose(frames[i], faces[i].bbox), idx),
+    }
+    try:
+        fer = load_model("fer2013-expression", opt_in_noncommercial=True)
+    except ModelUnavailableError:
+        return rows
+    rows["expression_fer2013_opt_in"] = _timed(lambda i: fer.scores(frames[i], faces[i].bbox), idx)
+    return rows
+
+
 def main() -> None:
     photos = _photos()
     t0 = time.perf_counter()
@@ -93,6 +116,7 @@ def main() -> None:
         "style_effnet_lite0": _timed(lambda i: style.embed([frames[i]]), idx),
         "chain_detect_align_identity_style_with_decode": _timed(chain, idx),
         "matting_u2netp": _timed(lambda i: matter.mask([frames[i]]), idx, repeats=1),
+        **_tag_models(frames, faces, idx),
     }
     for name, samples in rows.items():
         values[f"models_{name}_ms"] = percentiles(samples, 1e3) | {
