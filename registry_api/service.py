@@ -169,6 +169,7 @@ class RegistryService:
             behavior=manifest.behavior.model_dump(mode="json") if manifest.behavior else None,
             voice=manifest.voice.model_dump(mode="json") if manifest.voice else None,
             camera_modes=upload.camera_modes or None,
+            refresh=manifest.refresh,
         )
 
     def list_versions(self, who: Principal, persona_id: str) -> list[VersionRecord]:

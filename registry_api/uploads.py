@@ -86,12 +86,14 @@ class FileTags(BaseModel):
 
 
 class UploadManifest(BaseModel):
-    """Optional JSON sent with an upload: per-file camera-mode tags, behaviour and voice config."""
+    """Optional JSON sent with an upload: per-file camera-mode tags, behaviour and voice config,
+    and drift lines (RefreshPolicy fields; given identity lines win over the calibrated ones)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     files: dict[str, FileTags] = {}
     behavior: BehaviorPolicy | None = None
     voice: VoiceProfile | None = None
+    refresh: dict[str, float | int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

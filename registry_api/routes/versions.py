@@ -53,7 +53,8 @@ _UPLOAD_BODY = {
                             "type": "string",
                             "description": "Optional JSON: "
                             '{"files": {"<name>": {"camera_mode": "A_SELFIE"}}, '
-                            '"behavior": BehaviorPolicy, "voice": VoiceProfile}',
+                            '"behavior": BehaviorPolicy, "voice": VoiceProfile, '
+                            '"refresh": {"identity_drift_warn": 0.7, ...}}',
                         },
                     },
                 }
