@@ -33,6 +33,7 @@ def measure_inputs(meter: DriftMeter, paths: list[Path], every: int) -> list[Fra
 
     def flush() -> None:
         if stills:
+            meter.reset()  # consecutive photos are one sequence; a clip before them is not
             results.extend(meter.measure_batch(list(stills)))
             stills.clear()
 

@@ -172,8 +172,10 @@ class DriftMeter:
     def measure_video(
         self, path: str | Path, *, every: int = 1, anchor_id: str | None = None
     ) -> list[FrameDrift]:
-        """Every ``every``-th frame of a video file (labels ``<path>#<frame index>``)."""
+        """Every ``every``-th frame of a video file (labels ``<path>#<frame index>``). A video is a
+        stream of its own: flicker starts from 0 at its first frame."""
         frames = self._frames.video_frames(path, every)
+        self.reset()
         return self._measure_images([(f"{path}#{i}", image) for i, image in frames], anchor_id)
 
     def reset(self) -> None:

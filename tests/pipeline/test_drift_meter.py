@@ -263,9 +263,13 @@ def test_video_is_sampled_every_n_frames(packs: Packs, tmp_path: Path) -> None:
     stills = [cv2.resize(_frame_of(n), (480, 600)) for n in ("obama.jpg", "obama.jpg", "biden.jpg")]
     clip = tmp_path / "render.avi"
     clip.write_bytes(clip_bytes(stills, repeat=4))
+    meter.measure(FACES / "biden.jpg")  # an earlier, unrelated stream
     results = meter.measure_video(clip, every=4)
     assert [r.frame.rsplit("#", 1)[1] for r in results] == ["0", "4", "8"]
     assert [r.identity for r in results] == ["ok", "ok", "fail"]
+    assert results[0].flicker_score == 0.0  # a video starts its own stream
+    assert results[1].flicker_score is not None
+    assert results[1].flicker_score < 0.3  # the same still held: no flicker
     with pytest.raises(BadFrameError):
         meter.measure_video(tmp_path / "missing.mp4")
 
