@@ -70,6 +70,8 @@ QC_SCHEMA = pa.DataFrameSchema(
     coerce=False,
 )
 QC_COLUMNS = list(QC_SCHEMA.columns)
+# Bump when face_tags() or face_measures change what they measure (cached measurements go stale).
+TAGS_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -358,7 +360,8 @@ def run_qc(
     defaults to the offline face mesh and pose models (expression from the mesh geometry)."""
     started = time.perf_counter()
     taggers = taggers or FaceTaggers.default()
-    fingerprint = config.fingerprint("qc_decode_min_side", "max_image_pixels")
+    # The tag measures' own constants are code, not config: their version joins the key.
+    fingerprint = config.fingerprint("qc_decode_min_side", "max_image_pixels") + f":tags{TAGS_VERSION}"
     cache = StepCache.for_step(blobs, "qc", [detector, *taggers.models()], fingerprint)
     measured: dict[str, dict[str, Any]] = {}
     todo = []
