@@ -33,6 +33,10 @@ class FramingRules:
     wide_below: float = 5.0
     facing_max_yaw: float = 30.0
     mirror_min_cue: float = 0.6
+    # A mirror shot shows the phone hand in front of the torso: a head-and-shoulders frame
+    # (less than this many face heights below the face) cannot, and the pose model guesses
+    # arms there that are not in view.
+    mirror_min_below: float = 2.5
 
 
 DEFAULT_RULES = FramingRules()
@@ -86,23 +90,27 @@ def _in_view(pose: Any, i: int, height: int, width: int, rules: FramingRules) ->
 
 def mirror_cue(pose: Any, face_bbox: tuple[float, float, float, float], height: int, width: int,
                rules: FramingRules = DEFAULT_RULES) -> float:
-    """0-1: a wrist in view, raised to between mid-face and mid-chest, in front of the torso,
-    with its elbow in view and below it, the forearm raised rather than folded across the
-    body: how a phone is held up to a mirror."""
+    """0-1: a wrist in view, raised to between the chin and mid-chest, in front of the torso
+    (between the shoulders), with its elbow in view and below it, the forearm raised rather
+    than folded across the body: how a phone is held up to a mirror. A hand on the head or
+    raised beside the body is not one."""
     if pose is None:
         return 0.0
-    fx, fy, fw, fh = face_bbox
-    cx = fx + fw / 2
+    _, fy, _, fh = face_bbox
+    if not all(_in_view(pose, i, height, width, rules) for i in _SHOULDERS):
+        return 0.0
+    left, right = sorted(float(pose.points[i][0]) for i in _SHOULDERS)
     best = 0.0
     for wrist, elbow in zip(_WRISTS, _ELBOWS, strict=True):
         if not (_in_view(pose, wrist, height, width, rules) and _in_view(pose, elbow, height, width, rules)):
             continue
         wx, wy = float(pose.points[wrist][0]), float(pose.points[wrist][1])
         ey = float(pose.points[elbow][1])
-        # Height: full marks from mid-face to mid-chest, falling off over one face height.
-        top, bottom = fy + 0.5 * fh, fy + 2.6 * fh
-        rise = _clip01(1.0 - max(top - wy, wy - bottom, 0.0) / fh)
-        across = _clip01(1.0 - abs(wx - cx) / (fh * 2.0))
+        # Full marks from the chin to mid-chest and between the shoulders, falling off over
+        # half a face height outside.
+        top, bottom = fy + fh, fy + 2.6 * fh
+        rise = _clip01(1.0 - max(top - wy, wy - bottom, 0.0) / (0.5 * fh))
+        across = _clip01(1.0 - max(left - wx, wx - right, 0.0) / (0.5 * fh))
         ex = float(pose.points[elbow][0])
         # Forearm raised, more up than across (folded arms lie across the body).
         bent = 1.0 if ey > wy + 0.2 * fh and abs(wx - ex) < (ey - wy) else 0.0
@@ -135,7 +143,7 @@ def decide_mode(*, face_bbox: tuple[float, float, float, float], width: int, hei
         framing, margin, agrees = pose_says, 0.3, False
     framing_conf = round(0.5 + 0.5 * _clip01(margin) * (1.0 if agrees else 0.6), 4)
     facing = abs(yaw) <= rules.facing_max_yaw
-    cue = mirror_cue(pose, face_bbox, height, width, rules)
+    cue = mirror_cue(pose, face_bbox, height, width, rules) if below >= rules.mirror_min_below else 0.0
     evidence: dict[str, Any] = {
         "face_frac": round(face_frac, 4),
         "frame_below_face": round(below, 2),
