@@ -41,8 +41,8 @@ class MeshCalibration:
     mouth_open_ratio: float = 0.30  # ... plainly open
     # Smile cue = mouth width / inter-ocular distance + corner lift: a smile widens the mouth
     # and lifts its corners; talking opens it without either.
-    smile_low: float = 0.64  # cue at which happy starts to be likely
-    smile_high: float = 0.74  # ... plainly happy
+    smile_low: float = 0.60  # cue at which happy starts to be likely
+    smile_high: float = 0.68  # ... plainly happy
     brow_raise_low: float = 0.03  # brow height above its neutral, per inter-ocular distance
     brow_raise_high: float = 0.10
     brow_frown_low: float = 0.03
@@ -165,7 +165,8 @@ def expression_scores(smile: float, mouth_open: float, brow_raise: float, corner
     frown = _ramp(-brow_raise, cal.brow_frown_low, cal.brow_frown_high)
     drop = _ramp(-corner_lift, cal.corner_drop_low, cal.corner_drop_high)
     happy = smile
-    surprised = min(raised, 1.0) * (0.4 + 0.6 * mouth_open) * (1.0 - smile)
+    # Surprise: the jaw drops and the brows go up; a dropped jaw alone reads half-way.
+    surprised = _ramp(mouth_open, 0.5, 1.0) * (0.5 + 0.5 * raised) * (1.0 - smile)
     sad = drop * (1.0 - smile) * (1.0 - mouth_open)
     angry = frown * (1.0 - smile) * (1.0 - 0.5 * raised)
     other = max(happy, surprised, sad, angry)

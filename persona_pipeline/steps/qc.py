@@ -71,7 +71,7 @@ QC_SCHEMA = pa.DataFrameSchema(
 )
 QC_COLUMNS = list(QC_SCHEMA.columns)
 # Bump when face_tags() or face_measures change what they measure (cached measurements go stale).
-TAGS_VERSION = 1
+TAGS_VERSION = 2
 
 
 @dataclass(frozen=True)
