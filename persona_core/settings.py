@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     signing_secret: SecretStr = SecretStr(DEV_SIGNING_SECRET)
     public_base_url: str = "http://127.0.0.1:8000"
     cache_dir: Path | None = None
+    # The Dagster instance (run, event and schedule storage) that `make dagster`, the CLI and
+    # the registry's upload sensor share; default: ``home/dagster``.
+    dagster_home: Path | None = None
+    # A build holds a lease on its version: a heartbeat every lease_heartbeat_s; a `building`
+    # version whose heartbeat is older than lease_ttl_s (or whose process is gone) is failed.
+    lease_heartbeat_s: float = 5.0
+    lease_ttl_s: float = 30.0
     # Logging (persona_core.logging.configure_logging): JSON lines for log shippers.
     log_json: bool = False
     log_level: str = "INFO"
@@ -47,6 +54,10 @@ class Settings(BaseSettings):
     @property
     def resolved_blob_url(self) -> str:
         return self.blob_url or f"file://{(self.home / 'blobs').resolve()}"
+
+    @property
+    def resolved_dagster_home(self) -> Path:
+        return (self.dagster_home or self.home / "dagster").resolve()
 
     @property
     def resolved_cache_dir(self) -> Path:

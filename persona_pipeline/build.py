@@ -3,19 +3,21 @@ resources the UI and the sensor use, for scripts, tests, the demo and benchmarks
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from persona_core.settings import Settings
 from persona_core.store.base import VersionRecord, VersionStatus
-from persona_pipeline.defs.assets import build_assets
+from persona_core.stores import open_metadata_store
+from persona_pipeline.definitions import make_defs
+from persona_pipeline.defs.jobs import build_persona_version
+from persona_pipeline.defs.lifecycle import OUTCOME_TAG, fail_version
 from persona_pipeline.defs.partitions import persona_versions
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
+from persona_pipeline.instance import project_instance
 from persona_pipeline.keys import partition_key
 from persona_pipeline.steps.config import PipelineConfig
 
@@ -39,12 +41,8 @@ class BuildResult:
 
 
 def local_instance(settings: Settings) -> dg.DagsterInstance:
-    """``$DAGSTER_HOME``'s instance when set, else a persistent one under PERSONA_HOME/dagster."""
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    root = Path(settings.home).resolve() / "dagster"
-    root.mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.local_temp(str(root))
+    """The project's instance (``settings.resolved_dagster_home``), the one `make dagster` shows."""
+    return project_instance(settings)
 
 
 def build_version(
@@ -72,26 +70,31 @@ def build_version(
     if not instance.has_dynamic_partition(partitions_name, key):
         instance.add_dynamic_partitions(partitions_name, [key])
     stores = StoresResource.from_settings(settings)
-    result = dg.materialize(
-        build_assets,
+    # The same job, hooks and resources as the UI and the sensor, in this process; the run is
+    # recorded in ``instance`` (the project's, by default), so the UI shows and re-runs it.
+    job = make_defs(resources={
+        "stores": stores,
+        "models": models or ModelsResource(),
+        "pipeline_config": PipelineConfigResource.from_config(config or PipelineConfig()),
+    }).resolve_job_def(build_persona_version.name)
+    result = job.execute_in_process(
         partition_key=key,
         instance=instance,
-        resources={
-            "stores": stores,
-            "models": models or ModelsResource(),
-            "pipeline_config": PipelineConfigResource.from_config(config or PipelineConfig()),
-        },
         raise_on_error=False,
-        selection=list(only) if only is not None else None,
+        asset_selection=[dg.AssetKey(n) for n in only] if only is not None else None,
         tags={"persona_id": persona_id, "persona_version": str(version)},
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
-    record = stores.meta().get_version(persona_id, version)
-    errors = tuple(_step_error(e) for e in result.all_events if e.is_step_failure)
-    if not result.success and record.status in (VersionStatus.BUILDING, VersionStatus.PENDING):
-        # A failure outside any step body (e.g. resource setup) still ends the version.
-        failure = next((e.message for e in result.all_events if e.is_failure), "run failed")
-        record = stores.meta().set_status(persona_id, version, VersionStatus.FAILED, reasons=[failure or ""])
+    meta = open_metadata_store(settings)
+    try:
+        record = meta.get_version(persona_id, version)
+        errors = tuple(_step_error(e) for e in result.all_events if e.is_step_failure)
+        if not result.success and fail_version(meta, key, _run_failure(result)):
+            # A failure outside any step body (resource set-up, IO manager load) ends it too.
+            record = meta.get_version(persona_id, version)
+            instance.add_run_tags(result.run_id, {OUTCOME_TAG: "failed"})
+    finally:
+        meta.close()
     checks = {}
     for ev in result.get_asset_check_evaluations():
         checks[ev.check_name] = {
@@ -106,6 +109,11 @@ def build_version(
         metadata[name] = {k: v.value for k, v in mat.metadata.items()}
     return BuildResult(persona_id, version, key, result.run_id, result.success, record, checks,
                        tuple(materialized), metadata, errors)
+
+
+def _run_failure(result: dg.ExecuteInProcessResult) -> str:
+    message = next((e.message for e in result.all_events if e.is_failure), None)
+    return f"run {result.run_id} failed: {message or 'run failed'}"
 
 
 def _step_error(event: dg.DagsterEvent) -> str:

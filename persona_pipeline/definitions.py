@@ -16,12 +16,13 @@ import dagster as dg
 
 from persona_pipeline.defs.assets import build_assets
 from persona_pipeline.defs.jobs import build_persona_version
+from persona_pipeline.defs.lifecycle import stuck_builds_sensor, version_run_failure_sensor
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.defs.sensors import upload_manifest_sensor
 
 
-def make_defs(io_manager: Any = None) -> dg.Definitions:
-    resources: dict[str, Any] = {
+def make_defs(io_manager: Any = None, resources: dict[str, Any] | None = None) -> dg.Definitions:
+    resources = dict(resources) if resources else {
         "stores": StoresResource(),
         "models": ModelsResource(),
         "pipeline_config": PipelineConfigResource(),
@@ -31,7 +32,7 @@ def make_defs(io_manager: Any = None) -> dg.Definitions:
     return dg.Definitions(
         assets=build_assets,
         jobs=[build_persona_version],
-        sensors=[upload_manifest_sensor],
+        sensors=[upload_manifest_sensor, version_run_failure_sensor, stuck_builds_sensor],
         resources=resources,
     )
 

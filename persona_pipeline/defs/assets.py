@@ -8,16 +8,15 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from typing import Any
 
 import dagster as dg
 import numpy as np
 
-from persona_core.errors import ImmutableVersionError, InvalidTransitionError
+from persona_core.errors import InvalidTransitionError
 from persona_core.publish import publish_pack
 from persona_core.store.base import VersionStatus
-from persona_core.versions import fail_version_on_error
+from persona_pipeline.defs.lifecycle import set_outcome
 from persona_pipeline.defs.partitions import persona_versions
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.keys import parse_partition_key
@@ -50,38 +49,39 @@ def _report(context: dg.AssetExecutionContext, message: str) -> None:
     progress_log.info("%s %s", context.partition_key, message)
 
 
-def _failing(
-    stores: StoresResource, context: dg.AssetExecutionContext, step: str
-) -> AbstractContextManager[None]:
-    # The partition's version is marked failed, with the reason, when the step raises.
-    return fail_version_on_error(stores.meta(), *parse_partition_key(context.partition_key), step)
-
-
-@dg.asset(**_COMMON, description="The version's files from the blob store; videos sampled into frames; "
-          "voice clips decoded and resampled.")
+@dg.asset(**_COMMON, output_required=False,
+          description="The version's files from the blob store; videos sampled into frames; "
+          "voice clips decoded and resampled. A published version yields nothing: its re-run "
+          "succeeds, changes nothing and says so.")
 def inputs(
     context: dg.AssetExecutionContext, stores: StoresResource, models: ModelsResource,
     pipeline_config: PipelineConfigResource,
-) -> dg.Output[VersionInputs]:
+) -> Iterator[dg.Output[VersionInputs] | dg.AssetObservation]:
     persona_id, version = parse_partition_key(context.partition_key)
     meta, blobs = stores.meta(), stores.blobs()
-    with fail_version_on_error(meta, persona_id, version, "inputs"):
-        record = meta.get_version(persona_id, version)
-        if record.status == VersionStatus.PUBLISHED:
-            raise ImmutableVersionError(f"{persona_id} v{version} is already published; upload a new version")
-        meta.set_status(persona_id, version, VersionStatus.BUILDING, reasons=[])
-        has_voice = any(f.get("kind") == "voice" for f in record.inputs.get("files", []))
-        wav_loader: Callable[..., Any] | None = None
-        rate = 16000
-        if has_voice:
-            from persona_pipeline.models.audio import load_wav  # noqa: PLC0415 - audio stack only when needed
+    record = meta.get_version(persona_id, version)
+    if record.status == VersionStatus.PUBLISHED:
+        # Published packs are immutable: the downstream steps are skipped, nothing is red.
+        note = f"v{version} already published as {record.content_hash}"
+        _report(context, f"{note}; nothing to do (upload a new version or use the rebuild job)")
+        set_outcome(context.instance, context.run.run_id, "unchanged")
+        for key in ("inputs", "persona_pack"):
+            yield dg.AssetObservation(asset_key=key, partition=context.partition_key,
+                                      metadata={"already_published": note,
+                                                "content_hash": record.content_hash or ""})
+        return
+    has_voice = any(f.get("kind") == "voice" for f in record.inputs.get("files", []))
+    wav_loader: Callable[..., Any] | None = None
+    rate = 16000
+    if has_voice:
+        from persona_pipeline.models.audio import load_wav  # noqa: PLC0415 - audio stack only when needed
 
-            wav_loader, rate = load_wav, models.voice_model().sample_rate
-        result = load_inputs(persona_id, version, record.inputs, blobs, pipeline_config.to_config(),
-                             load_wav=wav_loader, sample_rate=rate)
+        wav_loader, rate = load_wav, models.voice_model().sample_rate
+    result = load_inputs(persona_id, version, record.inputs, blobs, pipeline_config.to_config(),
+                         load_wav=wav_loader, sample_rate=rate)
     _report(context, f"inputs: {len(result.images)} image(s)/frame(s), {len(result.voices)} voice clip(s), "
                      f"{len(result.rejected)} unreadable")
-    return dg.Output(result, metadata={
+    yield dg.Output(result, metadata={
         "files": len(result.files),
         "images_and_frames": len(result.images),
         "voice_clips": len(result.voices),
@@ -109,8 +109,7 @@ def qc(
     pipeline_config: PipelineConfigResource,
 ) -> dg.Output[QcResult]:
     config = pipeline_config.to_config()
-    with _failing(stores, context, "qc"):
-        result = run_qc(inputs.images, stores.blobs(), models.detector_model(), config, models.taggers())
+    result = run_qc(inputs.images, stores.blobs(), models.detector_model(), config, models.taggers())
     rejected = result.rejected()
     _report(context, f"qc: {len(result.passed())} passed, {len(rejected)} rejected "
                      f"({result.counters['qc_computed']} computed, {result.counters['qc_cached']} cached)")
@@ -134,9 +133,8 @@ def faces(  # noqa: PLR0917 - Dagster passes upstream values and resources by na
     context: dg.AssetExecutionContext, inputs: VersionInputs, qc: QcResult, stores: StoresResource,
     models: ModelsResource, pipeline_config: PipelineConfigResource,
 ) -> dg.Output[FacesResult]:
-    with _failing(stores, context, "faces"):
-        result = extract_faces(inputs.images, qc, stores.blobs(), models.detector_model(),
-                               pipeline_config.to_config())
+    result = extract_faces(inputs.images, qc, stores.blobs(), models.detector_model(),
+                           pipeline_config.to_config())
     _report(context, f"faces: {len(result.faces)} aligned crop(s)")
     meta = {"faces": len(result.faces), "seconds": result.seconds, **result.counters}
     return dg.Output(result, metadata=meta)
@@ -146,8 +144,7 @@ def faces(  # noqa: PLR0917 - Dagster passes upstream values and resources by na
 def face_embeddings(
     context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
 ) -> dg.Output[Embeddings]:
-    with _failing(stores, context, "face_embeddings"):
-        result = embed_faces(faces, stores.blobs(), models.identity_model())
+    result = embed_faces(faces, stores.blobs(), models.identity_model())
     return _embeddings_output(context, "face_embeddings", result)
 
 
@@ -155,8 +152,7 @@ def face_embeddings(
 def style_embeddings(
     context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
 ) -> dg.Output[Embeddings]:
-    with _failing(stores, context, "style_embeddings"):
-        result = embed_styles(faces, stores.blobs(), models.style_model())
+    result = embed_styles(faces, stores.blobs(), models.style_model())
     return _embeddings_output(context, "style_embeddings", result)
 
 
@@ -172,9 +168,8 @@ def _embeddings_output(
 def voice_embedding(
     context: dg.AssetExecutionContext, inputs: VersionInputs, stores: StoresResource, models: ModelsResource,
 ) -> dg.Output[VoiceEmbedding]:
-    with _failing(stores, context, "voice_embedding"):
-        model = models.voice_model() if inputs.voices else None
-        result = embed_voice(inputs.voices, stores.blobs(), model)
+    model = models.voice_model() if inputs.voices else None
+    result = embed_voice(inputs.voices, stores.blobs(), model)
     _report(context, f"voice_embedding: {len(result.clips)} clip(s)"
                      + (f", clip consistency {result.clip_similarity}" if result.clips else " (defaults)"))
     return dg.Output(result, metadata={"clips": len(result.clips), "model": result.model,
@@ -212,15 +207,17 @@ def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources
 ) -> Iterator[dg.Output[AnchorSelection] | dg.AssetCheckResult]:
     persona_id, version = parse_partition_key(context.partition_key)
     meta = stores.meta()
-    with fail_version_on_error(meta, persona_id, version, "anchor_sets"):
-        config = pipeline_config.to_config()
-        sel = select_anchors(qc.table, faces, face_embeddings, style_embeddings, config=config)
-        gate, stability = checks.enough_anchors(sel), checks.identity_stability(sel)
-        if not gate.passed:
-            # Blocked is a verdict on the upload, not a crash: the reasons say what to add.
-            meta.set_status(persona_id, version, VersionStatus.BLOCKED, reasons=list(sel.gate_reasons),
-                            checks=[c.to_pack().model_dump(mode="json") for c in (gate, stability)])
-        sheet = _contact_sheet_markdown(sel, qc, stores, context.partition_key, config)
+    config = pipeline_config.to_config()
+    sel = select_anchors(qc.table, faces, face_embeddings, style_embeddings, config=config)
+    gate, stability = checks.enough_anchors(sel), checks.identity_stability(sel)
+    if not gate.passed:
+        # Blocked is a verdict on the upload, not a crash: the reasons say what to add.
+        meta.set_status(persona_id, version, VersionStatus.BLOCKED, reasons=list(sel.gate_reasons),
+                        checks=[c.to_pack().model_dump(mode="json") for c in (gate, stability)])
+        # The runs list tells blocked from crashed by this tag; the reason leads the run's log.
+        set_outcome(context.instance, context.run.run_id, "blocked")
+        context.log.error(f"BLOCKED {persona_id} v{version}: {gate.description}")
+    sheet = _contact_sheet_markdown(sel, qc, stores, context.partition_key, config)
     per_mode = {m: len(sel.anchors.get(m, [])) for m in ("A_SELFIE", "B_MIRROR", "C_CUTAWAY")}
     _report(context, "anchor_sets: " + ", ".join(f"{m} {n}" for m, n in per_mode.items()))
     for outcome in (gate, stability):
@@ -247,8 +244,7 @@ def masks(
     context: dg.AssetExecutionContext, anchor_sets: AnchorSelection, stores: StoresResource,
     models: ModelsResource,
 ) -> dg.Output[MasksResult]:
-    with _failing(stores, context, "masks"):
-        result = make_masks([c.face for c in anchor_sets.ordered()], stores.blobs(), models.matting_model())
+    result = make_masks([c.face for c in anchor_sets.ordered()], stores.blobs(), models.matting_model())
     _report(context, f"masks: {len(result.mask_refs)} mask(s)" + ("" if result.model else " (masks off)"))
     return dg.Output(result, metadata={"masks": len(result.mask_refs), "model": result.model,
                                        "seconds": result.seconds, **result.counters})
@@ -278,20 +274,19 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
             f"({gate.description}); not publishing. Upload a new version with more photos, or "
             "rebuild this one from anchor_sets on with a configuration the photos can meet."
         )
-    with fail_version_on_error(meta, persona_id, version, "persona_pack"):
-        defaults = checks.config_defaults(inputs, voice_embedding.vector is not None)
-        outcomes = [gate, checks.identity_stability(anchor_sets), defaults]
-        used = [models.detector_model(), models.identity_model(), models.style_model(),
-                *models.taggers().models()]
-        if masks.model:
-            used.append(models.matting_model())
-        if voice_embedding.model:
-            used.append(models.voice_model())
-        qc_rows = {r.name: (bool(r.passed), r.reason) for r in qc.table.itertuples()}
-        pack = assemble_pack(inputs, anchor_sets, face_embeddings, style_embeddings, voice_embedding,
-                             masks=masks, blobs=blobs, qc_rows=qc_rows, models=used, checks=outcomes,
-                             config=pipeline_config.to_config(), run_id=context.run.run_id)
-        record = publish_pack(meta, blobs, pack)
+    defaults = checks.config_defaults(inputs, voice_embedding.vector is not None)
+    outcomes = [gate, checks.identity_stability(anchor_sets), defaults]
+    used = [models.detector_model(), models.identity_model(), models.style_model(),
+            *models.taggers().models()]
+    if masks.model:
+        used.append(models.matting_model())
+    if voice_embedding.model:
+        used.append(models.voice_model())
+    qc_rows = {r.name: (bool(r.passed), r.reason) for r in qc.table.itertuples()}
+    pack = assemble_pack(inputs, anchor_sets, face_embeddings, style_embeddings, voice_embedding,
+                         masks=masks, blobs=blobs, qc_rows=qc_rows, models=used, checks=outcomes,
+                         config=pipeline_config.to_config(), run_id=context.run.run_id)
+    record = publish_pack(meta, blobs, pack)
     anchors_per_mode = {m.value: len(a) for m, a in pack.anchor_sets.items()}
     summary = {
         "persona_id": pack.persona_id, "version": pack.version, "content_hash": pack.content_hash,
@@ -300,6 +295,7 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
     }
     _report(context, f"persona_pack: published {pack.persona_id} v{pack.version} "
                      f"content_hash {pack.content_hash}")
+    set_outcome(context.instance, context.run.run_id, "published")
     yield dg.Output(summary, metadata={
         "content_hash": pack.content_hash or "", "pack_ref": record.pack_ref,
         "anchors_per_mode": dg.MetadataValue.json(anchors_per_mode),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from persona_pipeline.defs.assets import GROUP
+from persona_pipeline.defs.lifecycle import fail_version_on_step_failure
 
 # Partitioned by persona_versions through its assets. In-process: one process per run
 # loads the models once; the multiprocess executor is
@@ -14,5 +15,7 @@ build_persona_version = dg.define_asset_job(
     "build_persona_version",
     selection=dg.AssetSelection.groups(GROUP),
     executor_def=dg.in_process_executor,
-    description="Build (or re-run) one persona version: inputs -> qc -> ... -> persona_pack.",
+    hooks={fail_version_on_step_failure},
+    description="Build (or re-run) one persona version: inputs -> qc -> ... -> persona_pack. A re-run "
+                "of a published version succeeds and changes nothing.",
 )

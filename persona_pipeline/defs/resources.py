@@ -1,68 +1,92 @@
-"""Resources: the stores (from persona_core Settings), the models (loaded lazily, once per
-process) and the pipeline config. Nothing reads the environment at import time."""
+"""Resources: the stores (from persona_core Settings, opened and closed by Dagster's set-up
+and tear-down hooks), the models (loaded lazily, once per process) and the pipeline config
+(a PipelineConfig). Nothing here reads the environment; the settings module does."""
 
 from __future__ import annotations
 
-import threading
-from functools import cache
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr
 
 from persona_core.settings import Settings
-from persona_core.store.base import BlobStore, MetadataStore
+from persona_core.store.base import BlobStore, MetadataStore, VersionStatus
 from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.versions import LeaseKeeper
+from persona_pipeline.keys import parse_partition_key
 from persona_pipeline.steps.config import PipelineConfig
 
-_DEFAULTS = PipelineConfig()
+PARTITION_TAG = "dagster/partition"
 
 
 class StoresResource(dg.ConfigurableResource):
-    """Blob + metadata stores. Unset fields come from ``PERSONA_*`` settings (embedded
-    default: SQLite file and blob folder under ``PERSONA_HOME``)."""
+    """Blob + metadata stores, opened in Dagster's set-up hook and closed in its tear-down.
 
-    home: str | None = None
-    database_url: str | None = None
-    blob_url: str | None = None
-    s3_endpoint_url: str | None = None
-    s3_access_key: str | None = None
-    s3_secret_key: str | None = None
-    s3_region: str | None = None
+    ``settings`` holds :class:`~persona_core.settings.Settings` fields by name (``{"home":
+    "/data"}``); every other field comes from the ``PERSONA_*`` environment, read by the
+    settings module (embedded default: SQLite file and blob folder under ``PERSONA_HOME``).
+    In a build run it also holds the version's build lease (``building`` while its heartbeat
+    lives; see :class:`persona_core.versions.LeaseKeeper`).
+    """
+
+    settings_fields: dict[str, Any] = Field(default_factory=dict, description="Settings fields by name.")
+    _meta: MetadataStore | None = PrivateAttr(default=None)
+    _blobs: BlobStore | None = PrivateAttr(default=None)
+    _lease: LeaseKeeper | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoresResource:
-        secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
-        return cls(home=str(settings.home), database_url=settings.database_url, blob_url=settings.blob_url,
-                   s3_endpoint_url=settings.s3_endpoint_url, s3_access_key=settings.s3_access_key,
-                   s3_secret_key=secret, s3_region=settings.s3_region)
+        doc = settings.model_dump(mode="json")
+        for name, value in settings:
+            if isinstance(value, SecretStr):
+                doc[name] = value.get_secret_value()
+        return cls(settings_fields={k: v for k, v in doc.items() if v is not None})
 
     def settings(self) -> Settings:
-        given = {k: v for k, v in self.model_dump().items() if v is not None}
-        return Settings(**given)
+        return Settings(**self.settings_fields)
 
     def blobs(self) -> BlobStore:
-        settings = self.settings()
-        # Secrets are part of the key (model_dump_json would mask them as "**********").
-        key = tuple(sorted((k, str(v.get_secret_value() if isinstance(v, SecretStr) else v))
-                           for k, v in settings))
-        with _LOCK:
-            if key not in _BLOB_STORES:
-                _BLOB_STORES[key] = open_blob_store(settings)
-            return _BLOB_STORES[key]
+        if self._blobs is None:
+            self._blobs = open_blob_store(self.settings())
+        return self._blobs
 
     def meta(self) -> MetadataStore:
-        return _metadata_store(self.settings().resolved_database_url)
+        if self._meta is None:
+            self._meta = open_metadata_store(self.settings())
+        return self._meta
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.run
+        key = run.tags.get(PARTITION_TAG) if run is not None else None
+        if run is None or key is None:
+            return  # a sensor tick or an unpartitioned run: nothing to lease
+        persona_id, version = parse_partition_key(key)
+        status = self.meta().get_version(persona_id, version).status
+        if status is VersionStatus.PUBLISHED:
+            return  # a re-run of a published version changes nothing (see the inputs asset)
+        from_start = run.asset_selection is None or dg.AssetKey("inputs") in run.asset_selection
+        if status is VersionStatus.BLOCKED and not from_start:
+            return  # some steps re-run on a blocked version: it stays blocked unless they publish
+        settings = self.settings()
+        self._lease = LeaseKeeper(self.meta(), persona_id, version, run.run_id, settings.lease_heartbeat_s)
+        self._lease.start()
 
-_BLOB_STORES: dict[tuple[tuple[str, str], ...], BlobStore] = {}
-_LOCK = threading.Lock()
-
-
-@cache
-def _metadata_store(url: str) -> MetadataStore:
-    # Opening migrates the schema: once per process and URL, not once per asset.
-    return open_metadata_store(Settings(database_url=url))
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        lease, self._lease = self._lease, None
+        try:
+            if lease is not None:
+                lease.stop()
+                record = self.meta().get_version(lease.persona_id, lease.version)
+                if record.status is VersionStatus.BUILDING:
+                    # A run of some assets only (a UI re-run of one step) does not publish.
+                    self.meta().set_status(lease.persona_id, lease.version, VersionStatus.FAILED, reasons=[
+                        f"run {lease.lease.run_id} ended before persona_pack was built; "
+                        "re-run the whole partition to publish"])
+        finally:
+            for store in (self._blobs, self._meta):
+                if store is not None:
+                    store.close()
+            self._blobs = self._meta = None
 
 
 class ModelsResource(dg.ConfigurableResource):
@@ -116,45 +140,16 @@ class ModelsResource(dg.ConfigurableResource):
 
 
 class PipelineConfigResource(dg.ConfigurableResource):
-    """The builder's thresholds (see ``persona_pipeline.steps.config.PipelineConfig``)."""
+    """The builder's thresholds: ``thresholds`` holds
+    :class:`~persona_pipeline.steps.config.PipelineConfig` fields by name (the defaults for
+    the rest), validated by that class when a run starts. In the Launchpad, for one run:
+    ``resources: {pipeline_config: {config: {thresholds: {min_anchors_per_mode: {A_SELFIE: 1}}}}}``."""
 
-    required_modes: list[str] = Field(default_factory=lambda: list(_DEFAULTS.required_modes))
-    min_anchors_per_mode: dict[str, int] = Field(default_factory=lambda: dict(_DEFAULTS.min_anchors_per_mode))
-    max_anchors_per_mode: int = _DEFAULTS.max_anchors_per_mode
-    min_image_side_px: int = _DEFAULTS.min_image_side_px
-    min_face_px: int = _DEFAULTS.min_face_px
-    blur_min: float = _DEFAULTS.blur_min
-    max_abs_yaw: float = _DEFAULTS.max_abs_yaw
-    max_abs_pitch: float = _DEFAULTS.max_abs_pitch
-    max_outside_fraction: float = _DEFAULTS.max_outside_fraction
-    min_face_score: float = _DEFAULTS.min_face_score
-    second_face_rel_size: float = _DEFAULTS.second_face_rel_size
-    dark_luma: float = _DEFAULTS.dark_luma
-    bright_luma: float = _DEFAULTS.bright_luma
-    qc_decode_min_side: int = _DEFAULTS.qc_decode_min_side
-    max_image_pixels: int = _DEFAULTS.max_image_pixels
-    selfie_face_frac: float = _DEFAULTS.selfie_face_frac
-    mirror_face_frac: float = _DEFAULTS.mirror_face_frac
-    min_eye_open: float = _DEFAULTS.min_eye_open
-    mouth_closed_max: float = _DEFAULTS.mouth_closed_max
-    min_mesh_score: float = _DEFAULTS.min_mesh_score
-    expression_min_confidence: float = _DEFAULTS.expression_min_confidence
-    mirror_min_cue: float = _DEFAULTS.mirror_min_cue
-    instability_floor: float = _DEFAULTS.instability_floor
-    instability_k: float = _DEFAULTS.instability_k
-    instability_min_spread: float = _DEFAULTS.instability_min_spread
-    duplicate_identity_sim: float = _DEFAULTS.duplicate_identity_sim
-    duplicate_style_sim: float = _DEFAULTS.duplicate_style_sim
-    diversity_weight: float = _DEFAULTS.diversity_weight
-    video_frames_per_second: float = _DEFAULTS.video_frames_per_second
-    video_max_frames: int = _DEFAULTS.video_max_frames
-    frame_duplicate_distance: int = _DEFAULTS.frame_duplicate_distance
-    portrait_size: int = _DEFAULTS.portrait_size
-    workers: int = _DEFAULTS.workers
+    thresholds: dict[str, Any] = Field(default_factory=dict, description="PipelineConfig fields by name.")
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> PipelineConfigResource:
-        return cls(**config.as_dict())
+        return cls(thresholds=config.as_dict())
 
     def to_config(self) -> PipelineConfig:
-        return PipelineConfig.from_dict(self.model_dump())
+        return PipelineConfig.from_dict(self.thresholds)

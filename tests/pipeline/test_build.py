@@ -223,9 +223,18 @@ def test_missing_input_blob_fails_the_version_with_the_reason(
 def test_a_published_version_is_never_rebuilt(fixture_build: tuple[Home, BuildResult],
                                                instance: dg.DagsterInstance) -> None:
     home, first = fixture_build
+    before = home.meta.get_version("obama", 1)
     again = build(home, 1, instance)
-    assert not again.success
-    assert home.meta.get_version("obama", 1).status == VersionStatus.PUBLISHED
+    # A re-run of a published partition succeeds, builds nothing and says why.
+    assert again.success
+    assert again.materialized == ()
+    assert instance.get_run_by_id(again.run_id).tags["persona/outcome"] == "unchanged"
+    [observed] = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("persona_pack"), asset_partitions=["obama.v1"]), limit=1
+    ).records
+    note = observed.asset_observation.metadata["already_published"].value
+    assert note == f"v1 already published as {first.record.content_hash}"
+    assert home.meta.get_version("obama", 1) == before
     assert home.meta.get_published("obama", 1).content_hash == first.record.content_hash
 
 

@@ -26,6 +26,7 @@ def test_dagster_dev_serves_the_workspace_and_stops_cleanly(tmp_path: Path) -> N
         [node] = repo["repositoriesOrError"]["nodes"]
         assert "build_persona_version" in {j["name"] for j in node["jobs"]}
         assert {s["name"]: s["sensorState"]["status"] for s in node["sensors"]} == {
-            "upload_manifest_sensor": "RUNNING"}
+            "upload_manifest_sensor": "RUNNING", "version_run_failure_sensor": "RUNNING",
+            "stuck_builds_sensor": "RUNNING"}
     assert dev.exit_code in (0, -signal.SIGTERM)
     assert dev.group_gone, "code server / daemon children outlived dagster dev"

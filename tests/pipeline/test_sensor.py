@@ -143,13 +143,10 @@ def test_database_outage_fails_the_tick_and_the_next_tick_requests_the_run(
     db_dir.mkdir()
     home = Home(tmp_path, Settings(home=tmp_path, database_url=f"sqlite:///{db_dir / 'meta.db'}"))
     home.upload("obama", OBAMA[:1])
-    stores = StoresResource.from_settings(home.settings)
-    sensor_db = stores.meta()  # the sensor's own (per-process) metadata store
-    db_dir.rename(tmp_path / "db-away")  # the database file is unreachable...
-    sensor_db.close()  # ...for every new connection
-    with pytest.raises(StoreUnavailableError):
-        tick(home, instance, None, stores)
-    (tmp_path / "db-away").rename(db_dir)
+    stores = StoresResource.from_settings(home.settings)  # opens its stores on each tick
+    down = home.settings.model_copy(update={"database_url": "postgresql+psycopg://u:p@127.0.0.1:1/gone"})
+    with pytest.raises(StoreUnavailableError):  # the database server is unreachable
+        tick(home, instance, None, StoresResource.from_settings(down))
     healthy = tick(home, instance, None, stores)
     assert [r.run_key for r in healthy.run_requests or []] == ["obama.v1"]
 

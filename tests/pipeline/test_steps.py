@@ -3,7 +3,6 @@ identity stability, video sampling and the per-input cache."""
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
 from pathlib import Path
 
@@ -41,14 +40,20 @@ def test_partition_keys_round_trip_and_reject_junk() -> None:
             parse_partition_key(bad)
 
 
-def test_config_validates_and_the_resource_mirrors_every_field() -> None:
+def test_config_validates_and_the_resource_is_built_from_it() -> None:
+    """The resource holds PipelineConfig fields by name (no mirror class): partial Launchpad
+    config keeps the defaults for the rest, and a wrong key is a typed error at run start."""
     with pytest.raises(InvalidInputError, match="D_DRONE"):
         PipelineConfig(required_modes=("D_DRONE",))
     with pytest.raises(InvalidInputError, match="unknown pipeline config keys"):
         PipelineConfig.from_dict({"blur": 3})
-    assert {f.name for f in dataclasses.fields(PipelineConfig)} == set(PipelineConfigResource.model_fields)
+    assert set(PipelineConfigResource.model_fields) == {"thresholds"}
     custom = PipelineConfig(blur_min=40.0, required_modes=("B_MIRROR",))
     assert PipelineConfigResource.from_config(custom).to_config() == custom
+    assert PipelineConfigResource(thresholds={"blur_min": 40.0}).to_config().blur_min == 40.0
+    assert PipelineConfigResource().to_config() == PipelineConfig()
+    with pytest.raises(InvalidInputError, match="unknown pipeline config keys"):
+        PipelineConfigResource(thresholds={"blur": 3}).to_config()
     assert custom.fingerprint("blur_min") != PipelineConfig().fingerprint("blur_min")
     assert custom.fingerprint("workers") == PipelineConfig().fingerprint("workers")
 

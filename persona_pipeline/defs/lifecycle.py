@@ -1,0 +1,101 @@
+"""The version lifecycle from Dagster's own run events: a build run holds its version's lease
+(``StoresResource`` set-up), a failed step fails the version with its error (the job's
+failure hook), a failed or killed run fails it with the cause (the run-failure sensor), and
+a ``building`` version whose build process or run is gone is failed with "build process
+died" (the stuck-builds sensor, and ``persona-core versions`` / the API when they look).
+
+Every run gets a ``persona/outcome`` tag (published, unchanged, blocked, failed) so the
+runs list tells a blocked upload from a crash at a glance."""
+
+# No `from __future__ import annotations` here: Dagster reads these annotations at definition time.
+
+import dagster as dg
+
+from persona_core.errors import ImmutableVersionError, InvalidTransitionError, NotFoundError
+from persona_core.store.base import MetadataStore, VersionStatus
+from persona_core.versions import RunCause, mark_dead_builds
+from persona_pipeline.defs.resources import PARTITION_TAG, StoresResource
+from persona_pipeline.keys import parse_partition_key
+
+OUTCOME_TAG = "persona/outcome"
+STUCK_SENSOR_INTERVAL_S = 15
+_UNFINISHED = (VersionStatus.BUILDING, VersionStatus.PENDING)
+
+
+def set_outcome(instance: dg.DagsterInstance, run_id: str, outcome: str) -> None:
+    instance.add_run_tags(run_id, {OUTCOME_TAG: outcome})
+
+
+def fail_version(meta: MetadataStore, partition: str | None, reason: str) -> bool:
+    """Mark the partition's version ``failed`` unless it already ended (published, blocked,
+    failed); True when it was marked."""
+    if not partition:
+        return False
+    persona_id, version = parse_partition_key(partition)
+    try:
+        if meta.get_version(persona_id, version).status not in _UNFINISHED:
+            return False
+        meta.set_status(persona_id, version, VersionStatus.FAILED, reasons=[reason])
+    except (ImmutableVersionError, InvalidTransitionError, NotFoundError):
+        return False
+    return True
+
+
+@dg.failure_hook(required_resource_keys={"stores"})
+def fail_version_on_step_failure(context: dg.HookContext) -> None:
+    """A step of a build run failed: its version is ``failed`` with the step's error."""
+    exc = context.op_exception
+    error = f"{type(exc).__name__}: {exc}" if exc is not None else "step failed"
+    run = context.instance.get_run_by_id(context.run_id)
+    partition = run.tags.get(PARTITION_TAG) if run is not None else None
+    step = context.op.name if context.op else context.step_key
+    if fail_version(context.resources.stores.meta(), partition, f"{step}: {error}"):
+        set_outcome(context.instance, context.run_id, "failed")
+
+
+def run_cause_from(instance: dg.DagsterInstance) -> RunCause:
+    """run id -> why that run is over (failed, canceled, gone), None while it runs."""
+
+    def cause(run_id: str) -> str | None:
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            return None  # an in-process build outside this instance: its lease decides
+        if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+            return f"Dagster run {run_id} {run.status.value.lower()}"
+        if run.is_finished:
+            return f"Dagster run {run_id} ended {run.status.value.lower()} without finishing the version"
+        return None
+
+    return cause
+
+
+@dg.run_failure_sensor(
+    name="version_run_failure_sensor",
+    monitor_all_code_locations=False,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=STUCK_SENSOR_INTERVAL_S,
+    description="A failed build run (a crash outside any step, a killed worker) fails its version "
+                "with the run's error.",
+)
+def version_run_failure_sensor(context: dg.RunFailureSensorContext, stores: StoresResource) -> None:
+    run = context.dagster_run
+    partition = run.tags.get(PARTITION_TAG)
+    message = context.failure_event.message or "run failed"
+    if fail_version(stores.meta(), partition, f"run {run.run_id} failed: {message}"):
+        set_outcome(context.instance, run.run_id, "failed")
+
+
+@dg.sensor(
+    minimum_interval_seconds=STUCK_SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Fails every `building` version whose build process or Dagster run is gone "
+                "(\"build process died\"), so none stays building without a live run.",
+)
+def stuck_builds_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SkipReason:
+    settings = stores.settings()
+    marked = mark_dead_builds(stores.meta(), ttl_s=settings.lease_ttl_s,
+                              run_cause=run_cause_from(context.instance))
+    if not marked:
+        return dg.SkipReason("every building version has a live build")
+    return dg.SkipReason("failed: " + "; ".join(f"{r.persona_id} v{r.version}: {r.reasons[0]}"
+                                                for r in marked))
