@@ -48,7 +48,9 @@ class PipelineConfig:
     selfie_face_frac: float = 0.4
     mirror_face_frac: float = 0.2
     # Face mesh QC and tags (0-1 measures, see persona_core.vision.face_measures).
-    min_eye_open: float = 0.3  # the less open eye below: "eyes closed"
+    # The less open eye below: "eyes closed" (0.25 = eye aspect ratio 0.155: squeezed-shut eyes
+    # read 0.13-0.15 on the mesh, a smiling squint 0.16-0.18).
+    min_eye_open: float = 0.25
     mouth_closed_max: float = 0.3  # mouth openness at or below: tagged mouth_closed
     min_mesh_score: float = 0.5  # face mesh face-presence below: "face occluded"
     expression_min_confidence: float = 0.5  # below: tagged neutral with that confidence
