@@ -58,12 +58,11 @@ eval-tags: $(STAMP) ## measure the anchor tags on the labelled photos; writes ta
 serve: $(STAMP) ## run the registry on the embedded default
 	$(BIN)/persona-core serve
 
-dagster: $(STAMP) ## Dagster UI with the project's workspace (sensor on)
-	mkdir -p .dagster_home && cp -n dagster.yaml .dagster_home/
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
+dagster: $(STAMP) ## Dagster UI on the project's instance (PERSONA_HOME/dagster; sensors on)
+	DAGSTER_HOME=$$($(BIN)/python -m persona_pipeline.instance) $(BIN)/dagster dev -w workspace.yaml
 
 diagrams: ## render diagrams/*.mmd to PNG and SVG (needs npm and Debian's chromium)
 	bash diagrams/render.sh
 
 clean: ## remove the venv and local state
-	rm -rf $(VENV) .persona .dagster_home
+	rm -rf $(VENV) .persona

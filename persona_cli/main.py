@@ -7,13 +7,15 @@ stdout, and exits with a documented code (see ``persona-core --help``).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from persona_cli import drift, keys, pack, qc
 from persona_cli.common import (
@@ -34,10 +36,15 @@ from persona_cli.common import (
 )
 from persona_cli.inputs import collect_inputs
 from persona_cli.progress import spinner
-from persona_core.errors import PersonaNotFoundError
+from persona_core.errors import InvalidInputError, PersonaNotFoundError
 from persona_core.ingest import submit_version
 from persona_core.logging import configure_logging
-from persona_core.store.base import VersionRecord, VersionStatus
+from persona_core.settings import Settings
+from persona_core.store.base import MetadataStore, VersionRecord, VersionStatus
+from persona_core.versions import LeaseKeeper, mark_dead_builds
+
+if TYPE_CHECKING:
+    from persona_pipeline.build import BuildResult
 
 app = typer.Typer(
     name="persona-core",
@@ -123,15 +130,9 @@ def build(
             camera_modes=inputs.camera_modes or None,
             refresh=inputs.refresh,
         )
-    from persona_pipeline.build import build_version  # noqa: PLC0415 - pipeline stack on demand
-    from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415
+    result = _build_here(meta, s, persona, record.version, quiet)
+    from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415 - pipeline stack on demand
 
-    with spinner(f"building {persona} v{record.version} (first build loads the models)", enabled=not quiet):
-        # Dagster logs a blocked gate as an ERROR with a stack trace; the summary below says
-        # it in one line, so its run log shows only with --verbose.
-        result = build_version(
-            persona, record.version, s, log_level="INFO" if state().verbose else "CRITICAL"
-        )
     summary = summarize(result, round(time.perf_counter() - started, 2))
     summary["inputs"] = inputs.counts
     summary["skipped_files"] = inputs.skipped
@@ -142,6 +143,25 @@ def build(
         for name in inputs.skipped:
             out().print(f"skipped (not a photo, clip or voice file): {name}", markup=False)
     _exit_for_status(summary, json_out)
+
+
+def _build_here(meta: MetadataStore, s: Settings, persona_id: str, version: int, quiet: bool, *,
+                config: dict[str, Any] | None = None) -> BuildResult:
+    """Build in this process, recorded in the project's Dagster instance (`make dagster`)."""
+    # Claimed at once: the upload sensor leaves a version that is not pending alone, and a
+    # killed CLI leaves a lease that `versions` and the stuck-builds sensor fail.
+    lease = LeaseKeeper(meta, persona_id, version, heartbeat_s=s.lease_heartbeat_s)
+    lease.start()
+    try:
+        from persona_pipeline.build import build_version  # noqa: PLC0415 - pipeline stack on demand
+        from persona_pipeline.steps.config import PipelineConfig  # noqa: PLC0415
+    finally:
+        lease.stop()  # the run holds its own lease from its first step on
+    with spinner(f"building {persona_id} v{version} (first build loads the models)", enabled=not quiet):
+        # Dagster logs a blocked gate as an ERROR with a stack trace; the summary says it in
+        # one line, so its run log shows only with --verbose.
+        return build_version(persona_id, version, s, log_level="INFO" if state().verbose else "CRITICAL",
+                             config=PipelineConfig.from_dict(config) if config else None)
 
 
 def _exit_for_status(summary: dict[str, Any], json_out: bool) -> None:
@@ -160,7 +180,10 @@ def _exit_for_status(summary: dict[str, Any], json_out: bool) -> None:
 @handle_errors
 def versions(persona_id: str, json_out: JsonOpt = False) -> None:
     """List a persona's versions with their status, reasons and content hash."""
-    meta, _ = open_stores(settings())
+    s = settings()
+    meta, _ = open_stores(s)
+    # A build whose process or run is gone is failed here, the moment someone looks.
+    mark_dead_builds(meta, persona_id, ttl_s=s.lease_ttl_s)
     records = meta.list_versions(persona_id)
     if not records:
         meta.get_persona(persona_id)  # raises when the persona itself is unknown
@@ -211,6 +234,96 @@ def migrate(json_out: JsonOpt = False) -> None:
         emit_json({"ok": True})
     else:
         out().print("metadata schema is up to date")
+
+
+@app.command()
+@handle_errors
+def rebuild(
+    persona_id: str,
+    from_version: Annotated[
+        int | None,
+        typer.Option("--from-version", "-v", min=1, help="Version whose inputs to reuse (default: newest)."),
+    ] = None,
+    thresholds: Annotated[
+        str | None,
+        typer.Option(help='PipelineConfig fields as JSON for this build, e.g. \'{"blur_min": 40}\'.'),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build a NEW version from an existing version's inputs (threshold or model upgrades);
+    the old version and its pack stay as they are. Exits 5 when blocked, 1 when it fails."""
+    from persona_pipeline.build import resubmit_version  # noqa: PLC0415 - pipeline stack on demand
+    from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415
+
+    quiet = want_json(json_out)
+    s = settings()
+    config = _thresholds(thresholds)
+    meta, blobs = open_stores(s)
+    started = time.perf_counter()
+    record = resubmit_version(meta, blobs, persona_id, from_version)
+    result = _build_here(meta, s, persona_id, record.version, quiet, config=config)
+    summary = summarize(result, round(time.perf_counter() - started, 2))
+    if quiet:
+        emit_json(summary)
+    else:
+        print_summary(summary, out())
+    _exit_for_status(summary, json_out)
+
+
+def _thresholds(raw: str | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--thresholds is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInputError("--thresholds must be a JSON object of PipelineConfig fields")
+    return doc
+
+
+@app.command()
+@handle_errors
+def info(json_out: JsonOpt = False) -> None:
+    """Where everything lives: home, database URL (password hidden), blob store, the Dagster
+    instance folder (DAGSTER_HOME for `dagster` commands), the model folder and the models found
+    with their sha256."""
+    from persona_core.vision import registry  # noqa: PLC0415 - model registry only for this command
+    from persona_pipeline.models import registry as pipeline_models  # noqa: PLC0415, F401 - registers its models
+
+    s = settings()
+    model_dir = registry.model_dir_from_env()
+    models = []
+    for entry in registry.list_models():
+        for wf in entry.files:
+            doc: dict[str, Any] = {"name": entry.name, "task": entry.task, "file": wf.filename,
+                                   "default": entry.default}
+            try:
+                path, digest = registry.resolve_file(wf, model_dir)
+                doc |= {"found": True, "path": str(path), "sha256": digest}
+            except (registry.ModelUnavailableError, registry.ModelChecksumError) as exc:
+                doc |= {"found": False, "path": None, "sha256": None, "problem": str(exc)}
+            models.append(doc)
+    doc = {
+        "home": str(s.home.resolve()),
+        "database_url": make_url(s.resolved_database_url).render_as_string(hide_password=True),
+        "blob_url": s.resolved_blob_url,
+        "dagster_home": str(s.resolved_dagster_home),
+        "model_dir": str(model_dir) if model_dir else None,
+        "models": models,
+    }
+    if want_json(json_out):
+        emit_json(doc)
+        return
+    for key in ("home", "database_url", "blob_url", "dagster_home", "model_dir"):
+        value = doc[key] or "(none: vendored and installed weights)"
+        out().print(f"{key}: {value}", markup=False, highlight=False)
+    table = Table(title="models")
+    for col in ("name", "task", "file", "found", "sha256"):
+        table.add_column(col)
+    for m in models:
+        table.add_row(m["name"], m["task"], m["file"], "yes" if m["found"] else "no", m["sha256"] or "")
+    out().print(table)
 
 
 def _version_doc(r: VersionRecord) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 from persona_core.errors import ImmutableVersionError, InvalidTransitionError
 from persona_core.store.base import MetadataStore, VersionRecord, VersionStatus
@@ -117,6 +118,7 @@ class LeaseKeeper:
         self.lease = BuildLease.here(run_id)
         self.heartbeat_s = heartbeat_s
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start(self) -> VersionRecord:
@@ -127,14 +129,20 @@ class LeaseKeeper:
         self._thread.start()
         return record
 
+    def guard(self, meta: MetadataStore) -> MetadataStore:
+        """``meta`` whose status writes wait for a heartbeat in flight, so a heartbeat never
+        turns a version the build just ended (blocked, failed) back into ``building``."""
+        return cast(MetadataStore, _Guarded(meta, self._lock))
+
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
             try:
-                record = self.meta.get_version(self.persona_id, self.version)
-                if record.status is not VersionStatus.BUILDING:
-                    return  # the build ended it (published, blocked, failed)
-                self.meta.set_status(self.persona_id, self.version, VersionStatus.BUILDING,
-                                     reasons=[self.lease.reason()])
+                with self._lock:
+                    record = self.meta.get_version(self.persona_id, self.version)
+                    if record.status is not VersionStatus.BUILDING:
+                        return  # the build ended it (published, blocked, failed)
+                    self.meta.set_status(self.persona_id, self.version, VersionStatus.BUILDING,
+                                         reasons=[self.lease.reason()])
             except (ImmutableVersionError, InvalidTransitionError):
                 return
             except Exception:  # a store outage: keep trying, the lease may lapse meanwhile
@@ -144,6 +152,22 @@ class LeaseKeeper:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.heartbeat_s + 5)
+
+
+class _Guarded:
+    def __init__(self, inner: MetadataStore, lock: threading.Lock) -> None:
+        self._inner, self._lock = inner, lock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def set_status(self, *args: Any, **kwargs: Any) -> VersionRecord:
+        with self._lock:
+            return self._inner.set_status(*args, **kwargs)
+
+    def publish(self, *args: Any, **kwargs: Any) -> VersionRecord:
+        with self._lock:
+            return self._inner.publish(*args, **kwargs)
 
 
 RunCause = Callable[[str], str | None]

@@ -3,15 +3,19 @@ resources the UI and the sensor use, for scripts, tests, the demo and benchmarks
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
+from persona_core.errors import VersionNotFoundError
+from persona_core.ingest import ManifestInputs, UploadManifest, manifest_bytes, manifest_key
 from persona_core.settings import Settings
-from persona_core.store.base import VersionRecord, VersionStatus
+from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, VersionStatus
 from persona_core.stores import open_metadata_store
+from persona_core.versions import fail_version_on_error
 from persona_pipeline.definitions import make_defs
 from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.lifecycle import OUTCOME_TAG, fail_version
@@ -20,6 +24,8 @@ from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResour
 from persona_pipeline.instance import project_instance
 from persona_pipeline.keys import partition_key
 from persona_pipeline.steps.config import PipelineConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,28 @@ def build_version(
         metadata[name] = {k: v.value for k, v in mat.metadata.items()}
     return BuildResult(persona_id, version, key, result.run_id, result.success, record, checks,
                        tuple(materialized), metadata, errors)
+
+
+def resubmit_version(meta: MetadataStore, blobs: BlobStore, persona_id: str,
+                     from_version: int | None = None) -> VersionRecord:
+    """A new ``pending`` version holding the inputs of ``from_version`` (default: the newest),
+    with its manifest, for a rebuild after a threshold or model upgrade. The files are not
+    copied (blobs are content-addressed); the old version and its pack stay as they are."""
+    if from_version is None:
+        versions = meta.list_versions(persona_id)
+        if not versions:
+            meta.get_persona(persona_id)  # PersonaNotFoundError for an unknown persona
+            raise VersionNotFoundError(f"{persona_id} has no version to rebuild")
+        source = versions[-1]
+    else:
+        source = meta.get_version(persona_id, from_version)
+    inputs = ManifestInputs(**source.inputs)
+    record = meta.create_version(persona_id, inputs.model_dump(mode="json"))
+    manifest = UploadManifest(persona_id=persona_id, version=record.version, inputs=inputs)
+    with fail_version_on_error(meta, persona_id, record.version, "manifest not written"):
+        blobs.put_object(manifest_key(persona_id, record.version), manifest_bytes(manifest))
+    log.info("%s v%s holds the inputs of v%s", persona_id, record.version, source.version)
+    return record
 
 
 def _run_failure(result: dg.ExecuteInProcessResult) -> str:

@@ -286,6 +286,7 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
     pack = assemble_pack(inputs, anchor_sets, face_embeddings, style_embeddings, voice_embedding,
                          masks=masks, blobs=blobs, qc_rows=qc_rows, models=used, checks=outcomes,
                          config=pipeline_config.to_config(), run_id=context.run.run_id)
+    stores.end_lease()
     record = publish_pack(meta, blobs, pack)
     anchors_per_mode = {m.value: len(a) for m, a in pack.anchor_sets.items()}
     summary = {

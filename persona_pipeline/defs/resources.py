@@ -53,7 +53,7 @@ class StoresResource(dg.ConfigurableResource):
     def meta(self) -> MetadataStore:
         if self._meta is None:
             self._meta = open_metadata_store(self.settings())
-        return self._meta
+        return self._lease.guard(self._meta) if self._lease is not None else self._meta
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run = context.run
@@ -68,8 +68,20 @@ class StoresResource(dg.ConfigurableResource):
         if status is VersionStatus.BLOCKED and not from_start:
             return  # some steps re-run on a blocked version: it stays blocked unless they publish
         settings = self.settings()
-        self._lease = LeaseKeeper(self.meta(), persona_id, version, run.run_id, settings.lease_heartbeat_s)
-        self._lease.start()
+        lease = LeaseKeeper(self.meta(), persona_id, version, run.run_id, settings.lease_heartbeat_s)
+        lease.start()
+        self._lease = lease
+
+    def end_lease(self) -> None:
+        """Stop the heartbeat and clear the lease line, right before publishing: a published
+        version carries no build reasons. Past this point a dead build is found by its age."""
+        lease = self._lease
+        if lease is None:
+            return
+        lease.stop()
+        record = self.meta().get_version(lease.persona_id, lease.version)
+        if record.status is VersionStatus.BUILDING:
+            self.meta().set_status(lease.persona_id, lease.version, VersionStatus.BUILDING, reasons=[])
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         lease, self._lease = self._lease, None
@@ -83,9 +95,10 @@ class StoresResource(dg.ConfigurableResource):
                         f"run {lease.lease.run_id} ended before persona_pack was built; "
                         "re-run the whole partition to publish"])
         finally:
-            for store in (self._blobs, self._meta):
-                if store is not None:
-                    store.close()
+            if self._blobs is not None:
+                self._blobs.close()
+            if self._meta is not None:
+                self._meta.close()
             self._blobs = self._meta = None
 
 
