@@ -34,11 +34,10 @@ from persona_cli.common import (
     state,
     want_json,
 )
-from persona_cli.inputs import collect_inputs
 from persona_cli.progress import spinner
 from persona_core.errors import InvalidInputError, PersonaNotFoundError
-from persona_core.ingest import submit_version
 from persona_core.logging import configure_logging
+from persona_core.pack import check_persona_id
 from persona_core.settings import Settings
 from persona_core.store.base import MetadataStore, VersionRecord, VersionStatus
 from persona_core.versions import LeaseKeeper, mark_dead_builds
@@ -110,26 +109,22 @@ def build(
     drift lines.
     Exits 5 when a quality gate blocks the pack, 1 when the build fails.
     """
+    from persona_cli.inputs import folder_upload  # noqa: PLC0415 - image decoders only for this command
+    from persona_core.uploads import submit_upload  # noqa: PLC0415
+
     quiet = want_json(json_out)
     s = settings()
+    # The same gate as an HTTP or gRPC upload, and before anything (even the persona) is written.
+    check_persona_id(persona)
+    inputs = folder_upload(path, s)
     meta, blobs = open_stores(s)
-    inputs = collect_inputs(path)
     try:
         meta.get_persona(persona)
     except PersonaNotFoundError:
         meta.create_persona(persona, {})
     started = time.perf_counter()
-    with spinner(f"uploading {len(inputs.files)} files", enabled=not quiet):
-        record = submit_version(
-            meta,
-            blobs,
-            persona,
-            inputs.files,
-            behavior=inputs.behavior,
-            voice=inputs.voice,
-            camera_modes=inputs.camera_modes or None,
-            refresh=inputs.refresh,
-        )
+    with spinner(f"uploading {len(inputs.upload.files)} files", enabled=not quiet):
+        record = submit_upload(meta, blobs, persona, inputs.upload)
     result = _build_here(meta, s, persona, record.version, quiet)
     from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415 - pipeline stack on demand
 

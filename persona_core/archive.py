@@ -232,7 +232,7 @@ def _check_member(info: tarfile.TarInfo, seen: dict[str, bytes], max_member_byte
     name = info.name
     # Only the three exact shapes are allowed, which also rules out '..', absolute paths,
     # backslashes and NUL; links, devices and directories are refused by type.
-    if name not in (MANIFEST_NAME, PACK_NAME) and not _BLOB_NAME_RE.match(name):
+    if name not in (MANIFEST_NAME, PACK_NAME) and not _BLOB_NAME_RE.fullmatch(name):
         raise ArchiveIntegrityError(f"unexpected member name {name!r} (possible path traversal)")
     if not info.isreg():
         raise ArchiveIntegrityError(f"member {name!r} is not a regular file (links are not allowed)")

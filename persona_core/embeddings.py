@@ -42,7 +42,7 @@ def float32_from_npy(data: bytes) -> np.ndarray:
         (header_len,), start = struct.unpack_from("<I", data, 8), 12
     else:
         raise InvalidInputError(f"not an embedding matrix: .npy version {major}")
-    match = _HEADER_RE.match(data[start : start + header_len].decode("latin1"))
+    match = _HEADER_RE.fullmatch(data[start : start + header_len].decode("latin1"))
     if match is None:
         raise InvalidInputError("not an embedding matrix: only little-endian float32 C-order .npy")
     shape = tuple(int(d) for d in match.group(1).replace(" ", "").split(",") if d)

@@ -77,3 +77,51 @@ class InvalidManifestError(InvalidInputError):
     """An upload manifest object is not the JSON document the pipeline expects."""
 
     code = "invalid_manifest"
+
+
+class UploadError(InvalidInputError):
+    """An uploaded file or upload request refused at the door (HTTP, gRPC and the CLI alike)."""
+
+    code = "invalid_upload"
+
+
+class NoFilesError(UploadError):
+    code = "no_files"
+
+
+class FileTooLargeError(UploadError):
+    code = "file_too_large"
+
+
+class RequestTooLargeError(UploadError):
+    code = "request_too_large"
+
+
+class TooManyFilesError(UploadError):
+    code = "too_many_files"
+
+
+class UnsupportedMediaTypeError(UploadError):
+    code = "unsupported_media_type"
+
+
+class ContentTypeMismatchError(UnsupportedMediaTypeError):
+    """The declared content type (or a CLI file's suffix) disagrees with what the bytes are."""
+
+    code = "content_type_mismatch"
+
+
+class CorruptFileError(UploadError):
+    code = "corrupt_file"
+
+
+class ImageTooLargeError(UploadError):
+    """An image whose header claims more pixels than ``max_image_pixels`` (never decoded)."""
+
+    code = "image_too_large"
+
+
+class MetadataTooLargeError(InvalidInputError):
+    """Persona metadata over ``max_metadata_bytes`` once serialised as JSON."""
+
+    code = "metadata_too_large"

@@ -137,7 +137,7 @@ def manifest_bytes(manifest: UploadManifest) -> bytes:
 def read_manifest(blobs: BlobStore, key: str) -> UploadManifest:
     """Load and validate the manifest at ``key``; InvalidManifestError when it is malformed
     or its name does not match its content (BlobNotFoundError when it does not exist)."""
-    match = _MANIFEST_KEY_RE.match(key)
+    match = _MANIFEST_KEY_RE.fullmatch(key)
     if match is None:
         raise InvalidManifestError(f"{key!r} is not a manifest key (manifests/<ns>-<persona>-v<n>.json)")
     raw = blobs.get_object(key)

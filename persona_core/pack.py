@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from persona_core.errors import InvalidNameError
 from persona_core.refs import REF_PATTERN, find_refs, parse_ref
 
 SCHEMA_VERSION: Final = "1.0"
@@ -24,6 +26,18 @@ Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 PERSONA_ID_BODY = r"[a-z0-9][a-z0-9_-]{0,62}"
 PERSONA_ID_PATTERN = f"^{PERSONA_ID_BODY}$"
 PersonaId = Annotated[str, StringConstraints(pattern=PERSONA_ID_PATTERN)]
+# Python's `$` also matches before a final "\n": match the whole string, always.
+PERSONA_ID_RE = re.compile(PERSONA_ID_BODY)
+
+
+def check_persona_id(persona_id: object) -> str:
+    """``persona_id`` if it is a valid persona id (the whole string), else InvalidNameError."""
+    if not isinstance(persona_id, str) or PERSONA_ID_RE.fullmatch(persona_id) is None:
+        raise InvalidNameError(
+            f"bad persona id {persona_id!r}: lowercase letters, digits, '_', '-' (max 63)"
+        )
+    return persona_id
+
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 # Fields left out of the content hash: they change with every build of the same content.

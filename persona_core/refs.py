@@ -50,7 +50,7 @@ def row_ref(blob_ref: str, row: int) -> str:
 
 def parse_ref(ref: str) -> Ref:
     """Split a ref into digest and optional row; InvalidInputError for anything else."""
-    if not isinstance(ref, str) or not _REF_RE.match(ref):
+    if not isinstance(ref, str) or not _REF_RE.fullmatch(ref):
         raise InvalidInputError(f"not a blob ref: {ref!r} (expected sha256:<64 hex>[#row])")
     body = ref[len("sha256:") :]
     digest, _, row = body.partition("#")
@@ -66,5 +66,5 @@ def find_refs(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from find_refs(item)
-    elif isinstance(node, str) and _REF_RE.match(node):
+    elif isinstance(node, str) and _REF_RE.fullmatch(node):
         yield node

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SIGNING_SECRET = "dev-only-signing-secret-change-me"  # noqa: S105 - refused outside dev
+MIB = 1024 * 1024
 
 
 class Settings(BaseSettings):
@@ -40,6 +41,20 @@ class Settings(BaseSettings):
     # Logging (persona_core.logging.configure_logging): JSON lines for log shippers.
     log_json: bool = False
     log_level: str = "INFO"
+    # Upload limits, the same for every door (HTTP, gRPC, the CLI): persona_core.uploads.
+    max_upload_file_bytes: int = Field(default=25 * MIB, gt=0)
+    max_upload_files: int = Field(default=32, gt=0)
+    # Accepted files are handed to ingest as bytes, so this bounds one upload's memory.
+    max_upload_total_bytes: int = Field(default=256 * MIB, gt=0)
+    max_manifest_bytes: int = Field(default=256 * 1024, gt=0)
+    # Width x height read from an image's header before decoding: a small file can claim
+    # gigapixels, and decoding allocates 3 bytes per pixel (40 MP = 120 MB).
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # A persona's metadata, as compact JSON: it is returned by every GET of the persona.
+    max_metadata_bytes: int = Field(default=64 * 1024, gt=0)
+    # How long one database or S3 call may take before the store answers "unavailable";
+    # shorter than a client's patience, so a hung server gives a 503 instead of a hang.
+    store_timeout_s: float = Field(default=3.0, gt=0)
 
     @model_validator(mode="after")
     def _no_default_secrets_in_prod(self) -> Settings:

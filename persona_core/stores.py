@@ -34,10 +34,14 @@ def open_blob_store(settings: Settings) -> BlobStore:
             access_key=settings.s3_access_key,
             secret_key=secret,
             region=settings.s3_region,
+            # A hung server answers "unavailable" within ~2 timeouts instead of minutes.
+            connect_timeout_s=settings.store_timeout_s,
+            read_timeout_s=settings.store_timeout_s,
+            max_attempts=2,
         )
     raise InvalidInputError(f"unsupported blob URL {settings.resolved_blob_url!r}: use file:// or s3://")
 
 
 def open_metadata_store(settings: Settings) -> SqlMetadataStore:
     """The SQL metadata store at ``settings.resolved_database_url``, migrated to the newest schema."""
-    return SqlMetadataStore.open(settings.resolved_database_url)
+    return SqlMetadataStore.open(settings.resolved_database_url, timeout_s=settings.store_timeout_s)

@@ -20,8 +20,14 @@ from typing import Any
 
 from registry_api.errors import AuthenticationError, InsufficientScopeError, PersonaForbiddenError
 
-SCOPES = ("read", "build", "admin")
-_IMPLIED = {"read": {"read"}, "build": {"read", "build"}, "admin": {"read", "build", "admin"}}
+SCOPES = ("read", "build", "admin", "metrics")
+# `metrics` is for a Prometheus scraper: /metrics only, nothing about any persona's content.
+_IMPLIED = {
+    "read": {"read"},
+    "build": {"read", "build"},
+    "admin": {"read", "build", "admin", "metrics"},
+    "metrics": {"metrics"},
+}
 API_KEY_HEADER = "x-api-key"
 _CACHE_MAX = 10_000
 

@@ -8,22 +8,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from persona_core.settings import Settings
-
-MIB = 1024 * 1024
+from persona_core.settings import MIB, Settings
 
 
 class ApiSettings(Settings):
-    max_upload_file_bytes: int = Field(default=25 * MIB, gt=0)
-    max_upload_files: int = Field(default=32, gt=0)
-    # Accepted files are handed to ingest as bytes, so this bounds one upload's memory.
-    max_upload_total_bytes: int = Field(default=256 * MIB, gt=0)
+    # The upload limits themselves (max_upload_*, max_image_pixels, ...) are persona-core's
+    # Settings: the CLI meets the same ones.
     # Form fields besides files: the manifest and a little slack for clients that send extras.
     max_upload_fields: int = Field(default=8, gt=0)
-    max_manifest_bytes: int = Field(default=256 * 1024, gt=0)
-    # Width x height read from an image's header before decoding: a small file can claim
-    # gigapixels, and decoding allocates 3 bytes per pixel (40 MP = 120 MB).
-    max_image_pixels: int = Field(default=40_000_000, gt=0)
     # A revoked key keeps working for at most this long in a running process (see auth.py).
     api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
     # How long `latest` may keep pointing at the previous newest version after a publish.

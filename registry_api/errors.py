@@ -13,18 +13,41 @@ import grpc
 
 from persona_core.errors import (
     AlreadyExistsError,
+    ContentTypeMismatchError,
+    CorruptFileError,
+    FileTooLargeError,
+    ImageTooLargeError,
     ImmutableVersionError,
     IntegrityError,
     InvalidInputError,
     InvalidManifestError,
     InvalidTransitionError,
+    MetadataTooLargeError,
+    NoFilesError,
     NotFoundError,
     PackValidationError,
     PersonaCoreError,
+    RequestTooLargeError,
     SignatureError,
     StoreUnavailableError,
+    TooManyFilesError,
+    UnsupportedMediaTypeError,
+    UploadError,
     VersionNotFoundError,
 )
+
+# The upload errors live in persona_core (one gate for every door); re-exported for the routes.
+__all__ = [
+    "ContentTypeMismatchError",
+    "CorruptFileError",
+    "FileTooLargeError",
+    "ImageTooLargeError",
+    "NoFilesError",
+    "RequestTooLargeError",
+    "TooManyFilesError",
+    "UnsupportedMediaTypeError",
+    "UploadError",
+]
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://persona-core.dev/problems/"
@@ -54,46 +77,6 @@ class PackNotPublishedError(VersionNotFoundError):
     code = "pack_not_published"
 
 
-class UploadError(InvalidInputError):
-    code = "invalid_upload"
-
-
-class NoFilesError(UploadError):
-    code = "no_files"
-
-
-class FileTooLargeError(UploadError):
-    code = "file_too_large"
-
-
-class RequestTooLargeError(UploadError):
-    code = "request_too_large"
-
-
-class TooManyFilesError(UploadError):
-    code = "too_many_files"
-
-
-class UnsupportedMediaTypeError(UploadError):
-    code = "unsupported_media_type"
-
-
-class ContentTypeMismatchError(UnsupportedMediaTypeError):
-    """The declared content type disagrees with what the bytes are."""
-
-    code = "content_type_mismatch"
-
-
-class CorruptFileError(UploadError):
-    code = "corrupt_file"
-
-
-class ImageTooLargeError(UploadError):
-    """An image whose header claims more pixels than ``max_image_pixels`` (never decoded)."""
-
-    code = "image_too_large"
-
-
 # Most specific first is not needed: lookup follows the MRO of the raised class.
 _HTTP_STATUS: dict[type[PersonaCoreError], int] = {
     AuthenticationError: 401,
@@ -107,6 +90,7 @@ _HTTP_STATUS: dict[type[PersonaCoreError], int] = {
     ImageTooLargeError: 413,
     RequestTooLargeError: 413,
     TooManyFilesError: 413,
+    MetadataTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
     CorruptFileError: 422,
     InvalidManifestError: 422,

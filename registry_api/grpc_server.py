@@ -16,12 +16,12 @@ import grpc
 
 from persona_core.errors import InvalidInputError, PersonaCoreError
 from persona_core.store.base import PersonaRecord, VersionRecord
+from persona_core.uploads import RawFile, parse_manifest, validate_upload
 from registry_api.auth import Principal, key_from_headers
 from registry_api.errors import grpc_status_for, public_detail
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
 from registry_api.service import LATEST, AssetBytes, RegistryService
-from registry_api.uploads import RawFile, parse_manifest, validate_upload
 
 log = logging.getLogger("registry_api.grpc")
 T = TypeVar("T")

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from persona_core.errors import PersonaCoreError
 from persona_core.store.base import BlobStore, MetadataStore
@@ -23,11 +24,14 @@ from registry_api import metrics
 from registry_api.auth import API_KEY_HEADER
 from registry_api.config import ApiSettings
 from registry_api.errors import PROBLEM_JSON, problem, public_detail, status_for
+from registry_api.guards import RequestGuard
 from registry_api.routes import assets, health, personas, ui, versions
 from registry_api.service import RegistryService
 
 log = logging.getLogger("registry_api")
 API_VERSION = "1.0.0"
+# Seconds a client should wait before retrying a 503 (a store that is down or hung).
+RETRY_AFTER_S = "1"
 
 
 def create_app(
@@ -63,10 +67,12 @@ def create_app(
     for router in (versions.router, personas.router, assets.router, health.router):
         app.include_router(router)
     ui.register(app)
+    app.add_middleware(RequestGuard)
     metrics.register(app)
     app.add_exception_handler(PersonaCoreError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -105,7 +111,15 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     response = _problem_response(request, status, exc.code, public_detail(exc))
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="persona-registry"'
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_S
     return response
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Anything not typed is still a problem document, never a plain-text 500; the log keeps why.
+    log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+    return _problem_response(request, 500, "internal_error", "internal error")
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -121,7 +135,24 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
     code = {404: "route_not_found", 405: "method_not_allowed"}.get(status, f"http_{status}")
     detail = str(exc.detail) if isinstance(exc, StarletteHTTPException) else "error"
-    return _problem_response(request, status, code, detail)
+    response = _problem_response(request, status, code, detail)
+    if status == 405:
+        # RFC 9110 requires Allow; Starlette's names only the first route on the path.
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
+    return response
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # Asked of the routes themselves (included routers keep theirs inside).
+    routes = request.app.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -133,5 +164,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "Bearer": {"type": "http", "scheme": "bearer"},
     }
     schema["security"] = [{"ApiKey": []}, {"Bearer": []}]
+    _problem_422s(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _problem_422s(schema: dict[str, Any]) -> None:
+    """FastAPI documents its request-validation 422 as ``application/json``; ours are problems."""
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            response = operation.get("responses", {}).get("422") if isinstance(operation, dict) else None
+            if response is not None:
+                response["content"] = {PROBLEM_JSON: {"schema": ref}}
+    components = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)

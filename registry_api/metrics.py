@@ -21,6 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from persona_core.errors import PersonaCoreError
 from persona_core.store.base import MetadataStore, VersionStatus
+from registry_api.deps import PrincipalDep
+from registry_api.errors import PersonaForbiddenError
+from registry_api.routes.common import PROBLEMS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -189,11 +192,18 @@ def build_router(metrics: Metrics) -> APIRouter:
     @router.get(
         "/metrics",
         response_class=PlainTextResponse,
-        openapi_extra={"security": []},
         summary="Prometheus metrics",
+        responses=PROBLEMS(401, 403),
     )
-    def metrics_endpoint() -> PlainTextResponse:
-        """Prometheus text exposition: request latency histogram and builds by status."""
+    def metrics_endpoint(who: PrincipalDep) -> PlainTextResponse:
+        """Prometheus text exposition: request latency histogram and builds by status.
+
+        Needs a key with the ``metrics`` (or ``admin``) scope that is not restricted to some
+        personas: the counts cover every persona.
+        """
+        who.require("metrics")
+        if who.persona_ids is not None:
+            raise PersonaForbiddenError("metrics cover every persona: use a key not restricted to some")
         return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     return router

@@ -31,8 +31,19 @@ class PersonaOut(_Body):
         return cls(persona_id=record.persona_id, metadata=record.metadata, created_at=record.created_at)
 
 
+class PersonaSummary(_Body):
+    """A persona in a list: no metadata, so a page stays small (GET the persona for it)."""
+
+    persona_id: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, record: PersonaRecord) -> PersonaSummary:
+        return cls(persona_id=record.persona_id, created_at=record.created_at)
+
+
 class PersonaPage(_Body):
-    items: list[PersonaOut]
+    items: list[PersonaSummary]
     next_after: str | None = Field(description="Pass as `after` to get the next page; null on the last page.")
 
 

@@ -14,6 +14,7 @@ changes whenever ``latest`` moves to another version, even one with the same con
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -21,8 +22,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from persona_core.errors import BlobNotFoundError, InvalidInputError, SignatureError, VersionNotFoundError
-from persona_core.ingest import submit_version
+from persona_core.errors import (
+    BlobNotFoundError,
+    InvalidInputError,
+    MetadataTooLargeError,
+    SignatureError,
+    VersionNotFoundError,
+)
+from persona_core.pack import check_persona_id
 from persona_core.refs import parse_ref
 from persona_core.signing import MAX_TTL_S, verify_blob_signature
 from persona_core.store.base import (
@@ -35,10 +42,10 @@ from persona_core.store.base import (
     VersionStatus,
 )
 from persona_core.store.local import LocalBlobStore
+from persona_core.uploads import ValidatedUpload, submit_upload
 from registry_api.auth import KeyVerifier, Principal
 from registry_api.config import ApiSettings
 from registry_api.errors import PackNotPublishedError, PersonaForbiddenError, RequestTooLargeError
-from registry_api.uploads import ValidatedUpload
 
 LATEST: Literal["latest"] = "latest"
 # ASCII digits only: str.isdigit() also accepts "²" or "١", which int() then refuses or reads.
@@ -124,6 +131,11 @@ class RegistryService:
 
     def create_persona(self, who: Principal, persona_id: str, metadata: dict[str, Any]) -> PersonaRecord:
         who.require("admin", persona_id)
+        check_persona_id(persona_id)
+        size = len(json.dumps(metadata, separators=(",", ":"), default=str).encode())
+        limit = self.settings.max_metadata_bytes
+        if size > limit:
+            raise MetadataTooLargeError(f"metadata is {size} bytes as JSON (> {limit}); keep it small")
         return self.metadata.create_persona(persona_id, metadata)
 
     def get_persona(self, who: Principal, persona_id: str) -> PersonaRecord:
@@ -160,17 +172,7 @@ class RegistryService:
     def submit_version(self, who: Principal, persona_id: str, upload: ValidatedUpload) -> VersionRecord:
         """Store a validated upload as a new pending version; its manifest triggers the build."""
         self.check_can_upload(who, persona_id)
-        manifest = upload.manifest
-        return submit_version(
-            self.metadata,
-            self.blobs,
-            persona_id,
-            files=[(f.name, f.data, f.kind) for f in upload.files],
-            behavior=manifest.behavior.model_dump(mode="json") if manifest.behavior else None,
-            voice=manifest.voice.model_dump(mode="json") if manifest.voice else None,
-            camera_modes=upload.camera_modes or None,
-            refresh=manifest.refresh,
-        )
+        return submit_upload(self.metadata, self.blobs, persona_id, upload)
 
     def list_versions(self, who: Principal, persona_id: str) -> list[VersionRecord]:
         who.require("read", persona_id)

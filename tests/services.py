@@ -92,6 +92,7 @@ class PostgresService:
 
     admin_url: str  # SQLAlchemy URL (postgresql+psycopg://...) of a database to connect to
     stop: Callable[[], None] = lambda: None
+    pid: int = 0  # the postmaster, when this process started it (fault tests freeze it)
 
     def _libpq(self, url: sa.URL) -> str:
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -191,7 +192,7 @@ def start_postgres() -> PostgresService:
                 _stop(proc, signal.SIGINT)  # "fast" shutdown
                 shutil.rmtree(root, ignore_errors=True)
 
-            return PostgresService(admin, stop)
+            return PostgresService(admin, stop, pid=proc.pid)
         _stop(proc, signal.SIGKILL)
     shutil.rmtree(root, ignore_errors=True)
     raise RuntimeError(f"PostgreSQL did not start; log:\n{log_path.read_text(errors='replace')[-3000:]}")
@@ -228,6 +229,7 @@ class S3Service:
     secret_key: str
     region: str = "us-east-1"
     stop: Callable[[], None] = lambda: None
+    pid: int = 0  # the weed process, when this process started it (fault tests freeze it)
 
     def client(self, secret_key: str | None = None) -> object:
         return boto3.session.Session().client(
@@ -325,6 +327,7 @@ def start_seaweedfs() -> S3Service:
                 shutil.rmtree(root, ignore_errors=True)
 
             service.stop = stop
+            service.pid = proc.pid
             return service
         _stop(proc, signal.SIGKILL)
     text = log_path.read_text(errors="replace")[-3000:]

@@ -274,7 +274,7 @@ class PackCache:
             names = os.listdir(self.cache_dir / persona_id)
         except FileNotFoundError:
             return []
-        return sorted(int(m.group(1)) for m in map(_FILE_RE.match, names) if m)
+        return sorted(int(m.group(1)) for m in map(_FILE_RE.fullmatch, names) if m)
 
     def _key_lock(self, persona_id: str, version: int | None) -> threading.Lock:
         with self._lock:
@@ -420,7 +420,7 @@ def _version_of(data: bytes) -> int:
 
 
 def _check_key(persona_id: Any, version: Any) -> None:
-    if not isinstance(persona_id, str) or not _PERSONA_ID_RE.match(persona_id):
+    if not isinstance(persona_id, str) or not _PERSONA_ID_RE.fullmatch(persona_id):
         raise InvalidInputError(f"bad persona id {persona_id!r}")
     if type(version) is not int or version < 1:
         raise InvalidInputError(f"version must be an int >= 1, got {version!r}")

@@ -19,7 +19,7 @@ _SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def safe_segment(name: str) -> str:
     """``name`` if it is one safe path segment, else InvalidNameError."""
-    if not isinstance(name, str) or not _SEGMENT_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not _SEGMENT_RE.fullmatch(name) or ".." in name:
         raise InvalidNameError(f"unsafe name {name!r}: use letters, digits, '.', '_', '-' (max 128)")
     return name
 

@@ -17,11 +17,17 @@ only pending/building may be published; a published version never changes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import itertools
+import math
+import os
 import random
 import re
 import secrets
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,12 +78,23 @@ _PUBLISHABLE = frozenset({_S.PENDING, _S.BUILDING})
 _DUMMY_SHA256 = hashlib.sha256(b"no such key").hexdigest()
 
 
-def create_engine(url: str) -> sa.Engine:
+def create_engine(url: str, timeout_s: float | None = None) -> sa.Engine:
     """An engine set up for this store: SQLite gets WAL, a busy timeout and explicit
-    ``BEGIN [IMMEDIATE]``; PostgreSQL gets a pool large enough for a few dozen threads."""
+    ``BEGIN [IMMEDIATE]``; PostgreSQL gets a pool large enough for a few dozen threads and,
+    with ``timeout_s``, a connect timeout and a pool wait of that long."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=30)
+        if timeout_s is None:
+            return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=30)
+        return sa.create_engine(
+            parsed,
+            # No pool_pre_ping: its ping runs before the watchdog can see the connection, so
+            # _tx pings itself, watched (see _Watchdog).
+            pool_size=5,
+            max_overflow=30,
+            pool_timeout=timeout_s,
+            connect_args={"connect_timeout": max(2, math.ceil(timeout_s))},
+        )
     database = parsed.database or ":memory:"
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if database == ":memory:":
@@ -88,6 +105,55 @@ def create_engine(url: str) -> sa.Engine:
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+class _Watchdog:
+    """Cuts the socket of a PostgreSQL call that outlives its deadline.
+
+    libpq has no read timeout, and a frozen server's kernel still accepts and acknowledges
+    bytes, so a query would wait forever. Shutting the socket down wakes the waiting thread
+    with a connection error, which the store reports as StoreUnavailableError (503).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deadlines: dict[int, tuple[float, int]] = {}
+        self._tokens = itertools.count(1)
+        self._thread: threading.Thread | None = None
+
+    def watch(self, dbapi_conn: Any, timeout_s: float) -> int:
+        fd = int(dbapi_conn.fileno())
+        with self._lock:
+            token = next(self._tokens)
+            self._deadlines[token] = (time.monotonic() + timeout_s, fd)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pg-watchdog", daemon=True)
+                self._thread.start()
+        return token
+
+    def unwatch(self, token: int | None) -> None:
+        if token is not None:
+            with self._lock:
+                self._deadlines.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            with self._lock:
+                expired = [t for t, (deadline, _) in self._deadlines.items() if deadline <= now]
+                for token in expired:
+                    _, fd = self._deadlines.pop(token)
+                    # Held under the lock: the owner cannot unwatch and close in between.
+                    with contextlib.suppress(OSError):
+                        sock = socket.socket(fileno=os.dup(fd))
+                        try:
+                            sock.shutdown(socket.SHUT_RDWR)
+                        finally:
+                            sock.close()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -120,14 +186,20 @@ def _aware(value: datetime | None) -> datetime | None:
 class SqlMetadataStore(MetadataStore):
     """Personas, versions, published packs and API keys in one SQL database."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, timeout_s: float | None = None) -> None:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        # A frozen server keeps a socket open and silent: only PostgreSQL calls are watched.
+        self._timeout_s = timeout_s if self._pg else None
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> SqlMetadataStore:
-        """Connect to ``url`` and (by default) upgrade its schema to the newest revision."""
-        store = cls(create_engine(url))
+    def open(cls, url: str, *, migrate: bool = True, timeout_s: float | None = None) -> SqlMetadataStore:
+        """Connect to ``url`` and (by default) upgrade its schema to the newest revision.
+
+        With ``timeout_s``, a PostgreSQL call that gets no answer for that long fails with
+        StoreUnavailableError (the connection is cut), instead of waiting for the server.
+        """
+        store = cls(create_engine(url, timeout_s), timeout_s)
         if migrate:
             store.upgrade()
         return store
@@ -147,7 +219,7 @@ class SqlMetadataStore(MetadataStore):
     def _migrate(self, action: Any, revision: str) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self._tx(write=True) as conn:
+        with self._tx(write=True, watched=False) as conn:
             cfg.attributes["connection"] = conn
             action(cfg, revision)
 
@@ -155,15 +227,45 @@ class SqlMetadataStore(MetadataStore):
         self._engine.dispose()
 
     @contextmanager
-    def _tx(self, *, write: bool) -> Iterator[sa.Connection]:
+    def _tx(self, *, write: bool, watched: bool = True) -> Iterator[sa.Connection]:
+        timeout_s = self._timeout_s if watched else None
         try:
-            with self._engine.connect() as conn:
-                if write:
-                    conn.execution_options(persona_write=True)
-                with conn.begin():
-                    yield conn
+            with self._connect(timeout_s) as (conn, token):
+                try:
+                    if write:
+                        conn.execution_options(persona_write=True)
+                    with conn.begin():
+                        yield conn
+                finally:
+                    _WATCHDOG.unwatch(token)
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
             raise StoreUnavailableError(f"database unavailable: {exc.orig}") from exc
+        except sa_exc.TimeoutError as exc:  # every pooled connection is busy (or hung)
+            raise StoreUnavailableError(f"database unavailable: {exc}") from exc
+
+    @contextmanager
+    def _connect(self, timeout_s: float | None) -> Iterator[tuple[sa.Connection, int | None]]:
+        """A pooled connection, pinged under the watchdog (a stale one is replaced once)."""
+        if timeout_s is None:
+            with self._engine.connect() as conn:
+                yield conn, None
+            return
+        for attempt in (1, 2):
+            conn = self._engine.connect()
+            dbapi_conn: Any = conn.connection.dbapi_connection
+            token = _WATCHDOG.watch(dbapi_conn, timeout_s)
+            try:
+                self._engine.dialect.do_ping(dbapi_conn)
+            except Exception:
+                _WATCHDOG.unwatch(token)
+                conn.invalidate()
+                conn.close()
+                if attempt == 2:
+                    raise
+                continue
+            with conn:
+                yield conn, token
+            return
 
     def _locked(self, query: sa.Select[Any]) -> sa.Select[Any]:
         return query.with_for_update() if self._pg else query
@@ -312,7 +414,7 @@ class SqlMetadataStore(MetadataStore):
 
     def publish(self, pack: PublishedPack, checks: list[dict[str, Any]]) -> VersionRecord:
         parse_ref(pack.pack_ref)
-        if not _SHA256_RE.match(pack.content_hash or ""):
+        if not _SHA256_RE.fullmatch(pack.content_hash or ""):
             raise InvalidInputError("content_hash must be 64 lowercase hex characters")
         for ref in pack.blob_refs:
             parse_ref(ref)
@@ -363,7 +465,7 @@ class SqlMetadataStore(MetadataStore):
 
     def ping(self) -> None:
         try:
-            with self._engine.connect() as conn:
+            with self._tx(write=False) as conn:
                 conn.execute(sa.text("SELECT 1"))
         except sa_exc.SQLAlchemyError as exc:
             raise StoreUnavailableError(f"database unavailable: {exc}") from None
@@ -377,7 +479,7 @@ class SqlMetadataStore(MetadataStore):
         if (
             not isinstance(scopes, list)
             or not scopes
-            or not all(isinstance(s, str) and _SCOPE_RE.match(s) for s in scopes)
+            or not all(isinstance(s, str) and _SCOPE_RE.fullmatch(s) for s in scopes)
         ):
             raise InvalidInputError("scopes must be a non-empty list like ['packs:read']")
         if persona_ids is not None:
@@ -413,7 +515,7 @@ class SqlMetadataStore(MetadataStore):
             return None
         prefix, _, rest = plaintext.partition("_")
         key_id, _, secret = rest.partition("_")
-        if prefix != "pk" or not _KEY_ID_RE.match(key_id) or not secret:
+        if prefix != "pk" or not _KEY_ID_RE.fullmatch(key_id) or not secret:
             return None
         with self._tx(write=False) as conn:
             row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.key_id == key_id)).first()
@@ -462,7 +564,7 @@ class SqlMetadataStore(MetadataStore):
 
 
 def _check_persona_id(persona_id: str) -> None:
-    if not isinstance(persona_id, str) or not PERSONA_ID_RE.match(persona_id):
+    if not isinstance(persona_id, str) or not PERSONA_ID_RE.fullmatch(persona_id):
         raise InvalidNameError(f"bad persona id {persona_id!r}: lowercase letters, digits, '_', '-' (max 63)")
 
 

@@ -8,16 +8,17 @@ from fastapi import APIRouter, Query, Response
 
 from registry_api.deps import PrincipalDep, ServiceDep
 from registry_api.routes.common import PROBLEMS
-from registry_api.schemas import PersonaCreate, PersonaOut, PersonaPage
+from registry_api.schemas import PersonaCreate, PersonaOut, PersonaPage, PersonaSummary
 
 router = APIRouter(prefix="/v1/personas", tags=["personas"])
 
 
-@router.post("", status_code=201, responses=PROBLEMS(400, 401, 403, 409))
+@router.post("", status_code=201, responses=PROBLEMS(400, 401, 403, 409, 413))
 def create_persona(
     body: PersonaCreate, who: PrincipalDep, service: ServiceDep, response: Response
 ) -> PersonaOut:
-    """Create a persona (scope ``admin``); 409 ``already_exists`` if the id is taken."""
+    """Create a persona (scope ``admin``); 409 ``already_exists`` if the id is taken, 413
+    ``metadata_too_large`` past ``PERSONA_MAX_METADATA_BYTES`` (64 KiB of JSON by default)."""
     record = service.create_persona(who, body.persona_id, body.metadata)
     response.headers["Location"] = f"/v1/personas/{record.persona_id}"
     return PersonaOut.of(record)
@@ -30,9 +31,10 @@ def list_personas(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     after: Annotated[str | None, Query(description="`next_after` of the previous page")] = None,
 ) -> PersonaPage:
-    """Personas sorted by id, one page at a time (scope ``read``; restricted keys see their own)."""
+    """Personas sorted by id, one page at a time, without metadata (scope ``read``; restricted
+    keys see their own)."""
     records, next_after = service.list_personas(who, limit, after)
-    return PersonaPage(items=[PersonaOut.of(r) for r in records], next_after=next_after)
+    return PersonaPage(items=[PersonaSummary.of(r) for r in records], next_after=next_after)
 
 
 @router.get("/{persona_id}", responses=PROBLEMS(401, 403, 404))

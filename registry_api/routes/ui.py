@@ -25,7 +25,11 @@ router = APIRouter(tags=["ui"], include_in_schema=True)
 
 IMAGE_TTL_S = 3600
 # Images may come from the registry itself (HMAC URLs) or a presigned S3 host.
-_CSP = "default-src 'none'; img-src 'self' https: http:; style-src 'unsafe-inline'; base-uri 'none'"
+# frame-ancestors: no other site may frame the viewer (clickjacking).
+_CSP = (
+    "default-src 'none'; img-src 'self' https: http:; style-src 'unsafe-inline'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
 _HTML: dict[int | str, Any] = {200: {"content": {"text/html": {}}}}
 
 

@@ -10,13 +10,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
+from persona_core.uploads import FIELD_KINDS, MANIFEST_FIELD, RawFile, parse_manifest, validate_upload
 from registry_api.config import ApiSettings
 from registry_api.deps import PrincipalDep, ServiceDep, authenticate
 from registry_api.errors import FileTooLargeError, RequestTooLargeError, TooManyFilesError, UploadError
 from registry_api.routes.common import PROBLEMS
 from registry_api.schemas import VersionList, VersionOut
 from registry_api.service import LATEST, RegistryService
-from registry_api.uploads import FIELD_KINDS, MANIFEST_FIELD, RawFile, parse_manifest, validate_upload
 
 router = APIRouter(prefix="/v1/personas/{persona_id}/versions", tags=["versions"])
 

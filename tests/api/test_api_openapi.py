@@ -19,13 +19,13 @@ def test_openapi_snapshot_matches_the_app() -> None:
 
 
 def test_openapi_documents_auth_and_problem_responses() -> None:
-    """Every route but health, metrics and signed blobs requires a key; refusals are problem+json."""
+    """Every route but health and signed blobs requires a key; refusals are problem+json."""
     schema = json.loads(SNAPSHOT.read_text())
     assert set(schema["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
     open_routes = {
         path for path, ops in schema["paths"].items() for op in ops.values() if op.get("security") == []
     }
-    assert open_routes == {"/healthz", "/readyz", "/metrics", "/v1/blobs/{digest}"}
+    assert open_routes == {"/healthz", "/readyz", "/v1/blobs/{digest}"}
     pack = schema["paths"]["/v1/personas/{persona_id}/versions/{version}/pack"]["get"]
     assert set(pack["responses"]) >= {"200", "304", "401", "403", "404"}
     assert "application/problem+json" in pack["responses"]["404"]["content"]

@@ -19,6 +19,10 @@ from registry_api.config import ApiSettings
 from registry_api.main import create_app
 
 
+# /metrics needs a key with the metrics scope (the fixture makes one per test).
+SCRAPER: dict[str, str] = {}
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
     settings = ApiSettings(env="test", home=tmp_path, public_base_url="http://testserver")
@@ -35,6 +39,7 @@ def client(tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
     app = create_app(settings, metadata=meta, blobs=blobs)
     metrics.register(app)
     key = meta.create_api_key("reader", ["read"])[1]
+    SCRAPER["X-API-Key"] = meta.create_api_key("prometheus", ["metrics"])[1]
     return TestClient(app), {"X-API-Key": key}
 
 
@@ -53,7 +58,7 @@ def test_request_histogram_by_route_template(client: tuple[TestClient, dict[str,
     assert http.get("/v1/personas/alice/versions").status_code == 401
     assert http.get("/no/such/path").status_code == 404
 
-    response = http.get("/metrics")
+    response = http.get("/metrics", headers=SCRAPER)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     fams = _families(response.text)
@@ -85,7 +90,7 @@ def test_request_histogram_by_route_template(client: tuple[TestClient, dict[str,
 
 def test_build_counts_by_status(client: tuple[TestClient, dict[str, str]]) -> None:
     http, _ = client
-    fams = _families(http.get("/metrics").text)
+    fams = _families(http.get("/metrics", headers=SCRAPER).text)
     by_status = {labels["status"]: v for _, labels, v in fams["persona_versions"]}
     assert by_status == {"pending": 1, "building": 0, "blocked": 1, "failed": 1, "published": 1}
     assert fams["persona_metadata_up"][0][2] == 1

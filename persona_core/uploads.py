@@ -1,4 +1,6 @@
-"""Upload validation: what a file is comes from its bytes, never from its name or header.
+"""The one upload gate: HTTP, gRPC and the CLI hand every file to :func:`validate_upload`,
+so the same bad file gets the same verdict through every door. What a file is comes from
+its bytes, never from its name, suffix or declared type.
 
 Everything here runs before anything is stored, so a rejected upload leaves the stores as
 they were. Images must also decode (OpenCV), so a truncated JPEG is refused at the door
@@ -20,22 +22,24 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from persona_core.errors import InvalidManifestError, InvalidNameError
-from persona_core.pack import BehaviorPolicy, CameraMode, VoiceProfile
-from persona_core.refs import sha256_hex
-from persona_core.store.base import safe_segment
-from registry_api.config import ApiSettings
-from registry_api.errors import (
+from persona_core.errors import (
     ContentTypeMismatchError,
     CorruptFileError,
     FileTooLargeError,
     ImageTooLargeError,
+    InvalidManifestError,
+    InvalidNameError,
     NoFilesError,
     RequestTooLargeError,
     TooManyFilesError,
     UnsupportedMediaTypeError,
     UploadError,
 )
+from persona_core.ingest import submit_version
+from persona_core.pack import BehaviorPolicy, CameraMode, VoiceProfile
+from persona_core.refs import sha256_hex
+from persona_core.settings import Settings
+from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, safe_segment
 
 Kind = Literal["image", "video", "voice"]
 
@@ -191,7 +195,7 @@ def check_file_name(name: str) -> str:
         ) from None
 
 
-def validate_file(raw: RawFile, settings: ApiSettings) -> ValidatedFile:
+def validate_file(raw: RawFile, settings: Settings) -> ValidatedFile:
     name = check_file_name(raw.name)
     if len(raw.data) > settings.max_upload_file_bytes:
         raise FileTooLargeError(f"{name}: {len(raw.data)} bytes > limit {settings.max_upload_file_bytes}")
@@ -235,7 +239,7 @@ def parse_manifest(text: str | bytes | None, max_bytes: int | None = None) -> Up
         raise InvalidManifestError(f"manifest {where}: {first['msg']}") from None
 
 
-def validate_upload(files: list[RawFile], manifest: UploadManifest, settings: ApiSettings) -> ValidatedUpload:
+def validate_upload(files: list[RawFile], manifest: UploadManifest, settings: Settings) -> ValidatedUpload:
     """Check every file and the manifest; raise the first problem. Stores nothing."""
     if not files:
         raise NoFilesError("an upload needs at least one file")
@@ -253,3 +257,20 @@ def validate_upload(files: list[RawFile], manifest: UploadManifest, settings: Ap
     if unknown:
         raise InvalidManifestError(f"manifest names files that were not uploaded: {', '.join(unknown)}")
     return ValidatedUpload(files=validated, manifest=manifest)
+
+
+def submit_upload(
+    meta: MetadataStore, blobs: BlobStore, persona_id: str, upload: ValidatedUpload
+) -> VersionRecord:
+    """Store an upload that passed the gate as a new ``pending`` version (see ingest.submit_version)."""
+    manifest = upload.manifest
+    return submit_version(
+        meta,
+        blobs,
+        persona_id,
+        files=[(f.name, f.data, f.kind) for f in upload.files],
+        behavior=manifest.behavior.model_dump(mode="json") if manifest.behavior else None,
+        voice=manifest.voice.model_dump(mode="json") if manifest.voice else None,
+        camera_modes=upload.camera_modes or None,
+        refresh=manifest.refresh,
+    )
