@@ -15,8 +15,10 @@ import numpy as np
 from persona_core.vision.base import ModelEntry, VoiceEmbedder
 from persona_core.vision.errors import BadModelInputError
 
+# The inputs step rejects silent clips with a reason first; this guards direct callers.
+from persona_pipeline.steps.inputs import SILENCE_RMS
+
 MIN_SPEECH_S = 0.5
-SILENCE_RMS = 1e-4  # about -80 dBFS: nothing a microphone would call speech
 
 
 def check_clip(wav: object) -> np.ndarray:

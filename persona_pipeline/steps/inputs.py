@@ -24,6 +24,8 @@ from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.config import MODES, PipelineConfig
 from persona_pipeline.steps.images import dhash, encode_jpeg, hamming
 
+SILENCE_RMS = 1e-4  # about -80 dBFS: nothing a microphone would call speech
+
 IMAGE, VIDEO, VOICE = "image", "video", "voice"
 
 
@@ -141,6 +143,11 @@ def load_inputs(
                 continue
             if wav.size < sample_rate // 2:
                 rejected.append(Rejection(f.name, f.sha256, f.kind, "audio shorter than 0.5 s"))
+                continue
+            if float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) < SILENCE_RMS:
+                # Refused here with a reason, like a too-short clip: the voice model would
+                # otherwise fail the whole version on it.
+                rejected.append(Rejection(f.name, f.sha256, f.kind, "audio is silent"))
                 continue
             voices.append(VoiceInput(f.name, f.sha256, np.asarray(wav, dtype=np.float32), sample_rate))
     behavior = inputs_doc.get("behavior_policy")
