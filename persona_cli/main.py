@@ -209,6 +209,9 @@ def serve(
         int | None,
         typer.Option(min=0, max=65535, help="Also serve gRPC here (default PERSONA_GRPC_PORT; 0 = off)."),
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="HTTP worker processes (default: one per core).")
+    ] = None,
 ) -> None:
     """Run the registry (HTTP on uvicorn, optionally gRPC) over the configured stores."""
     from registry_api.config import ApiSettings  # noqa: PLC0415 - the api extra, only for this command
@@ -216,7 +219,7 @@ def serve(
 
     s = settings(ApiSettings)
     configure_logging(settings=s)
-    serve_registry(s, host=host, port=port, grpc_port=grpc_port)  # type: ignore[arg-type]
+    serve_registry(s, host=host, port=port, grpc_port=grpc_port, workers=workers)  # type: ignore[arg-type]
 
 
 @app.command()

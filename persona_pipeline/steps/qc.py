@@ -407,6 +407,10 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
               "expression_confidence", "eye_open", "mouth_open", "smile", "mesh_score", "mode_confidence"]
     strs = ["name", "sha256", "lighting", "expression", "framing", "camera_mode", "mode_source",
             "mode_evidence", "reason"]
+    # An empty table (no usable image at all) has no values to infer strings from: say "str",
+    # or the schema refuses its object columns and a set with nothing usable fails with a
+    # SchemaError instead of reaching the gate (blocked, with reasons).
+    text: type | str = object if len(table) else "str"
     table = table.astype({**dict.fromkeys(ints, "int64"), **dict.fromkeys(floats, "float64"),
-                          **dict.fromkeys(strs, object), "passed": bool})
+                          **dict.fromkeys(strs, text), "passed": bool})
     return QC_SCHEMA.validate(table)
