@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint schema openapi proto bench eval-tags serve dagster diagrams clean
+.PHONY: help install demo test faults test-fast lint schema openapi proto bench eval-tags serve dagster diagrams clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test: $(STAMP) ## run every test (starts real PostgreSQL and S3 servers itself)
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/pytest
+
+faults: $(STAMP) ## the fault suite: seeded SIGKILLs mid-publish, frozen PostgreSQL/S3, a full disk (root)
+	$(BIN)/pytest -m faults -q -s
 
 test-fast: $(STAMP) ## unit tests only
 	$(BIN)/pytest tests/unit -q

@@ -6,6 +6,7 @@ reader never sees a half-written blob and a crash leaves at most a stray temp fi
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -14,6 +15,16 @@ from persona_core.fsio import atomic_write
 from persona_core.refs import parse_ref, sha256_hex
 from persona_core.signing import sign_blob_url
 from persona_core.store.base import BlobStore, safe_segment
+
+
+def _write(path: Path, data: bytes) -> None:
+    """atomic_write, with a full disk reported as the store being unavailable (503, exit 1)."""
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreUnavailableError(f"blob folder is full: {exc.strerror}") from None
+        raise
 
 
 class LocalBlobStore(BlobStore):
@@ -34,7 +45,7 @@ class LocalBlobStore(BlobStore):
         digest = sha256_hex(data)
         path = self._blobs / digest[:2] / digest
         if not path.exists():
-            atomic_write(path, data)
+            _write(path, data)
         ref = f"sha256:{digest}"
         if sha256_hex(path.read_bytes()) != digest:
             raise IntegrityError(f"{ref} does not match its bytes after writing")
@@ -57,7 +68,7 @@ class LocalBlobStore(BlobStore):
         return self._objects.joinpath(*(safe_segment(s) for s in key.split("/")))
 
     def put_object(self, key: str, data: bytes) -> None:
-        atomic_write(self._object_path(key), data)
+        _write(self._object_path(key), data)
 
     def get_object(self, key: str) -> bytes:
         try:

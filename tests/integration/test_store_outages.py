@@ -19,7 +19,7 @@ from persona_core.stores import open_blob_store, open_metadata_store
 from registry_api.config import ApiSettings
 from registry_api.main import create_app
 
-pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.slow, pytest.mark.faults]
 TIMEOUT_S = 1.0
 
 
