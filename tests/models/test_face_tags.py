@@ -136,3 +136,15 @@ def test_qc_command_reports_each_photo_with_tags_and_bad_files(tmp_path: Path) -
     assert "face count" in two["reason"]
     assert gone["passed"] is False
     assert gone["reason"].startswith("cannot read file")
+
+
+@pytest.mark.parametrize("name", ["stock_emotions_b_1.jpg", "stock_emotions_b_4.jpg"])
+def test_a_photo_with_closed_eyes_is_refused_with_the_reason_named(name: str) -> None:
+    """Eyes squeezed shut (labelled eyes_open=0 in the evaluation set): not an anchor."""
+    data = (FACES.parent / "tags_eval" / name).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    config = PipelineConfig()
+    m = measure(data, default_model("detect"), config, FaceTaggers.default())
+    row = verdict(ImageInput(name, sha, f"sha256:{sha}"), m, config)
+    assert row["passed"] is False
+    assert row["reason"].startswith("eyes closed: eye openness")
