@@ -19,7 +19,7 @@ from persona_core.versions import fail_version_on_error
 from persona_pipeline.definitions import make_defs
 from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.lifecycle import OUTCOME_TAG, fail_version
-from persona_pipeline.defs.partitions import persona_versions
+from persona_pipeline.defs.partitions import persona_versions, personas
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.instance import project_instance
 from persona_pipeline.keys import partition_key
@@ -75,6 +75,8 @@ def build_version(
         raise RuntimeError("persona_versions has no name")
     if not instance.has_dynamic_partition(partitions_name, key):
         instance.add_dynamic_partitions(partitions_name, [key])
+    if not instance.has_dynamic_partition(personas.name or "personas", persona_id):
+        instance.add_dynamic_partitions(personas.name or "personas", [persona_id])  # for the rebuild job
     stores = StoresResource.from_settings(settings)
     # The same job, hooks and resources as the UI and the sensor, in this process; the run is
     # recorded in ``instance`` (the project's, by default), so the UI shows and re-runs it.

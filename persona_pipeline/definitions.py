@@ -17,6 +17,7 @@ import dagster as dg
 from persona_pipeline.defs.assets import build_assets
 from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.lifecycle import stuck_builds_sensor, version_run_failure_sensor
+from persona_pipeline.defs.rebuild import rebuild_newest_version
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.defs.sensors import upload_manifest_sensor
 
@@ -31,7 +32,7 @@ def make_defs(io_manager: Any = None, resources: dict[str, Any] | None = None) -
         resources["io_manager"] = io_manager
     return dg.Definitions(
         assets=build_assets,
-        jobs=[build_persona_version],
+        jobs=[build_persona_version, rebuild_newest_version],
         sensors=[upload_manifest_sensor, version_run_failure_sensor, stuck_builds_sensor],
         resources=resources,
     )

@@ -9,16 +9,19 @@ runs list tells a blocked upload from a crash at a glance."""
 
 # No `from __future__ import annotations` here: Dagster reads these annotations at definition time.
 
+import re
+
 import dagster as dg
 
 from persona_core.errors import ImmutableVersionError, InvalidTransitionError, NotFoundError
 from persona_core.store.base import MetadataStore, VersionStatus
-from persona_core.versions import RunCause, mark_dead_builds
+from persona_core.versions import RunCause, dead_build_cause, mark_dead_builds
 from persona_pipeline.defs.resources import PARTITION_TAG, StoresResource
 from persona_pipeline.keys import parse_partition_key
 
 OUTCOME_TAG = "persona/outcome"
 STUCK_SENSOR_INTERVAL_S = 15
+_RUN_IN_REASON = re.compile(r"\(run ([0-9a-f-]{36}),")
 _UNFINISHED = (VersionStatus.BUILDING, VersionStatus.PENDING)
 
 
@@ -81,7 +84,14 @@ def version_run_failure_sensor(context: dg.RunFailureSensorContext, stores: Stor
     run = context.dagster_run
     partition = run.tags.get(PARTITION_TAG)
     message = context.failure_event.message or "run failed"
-    if fail_version(stores.meta(), partition, f"run {run.run_id} failed: {message}"):
+    reason = f"run {run.run_id} failed: {message}"
+    if partition:
+        # A killed worker (run monitoring failed the run) is named as such, not generically.
+        record = stores.meta().get_version(*parse_partition_key(partition))
+        reason = dead_build_cause(record, ttl_s=stores.settings().lease_ttl_s) or reason
+    fail_version(stores.meta(), partition, reason)
+    ended = stores.meta().get_version(*parse_partition_key(partition)).status if partition else None
+    if ended is VersionStatus.FAILED:
         set_outcome(context.instance, run.run_id, "failed")
 
 
@@ -97,5 +107,14 @@ def stuck_builds_sensor(context: dg.SensorEvaluationContext, stores: StoresResou
                               run_cause=run_cause_from(context.instance))
     if not marked:
         return dg.SkipReason("every building version has a live build")
+    for record in marked:
+        # The run whose worker died is still `started` in the instance: fail it there too, so
+        # the runs list shows it failed with the same cause.
+        match = _RUN_IN_REASON.search(record.reasons[0])
+        run = context.instance.get_run_by_id(match.group(1)) if match else None
+        if run is not None and not run.is_finished:
+            context.instance.report_run_failed(run, record.reasons[0])
+        if run is not None:
+            set_outcome(context.instance, run.run_id, "failed")
     return dg.SkipReason("failed: " + "; ".join(f"{r.persona_id} v{r.version}: {r.reasons[0]}"
                                                 for r in marked))

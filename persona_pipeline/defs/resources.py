@@ -17,6 +17,7 @@ from persona_pipeline.keys import parse_partition_key
 from persona_pipeline.steps.config import PipelineConfig
 
 PARTITION_TAG = "dagster/partition"
+REBUILD_JOB = "rebuild_newest_version"
 
 
 class StoresResource(dg.ConfigurableResource):
@@ -58,8 +59,8 @@ class StoresResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run = context.run
         key = run.tags.get(PARTITION_TAG) if run is not None else None
-        if run is None or key is None:
-            return  # a sensor tick or an unpartitioned run: nothing to lease
+        if run is None or key is None or run.job_name == REBUILD_JOB:
+            return  # a sensor tick, an unpartitioned run or a rebuild (persona partitions): no lease
         persona_id, version = parse_partition_key(key)
         status = self.meta().get_version(persona_id, version).status
         if status is VersionStatus.PUBLISHED:

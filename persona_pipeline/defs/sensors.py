@@ -17,9 +17,9 @@ from persona_core.errors import BlobNotFoundError, InvalidInputError, NotFoundEr
 from persona_core.ingest import MANIFEST_PREFIX, read_manifest
 from persona_core.store.base import MetadataStore, VersionStatus
 from persona_pipeline.defs.jobs import build_persona_version
-from persona_pipeline.defs.partitions import persona_versions
+from persona_pipeline.defs.partitions import persona_versions, personas
 from persona_pipeline.defs.resources import StoresResource
-from persona_pipeline.keys import partition_key
+from persona_pipeline.keys import parse_partition_key, partition_key
 
 MAX_MANIFESTS_PER_TICK = 50
 LOOKBACK_NS = 10 * 60 * 1_000_000_000  # how late a manifest write may land and still be built
@@ -76,7 +76,11 @@ def upload_manifest_sensor(context: dg.SensorEvaluationContext, stores: StoresRe
         return dg.SensorResult(cursor=cursor, skip_reason=" | ".join(reasons))
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[persona_versions.build_add_request(partitions)],
+        dynamic_partitions_requests=[
+            persona_versions.build_add_request(partitions),
+            # One partition per persona for the rebuild job (a backfill over personas).
+            personas.build_add_request(sorted({parse_partition_key(pk)[0] for pk in partitions})),
+        ],
         cursor=cursor,
     )
 

@@ -76,8 +76,9 @@ def test_new_manifest_gives_one_run_and_one_partition_then_nothing(
     v = sensor_home.upload("obama", OBAMA[:2])
     first = tick(sensor_home, instance, None)
     assert [(r.run_key, r.partition_key) for r in first.run_requests or []] == [("obama.v1", "obama.v1")]
-    [add] = first.dynamic_partitions_requests or []
+    [add, add_persona] = first.dynamic_partitions_requests or []
     assert (add.partitions_def_name, list(add.partition_keys)) == (persona_versions.name, ["obama.v1"])
+    assert (add_persona.partitions_def_name, list(add_persona.partition_keys)) == ("personas", ["obama"])
     assert first.cursor
     assert json.loads(first.cursor)["after"].endswith(f"-obama-v{v.version}.json")
 
