@@ -18,7 +18,6 @@ from registry_api import metrics
 from registry_api.config import ApiSettings
 from registry_api.main import create_app
 
-
 # /metrics needs a key with the metrics scope (the fixture makes one per test).
 SCRAPER: dict[str, str] = {}
 
