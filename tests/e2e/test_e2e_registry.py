@@ -62,10 +62,11 @@ def _flow(
 
         # The upload wrote a manifest: the sensor turns it into a run request for this version.
         stores = StoresResource.from_settings(settings)
-        with dg.instance_for_test() as instance:
-            tick = upload_manifest_sensor(
-                dg.build_sensor_context(instance=instance, resources={"stores": stores})
-            )
+        with (
+            dg.instance_for_test() as instance,
+            dg.build_sensor_context(instance=instance, resources={"stores": stores}) as ctx,
+        ):
+            tick = upload_manifest_sensor(ctx)
         assert [r.partition_key for r in tick.run_requests] == [partition_key(PERSONA, version)]
         result = build_version(PERSONA, version, settings)
         assert result.success, result.record.reasons
