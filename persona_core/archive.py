@@ -389,7 +389,7 @@ def import_pack(
                 )
             pack = pack.model_copy(update={"version": record.version})
         # Blobs first; publish_pack re-verifies them, stores the pack JSON and flips the
-        # version in one transaction (DESIGN.md, publish).
+        # version in one transaction (as publish does).
         for ref, data in sorted(verified.blobs.items()):
             if blobs.put(data) != ref:
                 raise IntegrityError(f"blob store stored {ref} under another hash")

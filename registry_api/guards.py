@@ -61,6 +61,11 @@ def _capped(receive: Receive, headers: dict[str, str], cap: int) -> Receive:
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise RequestTooLargeError(f"request body of {declared} bytes > limit {cap}")
+    return capped_receive(receive, cap)
+
+
+def capped_receive(receive: Receive, cap: int) -> Receive:
+    """``receive`` that raises RequestTooLargeError once the body passes ``cap`` bytes."""
     seen = 0
 
     async def wrapped() -> Message:

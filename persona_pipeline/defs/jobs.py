@@ -10,7 +10,7 @@ from persona_pipeline.defs.lifecycle import fail_version_on_step_failure
 
 # Partitioned by persona_versions through its assets. In-process: one process per run
 # loads the models once; the multiprocess executor is
-# ~3x slower on two cores (DESIGN.md).
+# ~3x slower on two cores.
 build_persona_version = dg.define_asset_job(
     "build_persona_version",
     selection=dg.AssetSelection.groups(GROUP),

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -14,6 +11,7 @@ from persona_core.uploads import FIELD_KINDS, MANIFEST_FIELD, RawFile, parse_man
 from registry_api.config import ApiSettings
 from registry_api.deps import PrincipalDep, ServiceDep, authenticate
 from registry_api.errors import FileTooLargeError, RequestTooLargeError, TooManyFilesError, UploadError
+from registry_api.guards import capped_receive
 from registry_api.routes.common import PROBLEMS
 from registry_api.schemas import VersionList, VersionOut
 from registry_api.service import LATEST, RegistryService
@@ -161,7 +159,7 @@ async def _read_multipart(request: Request, settings: ApiSettings) -> tuple[list
     # A scope without "app" makes Starlette raise MultiPartException instead of a bare 400,
     # so the limits below answer with the registry's own codes.
     scope = {k: v for k, v in request.scope.items() if k != "app"}
-    limited = Request(scope, _capped_receive(request.receive, settings.max_request_bytes))
+    limited = Request(scope, capped_receive(request.receive, settings.max_request_bytes))
     try:
         form = await limited.form(
             max_files=settings.max_upload_files,
@@ -200,18 +198,3 @@ async def _raw_file(field: str, upload: UploadFile, settings: ApiSettings) -> Ra
     data = await upload.read()
     declared = upload.content_type or ""
     return RawFile(name=upload.filename or "", data=data, declared_type=declared, field=field)
-
-
-def _capped_receive(receive: Callable[[], Awaitable[Any]], cap: int) -> Callable[[], Awaitable[Any]]:
-    seen = 0
-
-    async def wrapped() -> Any:
-        nonlocal seen
-        message = await receive()
-        if message.get("type") == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > cap:
-                raise RequestTooLargeError(f"request body exceeds {cap} bytes")
-        return message
-
-    return wrapped
