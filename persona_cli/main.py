@@ -40,7 +40,7 @@ from persona_core.logging import configure_logging
 from persona_core.pack import check_persona_id
 from persona_core.settings import Settings
 from persona_core.store.base import MetadataStore, VersionRecord, VersionStatus
-from persona_core.versions import LeaseKeeper, mark_dead_builds
+from persona_core.versions import BuildLease, LeaseKeeper, mark_dead_builds
 
 if TYPE_CHECKING:
     from persona_pipeline.build import BuildResult
@@ -124,7 +124,8 @@ def build(
         meta.create_persona(persona, {})
     started = time.perf_counter()
     with spinner(f"uploading {len(inputs.upload.files)} files", enabled=not quiet):
-        record = submit_upload(meta, blobs, persona, inputs.upload)
+        # Born under this process's lease: killed anywhere from here on, `versions` fails it.
+        record = submit_upload(meta, blobs, persona, inputs.upload, lease=BuildLease.here().reason())
     result = _build_here(meta, s, persona, record.version, quiet)
     from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415 - pipeline stack on demand
 
@@ -258,7 +259,7 @@ def rebuild(
     config = _thresholds(thresholds)
     meta, blobs = open_stores(s)
     started = time.perf_counter()
-    record = resubmit_version(meta, blobs, persona_id, from_version)
+    record = resubmit_version(meta, blobs, persona_id, from_version, lease=BuildLease.here().reason())
     result = _build_here(meta, s, persona_id, record.version, quiet, config=config)
     summary = summarize(result, round(time.perf_counter() - started, 2))
     if quiet:

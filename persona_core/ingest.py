@@ -92,8 +92,10 @@ def submit_version(
     voice: Mapping[str, Any] | None = None,
     camera_modes: Mapping[str, str] | None = None,
     refresh: Mapping[str, Any] | None = None,
+    lease: str | None = None,
 ) -> VersionRecord:
-    """Store ``files`` (name, bytes, kind) as a new ``pending`` version and write its manifest.
+    """Store ``files`` (name, bytes, kind) as a new ``pending`` version and write its manifest
+    (``building`` under ``lease`` when a build here claims it at once: see create_version).
 
     Everything is validated before anything is written: an unknown persona raises
     PersonaNotFoundError, a bad name InvalidNameError, any other bad input InvalidInputError.
@@ -122,7 +124,7 @@ def submit_version(
     inputs = ManifestInputs(
         files=records, behavior_policy=behavior_doc, voice=voice_doc, refresh_policy=refresh_doc
     ).model_dump(mode="json")
-    version = meta.create_version(persona_id, inputs)
+    version = meta.create_version(persona_id, inputs, lease=lease)
     manifest = UploadManifest(persona_id=persona_id, version=version.version, inputs=ManifestInputs(**inputs))
     # Without its manifest no build will ever start: say so on the version itself.
     with fail_version_on_error(meta, persona_id, version.version, "manifest not written"):

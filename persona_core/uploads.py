@@ -260,7 +260,12 @@ def validate_upload(files: list[RawFile], manifest: UploadManifest, settings: Se
 
 
 def submit_upload(
-    meta: MetadataStore, blobs: BlobStore, persona_id: str, upload: ValidatedUpload
+    meta: MetadataStore,
+    blobs: BlobStore,
+    persona_id: str,
+    upload: ValidatedUpload,
+    *,
+    lease: str | None = None,
 ) -> VersionRecord:
     """Store an upload that passed the gate as a new ``pending`` version (see ingest.submit_version)."""
     manifest = upload.manifest
@@ -273,4 +278,5 @@ def submit_upload(
         voice=manifest.voice.model_dump(mode="json") if manifest.voice else None,
         camera_modes=upload.camera_modes or None,
         refresh=manifest.refresh,
+        lease=lease,
     )

@@ -20,7 +20,7 @@ from persona_core.errors import ImmutableVersionError, InvalidTransitionError
 from persona_core.store.base import MetadataStore, VersionRecord, VersionStatus
 
 __all__ = ["DIED_PREFIX", "BuildLease", "LeaseKeeper", "RunCause", "dead_build_cause",
-           "fail_version_on_error", "mark_dead_builds"]
+           "fail_version_on_error", "mark_dead_builds", "settle_dead_build"]
 
 log = logging.getLogger(__name__)
 
@@ -207,19 +207,33 @@ def mark_dead_builds(meta: MetadataStore, persona_id: str | None = None, *, ttl_
     """
     marked = []
     for record in _building_versions(meta, persona_id):
-        cause = dead_build_cause(record, ttl_s=ttl_s, run_cause=run_cause)
-        if cause is None:
-            continue
-        current = meta.get_version(record.persona_id, record.version)
-        if current.status is not VersionStatus.BUILDING or current.updated_at != record.updated_at:
-            continue  # it heartbeated or ended since we read it
-        try:
-            marked.append(meta.set_status(record.persona_id, record.version, VersionStatus.FAILED,
-                                          reasons=[cause]))
-        except (ImmutableVersionError, InvalidTransitionError):
-            continue
-        log.warning("%s v%s: %s", record.persona_id, record.version, cause)
+        settled, did_mark = _settle(meta, record, ttl_s=ttl_s, run_cause=run_cause)
+        if did_mark:
+            marked.append(settled)
     return marked
+
+
+def settle_dead_build(meta: MetadataStore, record: VersionRecord, *, ttl_s: float,
+                      run_cause: RunCause | None = None) -> VersionRecord:
+    """``record`` as it stands once a dead build is failed: the same object when its build is
+    alive (or it is not building), the ``failed`` record when its build was dead."""
+    return _settle(meta, record, ttl_s=ttl_s, run_cause=run_cause)[0]
+
+
+def _settle(meta: MetadataStore, record: VersionRecord, *, ttl_s: float,
+            run_cause: RunCause | None) -> tuple[VersionRecord, bool]:
+    cause = dead_build_cause(record, ttl_s=ttl_s, run_cause=run_cause)
+    if cause is None:
+        return record, False
+    current = meta.get_version(record.persona_id, record.version)
+    if current.status is not VersionStatus.BUILDING or current.updated_at != record.updated_at:
+        return current, False  # it heartbeated or ended since we read it
+    try:
+        failed = meta.set_status(record.persona_id, record.version, VersionStatus.FAILED, reasons=[cause])
+    except (ImmutableVersionError, InvalidTransitionError):
+        return meta.get_version(record.persona_id, record.version), False
+    log.warning("%s v%s: %s", record.persona_id, record.version, cause)
+    return failed, True
 
 
 def _building_versions(meta: MetadataStore, persona_id: str | None) -> Iterator[VersionRecord]:

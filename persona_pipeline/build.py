@@ -120,7 +120,7 @@ def build_version(
 
 
 def resubmit_version(meta: MetadataStore, blobs: BlobStore, persona_id: str,
-                     from_version: int | None = None) -> VersionRecord:
+                     from_version: int | None = None, *, lease: str | None = None) -> VersionRecord:
     """A new ``pending`` version holding the inputs of ``from_version`` (default: the newest),
     with its manifest, for a rebuild after a threshold or model upgrade. The files are not
     copied (blobs are content-addressed); the old version and its pack stay as they are."""
@@ -133,7 +133,7 @@ def resubmit_version(meta: MetadataStore, blobs: BlobStore, persona_id: str,
     else:
         source = meta.get_version(persona_id, from_version)
     inputs = ManifestInputs(**source.inputs)
-    record = meta.create_version(persona_id, inputs.model_dump(mode="json"))
+    record = meta.create_version(persona_id, inputs.model_dump(mode="json"), lease=lease)
     manifest = UploadManifest(persona_id=persona_id, version=record.version, inputs=inputs)
     with fail_version_on_error(meta, persona_id, record.version, "manifest not written"):
         blobs.put_object(manifest_key(persona_id, record.version), manifest_bytes(manifest))

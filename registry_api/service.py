@@ -43,6 +43,7 @@ from persona_core.store.base import (
 )
 from persona_core.store.local import LocalBlobStore
 from persona_core.uploads import ValidatedUpload, submit_upload
+from persona_core.versions import settle_dead_build
 from registry_api.auth import KeyVerifier, Principal
 from registry_api.config import ApiSettings
 from registry_api.errors import PackNotPublishedError, PersonaForbiddenError, RequestTooLargeError
@@ -177,11 +178,15 @@ class RegistryService:
     def list_versions(self, who: Principal, persona_id: str) -> list[VersionRecord]:
         who.require("read", persona_id)
         self.metadata.get_persona(persona_id)
-        return self.metadata.list_versions(persona_id)
+        return [self._settled(r) for r in self.metadata.list_versions(persona_id)]
 
     def get_version(self, who: Principal, persona_id: str, spec: str | int) -> VersionRecord:
         who.require("read", persona_id)
-        return self.metadata.get_version(persona_id, self._resolve_number(persona_id, spec))
+        return self._settled(self.metadata.get_version(persona_id, self._resolve_number(persona_id, spec)))
+
+    def _settled(self, record: VersionRecord) -> VersionRecord:
+        """A version whose build process is gone is failed the moment someone looks at it."""
+        return settle_dead_build(self.metadata, record, ttl_s=self.settings.lease_ttl_s)
 
     # -- packs ----------------------------------------------------------------------------
 

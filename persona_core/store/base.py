@@ -123,8 +123,12 @@ class MetadataStore(ABC):
         """Sorted by id; ``after`` is the last id of the previous page."""
 
     @abstractmethod
-    def create_version(self, persona_id: str, inputs: dict[str, Any]) -> VersionRecord:
-        """Allocate the next version number (safe under concurrency), status ``pending``."""
+    def create_version(
+        self, persona_id: str, inputs: dict[str, Any], *, lease: str | None = None
+    ) -> VersionRecord:
+        """Allocate the next version number (safe under concurrency), status ``pending``; with
+        ``lease`` (a build lease's reason line) it is born ``building`` under that lease, so a
+        build that dies at any point after this leaves a lease for mark_dead_builds to find."""
 
     @abstractmethod
     def get_version(self, persona_id: str, version: int) -> VersionRecord:

@@ -306,7 +306,9 @@ class SqlMetadataStore(MetadataStore):
             return [_persona(r) for r in conn.execute(query)]
 
     # -- versions ---------------------------------------------------------------------
-    def create_version(self, persona_id: str, inputs: dict[str, Any]) -> VersionRecord:
+    def create_version(
+        self, persona_id: str, inputs: dict[str, Any], *, lease: str | None = None
+    ) -> VersionRecord:
         if not isinstance(inputs, dict):
             raise InvalidInputError("version inputs must be a JSON object")
         v = t.persona_versions
@@ -326,11 +328,12 @@ class SqlMetadataStore(MetadataStore):
                         )
                     ).scalar_one()
                     now = _now()
+                    reasons = [] if lease is None else [lease]
                     record = VersionRecord(
                         persona_id=persona_id,
                         version=int(latest) + 1,
-                        status=_S.PENDING,
-                        reasons=[],
+                        status=_S.PENDING if lease is None else _S.BUILDING,
+                        reasons=reasons,
                         inputs=inputs,
                         checks=[],
                         created_at=now,
@@ -341,7 +344,7 @@ class SqlMetadataStore(MetadataStore):
                             persona_id=persona_id,
                             version=record.version,
                             status=record.status.value,
-                            reasons=[],
+                            reasons=reasons,
                             inputs=inputs,
                             checks=[],
                             created_at=now,

@@ -109,3 +109,30 @@ def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait(10)
     return proc.pid
+
+
+
+BORN_AND_KILLED = """
+import os, signal, sys
+from persona_core.ingest import submit_version
+from persona_core.settings import Settings
+from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.versions import BuildLease
+s = Settings(home=sys.argv[1])
+submit_version(open_metadata_store(s), open_blob_store(s), "alice", [("a.wav", b"RIFF", "voice")],
+               lease=BuildLease.here().reason())
+os.kill(os.getpid(), signal.SIGKILL)  # before any build step could claim it
+"""
+
+
+def test_a_build_killed_right_after_its_upload_is_failed_not_left_pending(
+    meta: MetadataStore, tmp_path: Path
+) -> None:
+    """The CLI creates its version already under its lease: no moment is left in which a
+    kill leaves a `pending` version that nothing will ever build."""
+    proc = subprocess.run([sys.executable, "-c", BORN_AND_KILLED, str(tmp_path)], check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert meta.get_version("alice", 2).status is VersionStatus.BUILDING
+    result = CliRunner().invoke(app, ["--home", str(tmp_path), "--json", "versions", "alice"])
+    assert [d["status"] for d in json.loads(result.stdout)] == ["pending", "failed"]
+    assert json.loads(result.stdout)[1]["reasons"][0].startswith(DIED_PREFIX)

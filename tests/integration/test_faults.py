@@ -109,21 +109,21 @@ def test_seeded_sigkills_mid_publish_lose_nothing(
         v.status in (VersionStatus.PENDING, VersionStatus.BUILDING) for v in meta.list_versions("crash")
     )
     TALLY[backend] = tally
-    _report()
+    report()
     meta.close()
     assert tally["faults"] >= TRIALS_PER_BACKEND // 2
     assert (tally["lost"], tally["corrupt"], tally["stuck"]) == (0, 0, 0), tally
 
 
-def _report() -> None:
-    print("\nfaults: seeded SIGKILL trials at random points of publish")
+def report() -> None:
+    print("\nfaults: seeded SIGKILL trials at random points of publish and of a whole build")
     print(
-        f"{'backend':<14} {'trials':>6} {'faults':>6} {'lost':>5} {'corrupt':>7} {'stuck':>5} "
+        f"{'backend':<20} {'trials':>6} {'faults':>6} {'lost':>5} {'corrupt':>7} {'stuck':>5} "
         f"{'recovered':>9}"
     )
     for name, t in TALLY.items():
         print(
-            f"{name:<14} {t['trials']:>6} {t['faults']:>6} {t['lost']:>5} {t['corrupt']:>7} "
+            f"{name:<20} {t['trials']:>6} {t['faults']:>6} {t['lost']:>5} {t['corrupt']:>7} "
             f"{t['stuck']:>5} {t['recoveries']:>9}"
         )
     doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
