@@ -18,7 +18,7 @@ import mimetypes
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_core.errors import FileTooLargeError, InvalidInputError, UploadError
+from persona_core.errors import FileTooLargeError, InvalidInputError, InvalidManifestError, UploadError
 from persona_core.pack import CameraMode
 from persona_core.settings import Settings
 from persona_core.uploads import RawFile, UploadManifest, ValidatedUpload, parse_manifest, validate_upload
@@ -114,10 +114,11 @@ def folder_upload(folder: Path, settings: Settings) -> FolderUpload:
 
 
 def _json(path: Path) -> dict[str, object]:
+    # These files are the folder's manifest: the same error an HTTP or gRPC manifest gets.
     try:
         doc = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"{path.name} is not valid JSON: {exc}") from None
+        raise InvalidManifestError(f"{path.name} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise InvalidInputError(f"{path.name} must hold a JSON object")
+        raise InvalidManifestError(f"{path.name} must hold a JSON object")
     return doc
