@@ -1,6 +1,11 @@
 """Registry GET-pack throughput: uvicorn (httptools, uvloop, no access log) over PostgreSQL
 (embedded), API key on, loaded by ``wrk`` from a second process on loopback.
 
+Then the load run (``api_64c_*``): GET pack and POST /v1/assets/resolve, alternating, at 64
+connections for 60 s (``BENCH_API_64C_SECONDS``); errors, p99, and how much the workers'
+resident memory grew from the end of a 10 s warm-up to the end of the run. Goals on 2 cores
+with wrk on the same machine: 0 errors, p99 <= 25 ms, RSS growth < 10 %.
+
 32 connections for 20 s on a published ~115 KB pack (``BENCH_API_SECONDS``,
 ``BENCH_API_CONNECTIONS``, ``BENCH_API_WORKERS`` override). Goals: >= 5,000 req/s and
 p99 <= 15 ms on 2 cores with 0 errors (a bare FastAPI route returning the same cached bytes
@@ -12,6 +17,7 @@ names a server.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -125,6 +131,61 @@ def _load(url: str, headers: dict[str, str], expected: bytes, workers: int, home
     return _parse_wrk(out)
 
 
+def _rss_kib(root_pid: int) -> int:
+    """Resident memory of a process and all its children (uvicorn's master and workers)."""
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue  # gone meanwhile
+        total += int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+        todo += [int(c) for c in children]
+    return total
+
+
+_MIXED_LUA = """
+local n = 0
+local key = "%(key)s"
+local body = '%(body)s'
+request = function()
+  n = n + 1
+  if n %% 2 == 0 then
+    return wrk.format("GET", "%(pack_path)s", {["X-API-Key"] = key})
+  end
+  return wrk.format("POST", "/v1/assets/resolve",
+                    {["X-API-Key"] = key, ["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def _mixed_load(base: str, pack_path: str, ref: str, key: str, proc: subprocess.Popen[bytes],
+                home: Path) -> dict[str, float]:
+    """GET pack and resolve, alternating, at 64 connections: a 10 s warm-up, then the run."""
+    body = json.dumps({"ref": ref, "mode": "url"})
+    check = httpx.post(f"{base}/v1/assets/resolve", content=body,
+                       headers={"X-API-Key": key, "content-type": "application/json"}, timeout=10)
+    if check.status_code != 200:
+        raise RuntimeError(f"resolve failed before the load: {check.status_code} {check.text[:200]}")
+    script = home / "mixed.lua"
+    script.write_text(_MIXED_LUA % {"key": key, "body": body, "pack_path": pack_path})
+    wrk = str(shutil.which("wrk"))
+    seconds = int(os.environ.get("BENCH_API_64C_SECONDS", "60"))
+
+    def run(duration: int) -> dict[str, float]:
+        cmd = [wrk, "-t2", "-c64", f"-d{duration}s", "--latency", "-s", str(script), base]
+        return _parse_wrk(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+    run(10)  # warm-up: every worker, connection and cache in its steady state
+    rss_before = _rss_kib(proc.pid)
+    stats = run(seconds)
+    rss_after = _rss_kib(proc.pid)
+    return {**stats, "rss_before_kib": rss_before, "rss_after_kib": rss_after,
+            "rss_growth_pct": 100.0 * (rss_after - rss_before) / rss_before}
+
+
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.terminate()
@@ -157,6 +218,8 @@ def main() -> None:
         }
         proc, base = _uvicorn("registry_api.main:app_from_env", env, home, workers)
         stats = _load(base + path, {"X-API-Key": key}, body, workers, home)
+        first = next(a for anchors in pack.anchor_sets.values() for a in anchors)
+        mixed = _mixed_load(base, path, first.image_ref, key, proc, home)
         _stop(proc)
         values: dict[str, Any] = {
             "api_get_pack_rps": round(stats["rps"], 1),
@@ -165,6 +228,13 @@ def main() -> None:
             "api_errors": int(stats["errors"]),
             "api_pack_bytes": len(body),
             "api_uvicorn_workers": workers,
+            "api_64c_rps": round(mixed["rps"], 1),
+            "api_64c_p50_ms": round(mixed["p50_ms"], 3),
+            "api_64c_p99_ms": round(mixed["p99_ms"], 3),
+            "api_64c_errors": int(mixed["errors"]),
+            "api_64c_requests": int(mixed["requests"]),
+            "api_64c_rss_mib": round(mixed["rss_after_kib"] / 1024, 1),
+            "api_64c_rss_growth_pct": round(mixed["rss_growth_pct"], 2),
         }
         if os.environ.get("BENCH_API_CEILING", "1") != "0":
             # Same machine, same moment, same options: the bare route shows what this box allows now.

@@ -26,6 +26,7 @@ from registry_api.config import ApiSettings
 from registry_api.errors import PROBLEM_JSON, problem, public_detail, status_for
 from registry_api.guards import RequestGuard
 from registry_api.routes import assets, health, personas, ui, versions
+from registry_api.schemas import ResolveRequest
 from registry_api.service import RegistryService
 
 log = logging.getLogger("registry_api")
@@ -164,6 +165,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "Bearer": {"type": "http", "scheme": "bearer"},
     }
     schema["security"] = [{"ApiKey": []}, {"Bearer": []}]
+    # Bodies the hot routes parse themselves (they reference these from openapi_extra).
+    for model in (ResolveRequest,):
+        schema["components"].setdefault("schemas", {})[model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
     _problem_422s(schema)
     app.openapi_schema = schema
     return schema

@@ -123,6 +123,9 @@ class RegistryService:
         self.keys = KeyVerifier(self._verify_key, settings.api_key_cache_ttl_s)
         self._packs: OrderedDict[tuple[str, int], CachedPack] = OrderedDict()
         self._latest: dict[str, tuple[float, int]] = {}
+        # Blob refs known to exist. Blobs are content-addressed and never deleted, so a ref
+        # seen once stays valid: a repeat resolve needs no store round trip (an S3 HEAD).
+        self._known_blobs: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def _verify_key(self, plaintext: str) -> ApiKeyRecord | None:
@@ -282,6 +285,27 @@ class RegistryService:
             raise InvalidInputError(f"mode must be 'url' or 'bytes', got {mode!r}")
         if not self.blobs.exists(blob_ref):
             raise BlobNotFoundError(f"blob {blob_ref} not found")
+        with self._lock:
+            self._known_blobs[blob_ref] = None
+            if len(self._known_blobs) > self.settings.pack_cache_max_entries * 256:
+                self._known_blobs.popitem(last=False)
+        return self._signed(ref, blob_ref, ttl_s)
+
+    def cached_resolve(self, who: Principal, ref: str, mode: str, ttl_s: int) -> SignedUrl | None:
+        """A signed URL without any store I/O, or None when the full path is needed: only for
+        ``mode=url``, an unrestricted key and a blob already seen (signing is local)."""
+        if mode != "url" or who.persona_ids is not None or not 1 <= ttl_s <= MAX_TTL_S:
+            return None
+        who.require("read")
+        try:
+            blob_ref = parse_ref(ref).blob
+        except InvalidInputError:
+            return None  # the full path gives the error
+        if blob_ref not in self._known_blobs:
+            return None
+        return self._signed(ref, blob_ref, ttl_s)
+
+    def _signed(self, ref: str, blob_ref: str, ttl_s: int) -> SignedUrl:
         url = self.blobs.signed_url(blob_ref, ttl_s)
         return SignedUrl(ref=ref, url=url, expires_at=int(time.time()) + ttl_s)
 

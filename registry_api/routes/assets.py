@@ -2,40 +2,73 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
-from registry_api.deps import PrincipalDep, ServiceDep
+from registry_api.deps import ServiceDep, authenticate
 from registry_api.routes.common import PROBLEMS
 from registry_api.schemas import ResolvedUrl, ResolveRequest
-from registry_api.service import AssetBytes
+from registry_api.service import AssetBytes, RegistryService, SignedUrl
 
 router = APIRouter(tags=["assets"])
+
+
+# The body is documented here and parsed in the route (see resolve_asset); the schema itself
+# is added to the components by registry_api.main._openapi.
+_RESOLVE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ResolveRequest"}}},
+    }
+}
 
 
 @router.post(
     "/v1/assets/resolve",
     response_model=ResolvedUrl,
+    openapi_extra=_RESOLVE_BODY,
     responses={
         200: {
             "description": "`mode=url`: a signed, expiring URL. `mode=bytes`: the blob itself.",
             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
         },
         **PROBLEMS(400, 401, 403, 404, 413),
+        422: {**PROBLEMS(422)[422], "description": "Validation Error"},
     },
 )
-def resolve_asset(body: ResolveRequest, who: PrincipalDep, service: ServiceDep) -> Response:
+async def resolve_asset(request: Request) -> Response:
     """A blob ref (``sha256:<hex>[#row]``) as a signed URL or as bytes (scope ``read``).
 
     S3 stores answer with a presigned URL, the local store with an HMAC URL served by
     ``GET /v1/blobs/{digest}``. Keys restricted to personas resolve only their packs' refs.
     """
-    asset = service.resolve_asset(who, body.ref, body.mode, body.ttl_s)
+    # A hot route, like GET pack: no injected dependencies or body parameter (FastAPI's
+    # resolver cost more than signing). The body gets the same 422 a body model would give.
+    service: RegistryService = request.app.state.service
+    who = await authenticate(request)
+    body = _resolve_request(await request.body())
+    # A blob seen before signs in the event loop; anything that may touch a store (exists,
+    # bytes, a restricted key's pack scan) goes to a worker thread.
+    asset: SignedUrl | AssetBytes | None = service.cached_resolve(who, body.ref, body.mode, body.ttl_s)
+    if asset is None:
+        asset = await run_in_threadpool(service.resolve_asset, who, body.ref, body.mode, body.ttl_s)
     if isinstance(asset, AssetBytes):
         return Response(asset.data, media_type="application/octet-stream", headers={"X-Blob-Ref": asset.ref})
-    return JSONResponse(ResolvedUrl(ref=asset.ref, url=asset.url, expires_at=asset.expires_at).model_dump())
+    doc = {"ref": asset.ref, "url": asset.url, "expires_at": asset.expires_at}
+    return Response(json.dumps(doc, separators=(",", ":")), media_type="application/json")
+
+
+def _resolve_request(raw: bytes) -> ResolveRequest:
+    try:
+        return ResolveRequest.model_validate_json(raw or b"null")
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors, body=raw) from None
 
 
 @router.get(
