@@ -446,7 +446,9 @@ class SqlMetadataStore(MetadataStore):
                 conn.execute(
                     sa.update(v)
                     .where(v.c.id == row.id)
-                    .values(status=_S.PUBLISHED.value, checks=list(checks), published_at=now, updated_at=now)
+                    # A published version carries no build reasons (its lease line goes with the commit).
+                    .values(status=_S.PUBLISHED.value, reasons=[], checks=list(checks), published_at=now,
+                            updated_at=now)
                 )
         except sa_exc.IntegrityError:
             raise ImmutableVersionError(f"{pack.persona_id} v{pack.version} is already published") from None

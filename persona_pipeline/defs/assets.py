@@ -286,8 +286,10 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
     pack = assemble_pack(inputs, anchor_sets, face_embeddings, style_embeddings, voice_embedding,
                          masks=masks, blobs=blobs, qc_rows=qc_rows, models=used, checks=outcomes,
                          config=pipeline_config.to_config(), run_id=context.run.run_id)
-    stores.end_lease()
+    # The lease beats on through publish (its blob writes can take a while on S3): a kill at
+    # any point leaves either the published pack or a lease whose process is gone.
     record = publish_pack(meta, blobs, pack)
+    stores.end_lease()
     anchors_per_mode = {m.value: len(a) for m, a in pack.anchor_sets.items()}
     summary = {
         "persona_id": pack.persona_id, "version": pack.version, "content_hash": pack.content_hash,

@@ -74,15 +74,9 @@ class StoresResource(dg.ConfigurableResource):
         self._lease = lease
 
     def end_lease(self) -> None:
-        """Stop the heartbeat and clear the lease line, right before publishing: a published
-        version carries no build reasons. Past this point a dead build is found by its age."""
-        lease = self._lease
-        if lease is None:
-            return
-        lease.stop()
-        record = self.meta().get_version(lease.persona_id, lease.version)
-        if record.status is VersionStatus.BUILDING:
-            self.meta().set_status(lease.persona_id, lease.version, VersionStatus.BUILDING, reasons=[])
+        """Stop the heartbeat once the version is published (publishing cleared the lease line)."""
+        if self._lease is not None:
+            self._lease.stop()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         lease, self._lease = self._lease, None
