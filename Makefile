@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test faults test-fast lint schema openapi proto bench eval-tags serve dagster diagrams clean
+.PHONY: help install demo test faults fuzz test-fast lint schema openapi proto bench eval-tags serve dagster diagrams clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ test: $(STAMP) ## run every test (starts real PostgreSQL and S3 servers itself)
 
 faults: $(STAMP) ## the fault suite: seeded SIGKILLs mid-publish, frozen PostgreSQL/S3, a full disk (root)
 	$(BIN)/pytest -m faults -q -s
+
+fuzz: $(STAMP) ## schemathesis against the registry with an admin key, a read key and no key
+	$(BIN)/pytest -m fuzz -q -s
 
 test-fast: $(STAMP) ## unit tests only
 	$(BIN)/pytest tests/unit -q

@@ -83,6 +83,29 @@ def _stop(proc: subprocess.Popen[bytes], sig: int, timeout_s: float = 15) -> Non
             proc.wait(5)
 
 
+class Restartable:
+    """A server process the fault tests can stop and start again on the same port and data
+    (a stopped server, as opposed to a frozen one)."""
+
+    def __init__(
+        self,
+        start: Callable[[], subprocess.Popen[bytes]],
+        ready: Callable[[subprocess.Popen[bytes]], bool],
+        stop_signal: int,
+        grace_s: float,
+    ) -> None:
+        self._start, self._ready, self._signal, self._grace_s = start, ready, stop_signal, grace_s
+        self.proc = start()
+
+    def halt(self) -> None:
+        _stop(self.proc, self._signal, self._grace_s)
+
+    def resume(self) -> None:
+        self.proc = self._start()
+        if not self._ready(self.proc):
+            raise RuntimeError("the server did not come back")
+
+
 # --- PostgreSQL ----------------------------------------------------------------------
 
 
@@ -93,6 +116,7 @@ class PostgresService:
     admin_url: str  # SQLAlchemy URL (postgresql+psycopg://...) of a database to connect to
     stop: Callable[[], None] = lambda: None
     pid: int = 0  # the postmaster, when this process started it (fault tests freeze it)
+    server: Restartable | None = None  # when this process started it (fault tests stop it)
 
     def _libpq(self, url: sa.URL) -> str:
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -177,23 +201,28 @@ def start_postgres() -> PostgresService:
     ]
     for _attempt in range(3):
         port = free_ports(1)[0]
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [*postgres_cmd, "-p", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                user=run_as,
-                preexec_fn=_die_with_parent(signal.SIGQUIT),  # noqa: PLW1509 - sets only a prctl flag
-            )
-        admin = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-        if _wait_postgres(proc, f"postgresql://postgres@127.0.0.1:{port}/postgres"):
 
-            def stop(proc: subprocess.Popen[bytes] = proc) -> None:
-                _stop(proc, signal.SIGINT)  # "fast" shutdown
+        def spawn(port: int = port) -> subprocess.Popen[bytes]:
+            with log_path.open("ab") as log:
+                return subprocess.Popen(
+                    [*postgres_cmd, "-p", str(port)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    user=run_as,
+                    preexec_fn=_die_with_parent(signal.SIGQUIT),  # noqa: PLW1509 - sets only a prctl flag
+                )
+
+        dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        server = Restartable(spawn, lambda proc, dsn=dsn: _wait_postgres(proc, dsn), signal.SIGINT, 15)
+        admin = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        if _wait_postgres(server.proc, dsn):
+
+            def stop(server: Restartable = server) -> None:
+                _stop(server.proc, signal.SIGINT)  # "fast" shutdown
                 shutil.rmtree(root, ignore_errors=True)
 
-            return PostgresService(admin, stop, pid=proc.pid)
-        _stop(proc, signal.SIGKILL)
+            return PostgresService(admin, stop, pid=server.proc.pid, server=server)
+        _stop(server.proc, signal.SIGKILL)
     shutil.rmtree(root, ignore_errors=True)
     raise RuntimeError(f"PostgreSQL did not start; log:\n{log_path.read_text(errors='replace')[-3000:]}")
 
@@ -230,6 +259,7 @@ class S3Service:
     region: str = "us-east-1"
     stop: Callable[[], None] = lambda: None
     pid: int = 0  # the weed process, when this process started it (fault tests freeze it)
+    server: Restartable | None = None  # when this process started it (fault tests stop it)
 
     def client(self, secret_key: str | None = None) -> object:
         return boto3.session.Session().client(
@@ -310,26 +340,31 @@ def start_seaweedfs() -> S3Service:
             "-master.telemetry=false",
             f"-filer.localSocket={root}/filer.sock", f"-s3.localSocket={root}/s3.sock",
         ]  # fmt: skip
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=root,
-                preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - sets only a prctl flag
-            )
-        service = S3Service(f"http://127.0.0.1:{s3}", access, secret)
-        if _wait_s3(proc, service):
 
-            def stop(proc: subprocess.Popen[bytes] = proc) -> None:
+        def spawn(cmd: list[str] = cmd) -> subprocess.Popen[bytes]:
+            with log_path.open("ab") as log:
+                return subprocess.Popen(
+                    cmd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=root,
+                    preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - sets only a prctl flag
+                )
+
+        service = S3Service(f"http://127.0.0.1:{s3}", access, secret)
+        server = Restartable(spawn, lambda proc, service=service: _wait_s3(proc, service), signal.SIGTERM, 5)
+        if _wait_s3(server.proc, service):
+
+            def stop(server: Restartable = server) -> None:
                 # Its data is thrown away: a short grace, then SIGKILL (a clean stop can take 10 s+).
-                _stop(proc, signal.SIGTERM, timeout_s=2)
+                _stop(server.proc, signal.SIGTERM, timeout_s=2)
                 shutil.rmtree(root, ignore_errors=True)
 
             service.stop = stop
-            service.pid = proc.pid
+            service.pid = server.proc.pid
+            service.server = server
             return service
-        _stop(proc, signal.SIGKILL)
+        _stop(server.proc, signal.SIGKILL)
     text = log_path.read_text(errors="replace")[-3000:]
     shutil.rmtree(root, ignore_errors=True)
     raise RuntimeError(f"SeaweedFS did not start; log:\n{text}")

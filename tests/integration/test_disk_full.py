@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from test_faults import outage_row
 
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
@@ -60,3 +61,4 @@ def test_full_blob_folder_is_503_and_leaves_nothing_half_written(small_disk: Pat
         )
         assert r.status_code == 202, r.text
     meta.close()
+    outage_row("local disk full", recovered=True)

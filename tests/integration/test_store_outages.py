@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from services import PostgresService, S3Service, start_postgres, start_seaweedfs
+from test_faults import outage_row
 
 from persona_core.errors import StoreUnavailableError
 from persona_core.stores import open_blob_store, open_metadata_store
@@ -106,6 +107,37 @@ def test_a_frozen_store_answers_503_quickly_and_recovers(
         assert time.monotonic() < deadline, "the registry did not recover after the server thawed"
         time.sleep(0.1)
     assert client.get("/v1/personas/alice/versions", headers=headers).status_code == 200
+    outage_row(f"{which} frozen", recovered=True)
+
+
+@pytest.mark.parametrize("which", ["postgres", "s3"])
+def test_a_stopped_store_answers_503_at_once_and_recovers_when_it_restarts(
+    servers: tuple[PostgresService, S3Service], app_client: tuple[TestClient, str], which: str
+) -> None:
+    client, key = app_client
+    headers = {"X-API-Key": key}
+    service = servers[0] if which == "postgres" else servers[1]
+    assert service.server is not None, "needs a server this test run started"
+    stored = client.get("/v1/personas/alice", headers=headers).json()
+    service.server.halt()
+    try:
+        started = time.monotonic()
+        r = client.get("/readyz")
+        assert (r.status_code, r.json()["code"], r.headers["retry-after"]) == (503, "store_unavailable", "1")
+        assert time.monotonic() - started < 4 * TIMEOUT_S + 1
+        if which == "postgres":
+            r = client.get("/v1/personas/alice", headers=headers)
+            assert (r.status_code, r.json()["code"]) == (503, "store_unavailable")
+    finally:
+        service.server.resume()
+        service.pid = service.server.proc.pid
+    deadline = time.monotonic() + 10
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the registry did not recover after the server restarted"
+        time.sleep(0.1)
+    # Nothing stored was lost across the stop.
+    assert client.get("/v1/personas/alice", headers=headers).json() == stored
+    outage_row(f"{which} stopped", recovered=True)
 
 
 def test_store_calls_raise_typed_errors_when_frozen(
