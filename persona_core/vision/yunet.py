@@ -18,14 +18,21 @@ class YuNetDetector(FaceDetector):
         pre = entry.preprocessing
         self.max_side = int(pre["max_side"])
         self.score_threshold = float(pre["score_threshold"])
-        self._detector = cv2.FaceDetectorYN.create(
-            str(weights),
-            "",
-            (self.max_side, self.max_side),
-            self.score_threshold,
-            float(pre["nms_threshold"]),
-            int(pre["top_k"]),
-        )
+        # create() sets the CPU target, which OpenCV's new DNN engine answers with a WARN line on
+        # stderr at every load ("Targets are not supported"): nothing to act on, so not shown.
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(min(level, cv2.utils.logging.LOG_LEVEL_ERROR))
+        try:
+            self._detector = cv2.FaceDetectorYN.create(
+                str(weights),
+                "",
+                (self.max_side, self.max_side),
+                self.score_threshold,
+                float(pre["nms_threshold"]),
+                int(pre["top_k"]),
+            )
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         # FaceDetectorYN keeps per-size state (setInputSize), so one call at a time.
         self._lock = threading.Lock()
 

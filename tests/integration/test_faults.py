@@ -65,18 +65,26 @@ def _run_and_kill(settings: Settings, persona_id: str, version: int, delay_s: fl
         proc.communicate()
 
 
-@pytest.mark.parametrize("backend", ["sqlite_folder", "postgres_s3"])
+BACKENDS = ["sqlite_folder", "postgres_s3"]
+COLUMNS = ("trials", "faults", "lost", "corrupt", "stuck", "recoveries")
+
+
+def backend_settings(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The embedded default in ``tmp_path``, or a fresh PostgreSQL database and S3 bucket."""
+    if backend == "sqlite_folder":
+        return Settings(home=tmp_path)
+    base: Settings = request.getfixturevalue("s3_settings")
+    return base.model_copy(update={"database_url": request.getfixturevalue("postgres_url")})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_seeded_sigkills_mid_publish_lose_nothing(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if backend == "sqlite_folder":
-        settings = Settings(home=tmp_path)
-    else:
-        base: Settings = request.getfixturevalue("s3_settings")
-        settings = base.model_copy(update={"database_url": request.getfixturevalue("postgres_url")})
+    settings = backend_settings(backend, request, tmp_path)
     meta, blobs = open_metadata_store(settings), open_blob_store(settings)
     rng = random.Random(f"{SEED}-{backend}")
-    tally = dict.fromkeys(("trials", "faults", "lost", "corrupt", "stuck", "recoveries"), 0)
+    tally = dict.fromkeys(COLUMNS, 0)
     # One unkilled publish tells how long the work takes here; kills land uniformly inside it.
     meta.create_persona("timing", {})
     meta.create_version("timing", {"files": []})
@@ -118,8 +126,7 @@ def test_seeded_sigkills_mid_publish_lose_nothing(
 def outage_row(name: str, *, recovered: bool) -> None:
     """One outage case (a frozen or stopped server, a full disk) as a row of the table: it
     passed its test, so nothing was lost or corrupted and no version was left stuck."""
-    TALLY[name] = dict.fromkeys(("trials", "faults"), 1) | dict.fromkeys(("lost", "corrupt", "stuck"), 0)
-    TALLY[name]["recoveries"] = int(recovered)
+    TALLY[name] = dict.fromkeys(COLUMNS, 0) | {"trials": 1, "faults": 1, "recoveries": int(recovered)}
     report()
 
 
@@ -152,4 +159,4 @@ def report() -> None:
 
 
 def _is_kill_row(name: str) -> bool:
-    return name in ("sqlite_folder", "postgres_s3") or name.startswith("build ")
+    return name in BACKENDS or name.startswith("build ")

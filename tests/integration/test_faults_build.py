@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from services import settings_env
-from test_faults import TALLY, report
+from test_faults import BACKENDS, COLUMNS, TALLY, backend_settings, report
 
 from persona_core.settings import Settings
 from persona_core.store.base import BlobStore, MetadataStore
@@ -74,17 +74,13 @@ def _versions(settings: Settings) -> list[dict[str, object]]:
     return list(json.loads(out))
 
 
-@pytest.mark.parametrize("backend", ["sqlite_folder", "postgres_s3"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_seeded_sigkills_mid_build_leave_nothing_stuck(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if backend == "sqlite_folder":
-        settings = Settings(home=tmp_path)
-    else:
-        base: Settings = request.getfixturevalue("s3_settings")
-        settings = base.model_copy(update={"database_url": request.getfixturevalue("postgres_url")})
+    settings = backend_settings(backend, request, tmp_path)
     rng = random.Random(f"{SEED}-{backend}")
-    tally = dict.fromkeys(("trials", "faults", "lost", "corrupt", "stuck", "recoveries"), 0)
+    tally = dict.fromkeys(COLUMNS, 0)
     killed, span_s = _build(settings, None)  # one whole build: kills land uniformly inside it
     assert not killed
     meta, blobs = open_metadata_store(settings), open_blob_store(settings)

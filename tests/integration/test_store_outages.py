@@ -79,6 +79,13 @@ def app_client(
         yield client, key
 
 
+def _wait_ready(client: TestClient, why: str, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, why
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("which", ["postgres", "s3"])
 def test_a_frozen_store_answers_503_quickly_and_recovers(
     servers: tuple[PostgresService, S3Service], app_client: tuple[TestClient, str], which: str
@@ -102,10 +109,7 @@ def test_a_frozen_store_answers_503_quickly_and_recovers(
             assert took < 4 * TIMEOUT_S + 1, (path, took)
     finally:
         freeze(pid, signal.SIGCONT)
-    deadline = time.monotonic() + 10
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "the registry did not recover after the server thawed"
-        time.sleep(0.1)
+    _wait_ready(client, "the registry did not recover after the server thawed")
     assert client.get("/v1/personas/alice/versions", headers=headers).status_code == 200
     outage_row(f"{which} frozen", recovered=True)
 
@@ -131,10 +135,7 @@ def test_a_stopped_store_answers_503_at_once_and_recovers_when_it_restarts(
     finally:
         service.server.resume()
         service.pid = service.server.proc.pid
-    deadline = time.monotonic() + 10
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "the registry did not recover after the server restarted"
-        time.sleep(0.1)
+    _wait_ready(client, "the registry did not recover after the server restarted")
     # Nothing stored was lost across the stop.
     assert client.get("/v1/personas/alice", headers=headers).json() == stored
     outage_row(f"{which} stopped", recovered=True)
