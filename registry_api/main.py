@@ -129,7 +129,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     where = ".".join(str(p) for p in first.get("loc", ())) or "request"
     detail = f"{where}: {first.get('msg', 'invalid request')}"
     simple = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in errors]
-    return _problem_response(request, 422, "invalid_request", detail, errors=simple)
+    # An id that breaks its pattern is the same invalid_name gRPC and the CLI give for it.
+    bad_id = any(e.get("loc", ())[-1:] == ("persona_id",) and e.get("type") in _ID_ERRORS for e in errors)
+    code = "invalid_name" if bad_id else "invalid_request"
+    return _problem_response(request, 422, code, detail, errors=simple)
+
+
+_ID_ERRORS = frozenset({"string_pattern_mismatch", "string_too_long", "string_too_short"})
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

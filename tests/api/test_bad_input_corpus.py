@@ -223,3 +223,50 @@ def test_unusual_but_valid_images_are_accepted_everywhere(
         headers=reg.headers("build"),
     )
     assert r.status_code == 202, r.text
+
+
+# Persona ids that look like "alice" (or like a path) but are not it: every door refuses them
+# with invalid_name, creates nothing, and never answers with alice's data.
+LOOKALIKE_IDS = [
+    "\u0430lice",  # Cyrillic a
+    "alice\u200b",  # zero-width space
+    "\uff41lice",  # fullwidth a
+    "ALICE",
+    "al ice",
+    "-alice",
+    "a" * 65,
+    "al/ice",
+    "..",
+]
+
+
+@pytest.mark.parametrize("persona_id", LOOKALIKE_IDS, ids=ascii)
+def test_lookalike_persona_ids_are_refused_alike_through_every_door(
+    reg: Registry, persona_id: str, tmp_path: Path
+) -> None:
+    r = reg.http.post("/v1/personas", json={"persona_id": persona_id}, headers=reg.headers("admin"))
+    server, port = start_grpc_server(reg.service, 0)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, pytest.raises(grpc.RpcError) as err:
+            pb_grpc.PersonaRegistryStub(channel).CreatePersona(
+                pb.CreatePersonaRequest(persona_id=persona_id), metadata=(("x-api-key", reg.keys["admin"]),)
+            )
+    finally:
+        server.stop(grace=None)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(PHOTO)
+    cli = CliRunner().invoke(
+        cli_app, ["--home", str(reg.settings.home), "--json", "build", str(folder), "--persona", persona_id]
+    )
+    codes = {
+        "http": r.json()["code"],
+        "grpc": dict(err.value.trailing_metadata() or ())["error-code"],  # type: ignore[attr-defined]
+        "cli": json.loads(cli.stdout)["error"]["code"],
+    }
+    assert codes == dict.fromkeys(codes, "invalid_name")
+    assert cli.exit_code == 2
+    assert [p.persona_id for p in reg.meta.list_personas()] == ["alice", "bob"]
+    looked_up = reg.http.get(f"/v1/personas/{persona_id}", headers=reg.headers("read"))
+    assert looked_up.status_code in (400, 404, 422), looked_up.text
+    assert "Alice" not in looked_up.text
