@@ -23,6 +23,7 @@ from registry_support import OTHER, Registry, fixture_bytes, make_registry, png_
 from typer.testing import CliRunner
 
 from persona_cli.main import app as cli_app
+from persona_core.settings import Settings
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
 from registry_api.grpc_server import start_grpc_server
@@ -134,12 +135,12 @@ def _grpc(reg: Registry, case: Case) -> str:
         server.stop(grace=None)
 
 
-def _cli(reg: Registry, case: Case, tmp_path: Path) -> str:
+def _cli(reg: Registry, case: Case, tmp_path: Path, env: dict[str, str] | None = None) -> str:
     folder = tmp_path / "in"
     folder.mkdir()
     for name, data in _files(case):
         (folder / name).write_bytes(data)
-    env = {"PERSONA_MAX_UPLOAD_FILE_BYTES": str(reg.settings.max_upload_file_bytes)}
+    env = env or {"PERSONA_MAX_UPLOAD_FILE_BYTES": str(reg.settings.max_upload_file_bytes)}
     result = CliRunner().invoke(
         cli_app,
         ["--home", str(reg.settings.home), "--json", "build", str(folder), "--persona", "newbie"],
@@ -270,3 +271,20 @@ def test_lookalike_persona_ids_are_refused_alike_through_every_door(
     looked_up = reg.http.get(f"/v1/personas/{persona_id}", headers=reg.headers("read"))
     assert looked_up.status_code in (400, 404, 422), looked_up.text
     assert "Alice" not in looked_up.text
+
+
+def test_a_100_mb_photo_is_refused_by_every_door_at_the_default_limits(tmp_path: Path) -> None:
+    """The literal 100 MB file of the probe, against the shipped limits (25 MB a file)."""
+    defaults = Settings()
+    reg = make_registry(tmp_path / "reg", max_upload_file_bytes=defaults.max_upload_file_bytes,
+                        max_upload_files=defaults.max_upload_files,
+                        max_upload_total_bytes=defaults.max_upload_total_bytes)
+    try:
+        huge = Case("photo_100_mb", "huge.jpg", lambda: PHOTO + b"\0" * (100 * 1024 * 1024), "file_too_large")
+        env = {"PERSONA_MAX_UPLOAD_FILE_BYTES": str(defaults.max_upload_file_bytes)}
+        verdicts = {"http": _http(reg, huge), "grpc": _grpc(reg, huge), "cli": _cli(reg, huge, tmp_path, env)}
+        assert verdicts == dict.fromkeys(verdicts, "file_too_large")
+        assert reg.meta.list_versions(OTHER) == []
+    finally:
+        reg.http.close()
+        reg.meta.close()
