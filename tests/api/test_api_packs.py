@@ -107,7 +107,9 @@ def test_persona_routes_create_get_paginate_and_conflict(registry: Registry) -> 
     dup = registry.http.post("/v1/personas", json={"persona_id": "p0"}, headers=admin)
     assert (dup.status_code, dup.json()["code"]) == (409, "already_exists")
     bad = registry.http.post("/v1/personas", json={"persona_id": "Not Valid!"}, headers=admin)
-    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_name")  # as gRPC and the CLI say
+    bad = registry.http.post("/v1/personas", json={"persona_id": 5}, headers=admin)
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")  # not a string at all
     assert registry.http.get("/v1/personas/p3", headers=admin).json()["metadata"] == {"i": 3}
 
     seen, after = [], None
