@@ -26,19 +26,24 @@ def _dead_pid() -> int:
 def test_the_registry_fails_a_dead_build_when_someone_looks(tmp_path: Path) -> None:
     """GET a version, list versions over HTTP, list them over gRPC: each settles a dead build."""
     reg = make_registry(tmp_path / "reg")
-    here = BuildLease.here().host
-    for _ in range(3):
+
+    def dead_build() -> int:
         v = reg.meta.create_version(OTHER, {"files": []}).version
-        reg.meta.set_status(OTHER, v, VersionStatus.BUILDING,
-                            reasons=[BuildLease(host=here, pid=_dead_pid(), run_id="").reason()])
+        gone = BuildLease(host=BuildLease.here().host, pid=_dead_pid(), run_id="")
+        reg.meta.set_status(OTHER, v, VersionStatus.BUILDING, reasons=[gone.reason()])
+        return v
+
+    dead_build()
     alive = reg.meta.create_version(OTHER, {"files": []}).version
     LeaseKeeper(reg.meta, OTHER, alive, heartbeat_s=30).start()
-
     got = reg.http.get(f"/v1/personas/{OTHER}/versions/1", headers=reg.headers("read")).json()
     assert (got["status"], got["reasons"][0].split(" (")[0]) == ("failed", DIED_PREFIX)
+
+    listed_dead = dead_build()  # each door below meets a dead build nothing has settled yet
     listed = reg.http.get(f"/v1/personas/{OTHER}/versions", headers=reg.headers("read")).json()
-    statuses = [d["status"] for d in (listed["items"] if isinstance(listed, dict) else listed)]
-    assert statuses[:2] == ["failed", "failed"]
+    assert {d["version"]: d["status"] for d in listed["items"]} == {1: "failed", alive: "building",
+                                                                    listed_dead: "failed"}
+    grpc_dead = dead_build()
     server, port = start_grpc_server(reg.service, 0)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -47,9 +52,9 @@ def test_the_registry_fails_a_dead_build_when_someone_looks(tmp_path: Path) -> N
             )
     finally:
         server.stop(grace=None)
-    assert {v.version: v.status for v in reply.versions} == {1: "failed", 2: "failed", 3: "failed",
-                                                             alive: "building"}
+    assert {v.version: v.status for v in reply.versions} == {1: "failed", alive: "building",
+                                                             listed_dead: "failed", grpc_dead: "failed"}
     # It is stored: whoever looks next (the CLI, the sensor) sees the same.
-    assert reg.meta.get_version(OTHER, 3).reasons[0].startswith(DIED_PREFIX)
+    assert reg.meta.get_version(OTHER, grpc_dead).reasons[0].startswith(DIED_PREFIX)
     reg.http.close()
     reg.meta.close()

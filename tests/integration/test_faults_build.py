@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 from services import settings_env
-from test_faults import BACKENDS, COLUMNS, TALLY, backend_settings, report
+from test_faults import BACKENDS, COLUMNS, TALLY, backend_settings, pack_is_whole, report
 
 from persona_core.settings import Settings
-from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.versions import DIED_PREFIX
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.models, pytest.mark.dagster]
 PHOTOS = Path(__file__).resolve().parents[2] / "examples" / "photos"
@@ -58,15 +58,6 @@ def _build(settings: Settings, kill_after_s: float | None) -> tuple[bool, float]
     return False, time.monotonic() - started
 
 
-def _pack_is_whole(meta: MetadataStore, blobs: BlobStore, version: int) -> bool:
-    pack = meta.get_published("crash", version)
-    try:
-        blobs.get(pack.pack_ref)  # verifies the bytes against the ref
-    except Exception:
-        return False
-    return all(blobs.exists(r) for r in pack.blob_refs)
-
-
 def _versions(settings: Settings) -> list[dict[str, object]]:
     proc = _cli(settings, "versions", "crash")
     out, err = proc.communicate(timeout=120)
@@ -91,13 +82,13 @@ def test_seeded_sigkills_mid_build_leave_nothing_stuck(
         docs = _versions(settings)  # looking is what settles a dead build
         tally["stuck"] += sum(d["status"] in ("pending", "building") for d in docs)
         assert all(
-            d["status"] != "failed" or str(d["reasons"][0]).startswith("build process died")
+            d["status"] != "failed" or str(d["reasons"][0]).startswith(DIED_PREFIX)
             for d in docs
         ), docs
         now = {int(str(d["version"])) for d in docs if d["status"] == "published"}
         tally["lost"] += len(published - now)  # a pack published before a kill is there after it
         published |= now
-        tally["corrupt"] += sum(not _pack_is_whole(meta, blobs, v) for v in now)
+        tally["corrupt"] += sum(not pack_is_whole(meta, blobs, "crash", v) for v in now)
     proc = _cli(settings, "rebuild", "crash")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
