@@ -36,7 +36,7 @@ from persona_core.publish import publish_pack
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 from persona_core.testing import make_pack
-from registry_api.keys import create_key
+from registry_api.api_keys import create_key
 
 ROOT = Path(__file__).resolve().parent.parent
 PERSONA = "bench-persona"

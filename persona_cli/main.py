@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from persona_cli import drift, keys, pack, qc
+from persona_cli import api_keys, drift, pack, qc
 from persona_cli.common import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -54,7 +54,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(pack.app, name="pack")
-app.add_typer(keys.app, name="keys")
+app.add_typer(api_keys.app, name="keys")
 app.command(name="qc")(qc.qc)
 app.command(name="drift")(drift.drift)
 

@@ -22,7 +22,7 @@ from persona_pipeline.defs.lifecycle import OUTCOME_TAG, fail_version
 from persona_pipeline.defs.partitions import persona_versions, personas
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.instance import project_instance
-from persona_pipeline.keys import partition_key
+from persona_pipeline.partition_keys import partition_key
 from persona_pipeline.steps.config import PipelineConfig
 
 log = logging.getLogger(__name__)

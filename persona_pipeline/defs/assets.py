@@ -19,7 +19,7 @@ from persona_core.store.base import VersionStatus
 from persona_pipeline.defs.lifecycle import set_outcome
 from persona_pipeline.defs.partitions import persona_versions
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
-from persona_pipeline.keys import parse_partition_key
+from persona_pipeline.partition_keys import parse_partition_key
 from persona_pipeline.steps import checks
 from persona_pipeline.steps.anchors import AnchorSelection, select_anchors
 from persona_pipeline.steps.assemble import assemble_pack

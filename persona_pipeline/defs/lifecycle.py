@@ -17,7 +17,7 @@ from persona_core.errors import ImmutableVersionError, InvalidTransitionError, N
 from persona_core.store.base import MetadataStore, VersionStatus
 from persona_core.versions import RunCause, dead_build_cause, mark_dead_builds
 from persona_pipeline.defs.resources import PARTITION_TAG, StoresResource
-from persona_pipeline.keys import parse_partition_key
+from persona_pipeline.partition_keys import parse_partition_key
 
 OUTCOME_TAG = "persona/outcome"
 STUCK_SENSOR_INTERVAL_S = 15

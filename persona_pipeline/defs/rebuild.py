@@ -9,7 +9,7 @@ import dagster as dg
 
 from persona_pipeline.defs.partitions import persona_versions, personas
 from persona_pipeline.defs.resources import REBUILD_JOB, StoresResource
-from persona_pipeline.keys import partition_key
+from persona_pipeline.partition_keys import partition_key
 
 
 @dg.op(description="A new pending version holding the newest version's inputs, with its manifest.")

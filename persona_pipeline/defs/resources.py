@@ -13,7 +13,7 @@ from persona_core.settings import Settings
 from persona_core.store.base import BlobStore, MetadataStore, VersionStatus
 from persona_core.stores import open_blob_store, open_metadata_store
 from persona_core.versions import LeaseKeeper
-from persona_pipeline.keys import parse_partition_key
+from persona_pipeline.partition_keys import parse_partition_key
 from persona_pipeline.steps.config import PipelineConfig
 
 PARTITION_TAG = "dagster/partition"

@@ -19,7 +19,7 @@ from persona_core.store.base import MetadataStore, VersionStatus
 from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.partitions import persona_versions, personas
 from persona_pipeline.defs.resources import StoresResource
-from persona_pipeline.keys import parse_partition_key, partition_key
+from persona_pipeline.partition_keys import parse_partition_key, partition_key
 
 MAX_MANIFESTS_PER_TICK = 50
 LOOKBACK_NS = 10 * 60 * 1_000_000_000  # how late a manifest write may land and still be built

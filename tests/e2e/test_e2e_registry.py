@@ -29,11 +29,11 @@ from persona_core.store.metadata import SqlMetadataStore
 from persona_pipeline.build import build_version
 from persona_pipeline.defs.resources import StoresResource
 from persona_pipeline.defs.sensors import upload_manifest_sensor
-from persona_pipeline.keys import partition_key
+from persona_pipeline.partition_keys import partition_key
 from registry_api.config import ApiSettings
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
-from registry_api.keys import create_key
+from registry_api.api_keys import create_key
 from registry_api.server import BackgroundServer, reserve_socket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.dagster, pytest.mark.models]

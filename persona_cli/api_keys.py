@@ -27,7 +27,7 @@ def create(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a key. Its secret is printed once and never stored: keep it now."""
-    from registry_api.keys import create_key  # noqa: PLC0415 - the api extra, only when used
+    from registry_api.api_keys import create_key  # noqa: PLC0415 - the api extra, only when used
 
     with metadata_store(settings()) as meta:
         info, plaintext = create_key(meta, name, scope or ["read"], persona or None)
@@ -44,7 +44,7 @@ def create(
 @handle_errors
 def list_(json_out: JsonOpt = False) -> None:
     """Every key, revoked ones included (no secrets)."""
-    from registry_api.keys import list_keys  # noqa: PLC0415 - the api extra, only when used
+    from registry_api.api_keys import list_keys  # noqa: PLC0415 - the api extra, only when used
 
     with metadata_store(settings()) as meta:
         keys = list_keys(meta)
@@ -70,7 +70,7 @@ def list_(json_out: JsonOpt = False) -> None:
 @handle_errors
 def revoke(key_id: str, json_out: JsonOpt = False) -> None:
     """Revoke a key (idempotent). Running registries stop accepting it within their key cache TTL."""
-    from registry_api.keys import revoke_key  # noqa: PLC0415 - the api extra, only when used
+    from registry_api.api_keys import revoke_key  # noqa: PLC0415 - the api extra, only when used
 
     with metadata_store(settings()) as meta:
         info = revoke_key(meta, key_id)
