@@ -16,7 +16,12 @@ from typing import Any
 import httpx
 
 from persona_core import errors as _errors
-from persona_core.errors import IntegrityError, PersonaCoreError, StoreUnavailableError, VersionNotFoundError
+from persona_core.errors import (
+    IntegrityError,
+    PackNotPublishedError,  # noqa: F401 - re-exported: get_pack raises it
+    PersonaCoreError,
+    StoreUnavailableError,
+)
 from persona_core.refs import parse_ref, sha256_hex
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -33,14 +38,8 @@ class RegistryError(PersonaCoreError):
         self.detail = detail
 
 
-class PackNotPublishedError(VersionNotFoundError):
-    """The version exists but has no pack yet (pending, building, blocked or failed)."""
-
-    code = "pack_not_published"
-
-
 def _known_errors() -> dict[str, type[PersonaCoreError]]:
-    table: dict[str, type[PersonaCoreError]] = {PackNotPublishedError.code: PackNotPublishedError}
+    table: dict[str, type[PersonaCoreError]] = {}
     for obj in vars(_errors).values():
         if isinstance(obj, type) and issubclass(obj, PersonaCoreError) and obj is not PersonaCoreError:
             table.setdefault(obj.code, obj)

@@ -39,6 +39,12 @@ class VersionNotFoundError(NotFoundError):
     code = "version_not_found"
 
 
+class PackNotPublishedError(VersionNotFoundError):
+    """The version exists but has no pack yet (pending, building, blocked or failed)."""
+
+    code = "pack_not_published"
+
+
 class BlobNotFoundError(NotFoundError):
     code = "blob_not_found"
 
@@ -57,6 +63,12 @@ class InvalidTransitionError(PersonaCoreError):
     code = "invalid_status_transition"
 
 
+class BuildInProgressError(InvalidTransitionError):
+    """The version is ``building`` under another live build's lease."""
+
+    code = "build_in_progress"
+
+
 class IntegrityError(PersonaCoreError):
     """Bytes do not hash to the reference that names them (tampering or corruption)."""
 
@@ -71,6 +83,13 @@ class SignatureError(PersonaCoreError):
 
 class StoreUnavailableError(PersonaCoreError):
     code = "store_unavailable"
+
+
+class SchemaOutdatedError(StoreUnavailableError):
+    """The database's schema is not the revision this code needs; the message names the command
+    that fixes it (``persona-core migrate``)."""
+
+    code = "schema_outdated"
 
 
 class InvalidManifestError(InvalidInputError):

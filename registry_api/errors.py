@@ -33,7 +33,6 @@ from persona_core.errors import (
     TooManyFilesError,
     UnsupportedMediaTypeError,
     UploadError,
-    VersionNotFoundError,
 )
 
 # The upload errors live in persona_core (one gate for every door); re-exported for the routes.
@@ -71,10 +70,6 @@ class PersonaForbiddenError(PermissionDeniedError):
     """The key is restricted to other personas."""
 
     code = "persona_forbidden"
-
-
-class PackNotPublishedError(VersionNotFoundError):
-    code = "pack_not_published"
 
 
 # Most specific first is not needed: lookup follows the MRO of the raised class.

@@ -26,6 +26,7 @@ from persona_core.errors import (
     BlobNotFoundError,
     InvalidInputError,
     MetadataTooLargeError,
+    PackNotPublishedError,
     SignatureError,
     VersionNotFoundError,
 )
@@ -46,7 +47,7 @@ from persona_core.uploads import ValidatedUpload, submit_upload
 from persona_core.versions import settle_dead_build
 from registry_api.auth import KeyVerifier, Principal
 from registry_api.config import ApiSettings
-from registry_api.errors import PackNotPublishedError, PersonaForbiddenError, RequestTooLargeError
+from registry_api.errors import PersonaForbiddenError, RequestTooLargeError
 
 LATEST: Literal["latest"] = "latest"
 # ASCII digits only: str.isdigit() also accepts "²" or "١", which int() then refuses or reads.
@@ -55,7 +56,9 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
-class CachedPack:
+class ServedPack:
+    """A published pack as the GET-pack route serves it: the stored bytes and its validators."""
+
     persona_id: str
     version: int
     body: bytes
@@ -121,7 +124,7 @@ class RegistryService:
         self.metadata = metadata
         self.blobs = blobs
         self.keys = KeyVerifier(self._verify_key, settings.api_key_cache_ttl_s)
-        self._packs: OrderedDict[tuple[str, int], CachedPack] = OrderedDict()
+        self._packs: OrderedDict[tuple[str, int], ServedPack] = OrderedDict()
         self._latest: dict[str, tuple[float, int]] = {}
         # Blob refs known to exist. Blobs are content-addressed and never deleted, so a ref
         # seen once stays valid: a repeat resolve needs no store round trip (an S3 HEAD).
@@ -193,7 +196,7 @@ class RegistryService:
 
     # -- packs ----------------------------------------------------------------------------
 
-    def cached_pack(self, who: Principal, persona_id: str, spec: str) -> CachedPack | None:
+    def cached_pack(self, who: Principal, persona_id: str, spec: str) -> ServedPack | None:
         """The pack from memory only (no I/O), or None when a store read is needed."""
         who.require("read", persona_id)
         if spec == LATEST:
@@ -207,7 +210,7 @@ class RegistryService:
             return None
         return self._packs.get((persona_id, number))
 
-    def get_pack(self, who: Principal, persona_id: str, spec: str | int) -> CachedPack:
+    def get_pack(self, who: Principal, persona_id: str, spec: str | int) -> ServedPack:
         """The published pack's exact stored bytes; PackNotPublishedError until it is published."""
         who.require("read", persona_id)
         number = self._resolve_number(persona_id, spec)
@@ -229,13 +232,13 @@ class RegistryService:
                 self._packs.popitem(last=False)
         return pack
 
-    def _load(self, record: PublishedPack) -> CachedPack:
+    def _load(self, record: PublishedPack) -> ServedPack:
         body = self.blobs.get(record.pack_ref)  # the store verifies the bytes hash to the ref
         refs = {parse_ref(r).blob for r in record.blob_refs} | {parse_ref(record.pack_ref).blob}
         etag = f'"{record.content_hash}"'
         latest_etag = f'"{record.content_hash}.v{record.version}"'
         version_header = (b"x-persona-version", str(record.version).encode())
-        return CachedPack(
+        return ServedPack(
             persona_id=record.persona_id,
             version=record.version,
             body=body,
