@@ -8,11 +8,14 @@
   re-encoding and small shifts and costs well under a millisecond;
 - *flicker* between two consecutive faces: the largest of the aligned crops' change
   (1 - normalised cross-correlation), the identity jump (1 - cosine of the embeddings) and the
-  face box's jump (centre shift over face width, scale change).
+  face box's jump (centre shift over face width, scale change);
+- sampling every N-th frame of a video, the one loop the builder's input step uses as well.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,29 +137,44 @@ def flicker(prev: FaceState, cur: FaceState) -> float:
     return float(min(1.0, max(0.0, appearance, identity_jump, shift, scale)))
 
 
+@contextmanager
+def open_video(path: str | Path) -> Iterator[cv2.VideoCapture]:
+    """An open OpenCV capture of the video at ``path``, released on exit; BadFrameError when
+    OpenCV cannot open it."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise BadFrameError(f"{path}: not a readable video")
+        yield cap
+    finally:
+        cap.release()
+
+
+def every_nth_frame(cap: cv2.VideoCapture, every: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, BGR image) of every ``every``-th frame of an open capture, as they are read.
+
+    The one frame-sampling loop of the builder and the runtime. Frames in between are only
+    grabbed, never decoded; a sampled frame that fails to decode is skipped and still counts.
+    """
+    if every < 1:
+        raise BadFrameError(f"sample every N frames needs N >= 1, got {every}")
+    index = 0
+    while cap.grab():
+        if index % every == 0:
+            ok, image = cap.retrieve()
+            if ok and image is not None:
+                yield index, image
+        index += 1
+
+
 def video_frames(path: str | Path, every: int) -> list[tuple[int, np.ndarray]]:
     """Every ``every``-th frame of the video at ``path`` as (frame index, BGR image)."""
     if every < 1:
         raise BadFrameError(f"sample every N frames needs N >= 1, got {every}")
     if not Path(path).is_file():
         raise BadFrameError(f"no video file at {path}")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise BadFrameError(f"{path}: not a readable video")
-        frames = []
-        index = 0
-        while True:
-            ok = cap.grab()
-            if not ok:
-                break
-            if index % every == 0:
-                ok, image = cap.retrieve()
-                if ok and image is not None:
-                    frames.append((index, image))
-            index += 1
-    finally:
-        cap.release()
+    with open_video(path) as cap:
+        frames = list(every_nth_frame(cap, every))
     if not frames:
         raise BadFrameError(f"{path}: no frames could be decoded")
     return frames

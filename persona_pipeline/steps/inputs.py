@@ -20,6 +20,8 @@ import numpy as np
 from persona_core.errors import InvalidInputError, PersonaCoreError
 from persona_core.refs import sha256_hex
 from persona_core.store.base import BlobStore
+from persona_core.vision.errors import BadFrameError
+from persona_core.vision.frames import every_nth_frame, open_video
 from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.config import MODES, PipelineConfig
 from persona_pipeline.steps.images import dhash, encode_jpeg, hamming
@@ -173,33 +175,30 @@ def sample_video(data: bytes, suffix: str, config: PipelineConfig) -> list[tuple
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        cap = cv2.VideoCapture(tmp)
         try:
-            if not cap.isOpened():
-                raise InvalidInputError("OpenCV cannot open the clip")
-            fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-            step = max(1, round(fps / config.video_frames_per_second))
-            kept: list[tuple[float, np.ndarray]] = []
-            hashes: list[int] = []
-            index = 0
-            while len(kept) < config.video_max_frames:
-                ok = cap.grab()
-                if not ok:
-                    break
-                if index % step == 0:
-                    ok, frame = cap.retrieve()
-                    if ok and frame is not None:
-                        h = dhash(frame)
-                        if all(hamming(h, o) > config.frame_duplicate_distance for o in hashes):
-                            hashes.append(h)
-                            kept.append((round(index / fps, 2), frame))
-                index += 1
-        finally:
-            cap.release()
+            with open_video(tmp) as cap:
+                kept = _distinct_frames(cap, config)
+        except BadFrameError:
+            raise InvalidInputError("OpenCV cannot open the clip") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     if not kept:
         raise InvalidInputError("no frames could be read")
+    return kept
+
+
+def _distinct_frames(cap: cv2.VideoCapture, config: PipelineConfig) -> list[tuple[float, np.ndarray]]:
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    step = max(1, round(fps / config.video_frames_per_second))
+    kept: list[tuple[float, np.ndarray]] = []
+    hashes: list[int] = []
+    for index, frame in every_nth_frame(cap, step):
+        h = dhash(frame)
+        if all(hamming(h, o) > config.frame_duplicate_distance for o in hashes):
+            hashes.append(h)
+            kept.append((round(index / fps, 2), frame))
+            if len(kept) >= config.video_max_frames:
+                break
     return kept
 
 
