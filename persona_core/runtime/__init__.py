@@ -7,31 +7,48 @@ numpy and pydantic.
 from persona_core.runtime.cache import CachedPack, PackCache, PackSource, StorePackSource, embedding_blob_refs
 from persona_core.runtime.clamp import (
     ActorEvent,
+    ActorEventDict,
+    BehaviorPolicySource,
     ClampAdjustment,
     ClampResult,
     ClampTables,
     behavior_policy_clamp,
 )
-from persona_core.runtime.drift import DriftStats
-from persona_core.runtime.drift_meter import DriftMeter, FrameDrift
-from persona_core.runtime.refresh import RefreshDecision, RefreshReason, anchor_refresh_policy
-from persona_core.runtime.select import AnchorChoice, SelectReason, select_anchor
+from persona_core.runtime.drift import DriftStats, DriftStatsLike
+from persona_core.runtime.drift_meter import DriftMeter, Frame, FrameDrift, FrameDriftDoc, IdentityVerdict
+from persona_core.runtime.refresh import (
+    DriftTrend,
+    PolicySource,
+    RefreshDecision,
+    RefreshReason,
+    anchor_refresh_policy,
+)
+from persona_core.runtime.select import AnchorChoice, PackLike, SelectReason, select_anchor
 from persona_core.vision.errors import BadFrameError, IdentityModelMismatchError, VisionUnavailableError
 
 __all__ = [
     "ActorEvent",
+    "ActorEventDict",
     "AnchorChoice",
     "BadFrameError",
+    "BehaviorPolicySource",
     "CachedPack",
     "ClampAdjustment",
     "ClampResult",
     "ClampTables",
     "DriftMeter",
     "DriftStats",
+    "DriftStatsLike",
+    "DriftTrend",
+    "Frame",
     "FrameDrift",
+    "FrameDriftDoc",
     "IdentityModelMismatchError",
+    "IdentityVerdict",
     "PackCache",
+    "PackLike",
     "PackSource",
+    "PolicySource",
     "RefreshDecision",
     "RefreshReason",
     "SelectReason",

@@ -28,8 +28,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from pydantic import ValidationError
@@ -50,6 +51,7 @@ from persona_core.runtime.index import SelectionIndex, index_document
 from persona_core.store.base import BlobStore, MetadataStore
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _PERSONA_ID_RE = re.compile(PERSONA_ID_PATTERN)
 _FILE_RE = re.compile(r"^v([1-9][0-9]{0,9})\.pcpk$")
@@ -140,7 +142,8 @@ class CachedPack:
 
     def document(self) -> dict[str, Any]:
         """The full pack JSON, freshly parsed (callers may mutate their copy)."""
-        return json.loads(bytes(self._doc))
+        doc: dict[str, Any] = json.loads(bytes(self._doc))
+        return doc
 
     @property
     def pack(self) -> PersonaPack:
@@ -166,7 +169,7 @@ class CachedPack:
         """A read-only (rows, dim) float32 embedding matrix; ``ref`` may carry a ``#row``.
         Hashed against its ref on first access (IntegrityError if it does not match)."""
         blob = parse_ref(ref).blob
-        arr = self._lazy.get(blob)
+        arr: np.ndarray | None = self._lazy.get(blob)
         if arr is None:
             arr = self._once(blob, lambda: self._read_matrix(blob))
         return arr
@@ -178,10 +181,11 @@ class CachedPack:
         row = 0 if parsed.row is None else parsed.row
         if not 0 <= row < arr.shape[0]:
             raise InvalidInputError(f"row {row} out of range for {parsed.blob} ({arr.shape[0]} rows)")
-        return arr[row]
+        vector: np.ndarray = arr[row]
+        return vector
 
-    def _once(self, key: str, build: Any) -> Any:
-        value = self._lazy.get(key)
+    def _once(self, key: str, build: Callable[[], _T]) -> _T:
+        value: _T | None = self._lazy.get(key)
         if value is None:
             with self._lock:
                 value = self._lazy.get(key)

@@ -13,9 +13,9 @@ very same object; only changed events are rebuilt. The input is never mutated.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, NotRequired, TypeAlias, TypedDict, TypeVar, cast, overload
 
 from persona_core.errors import InvalidInputError
 from persona_core.pack import (
@@ -41,17 +41,32 @@ class ActorEvent(NamedTuple):
     gesture: str | None = None
 
 
+class ActorEventDict(TypedDict):
+    """An actor event in its JSON form (what a timeline read from JSON holds)."""
+
+    t: float
+    emotion: str
+    intensity: float
+    gesture: NotRequired[str | None]
+
+
+Event = TypeVar("Event", ActorEvent, ActorEventDict)
+ClampValue: TypeAlias = str | float | None  # an emotion, an intensity or a gesture
+
+
 class ClampAdjustment(NamedTuple):
     event_index: int
     field: str
-    before: Any
-    after: Any
+    before: ClampValue
+    after: ClampValue
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class ClampResult:
-    events: tuple[Any, ...]
+class ClampResult(Generic[Event]):
+    """The clamped timeline, in the form it came in (ActorEvents or mappings)."""
+
+    events: tuple[Event, ...]
     adjustments: tuple[ClampAdjustment, ...]
 
     @property
@@ -83,7 +98,11 @@ DEFAULT_TABLES = ClampTables.from_policy(default_behavior_policy())
 _POLICY_TABLES: IdentityCache[BehaviorPolicy, ClampTables] = IdentityCache(ClampTables.from_policy)
 
 
-def tables_of(policy: Any) -> ClampTables:
+BehaviorPolicySource: TypeAlias = BehaviorPolicy | CachedPack | PersonaPack | None
+"""Where the clamp's limits come from: a BehaviorPolicy, a pack's own, or None (the defaults)."""
+
+
+def tables_of(policy: BehaviorPolicySource) -> ClampTables:
     """Compiled tables for a BehaviorPolicy, CachedPack, PersonaPack or None (defaults)."""
     if policy is None:
         return DEFAULT_TABLES
@@ -91,7 +110,7 @@ def tables_of(policy: Any) -> ClampTables:
         return _POLICY_TABLES.get(policy)
     if type(policy) is CachedPack or isinstance(policy, PersonaPack):
         index = index_of(policy)
-        tables = index.clamp_tables
+        tables: ClampTables | None = index.clamp_tables
         if tables is None:
             tables = ClampTables.from_document(index.behavior_policy_doc)
             index.clamp_tables = tables
@@ -101,7 +120,21 @@ def tables_of(policy: Any) -> ClampTables:
     )
 
 
-def behavior_policy_clamp(actor_timeline: Sequence[Any], policy: Any = None) -> ClampResult:
+@overload
+def behavior_policy_clamp(
+    actor_timeline: Sequence[ActorEvent], policy: BehaviorPolicySource = None
+) -> ClampResult[ActorEvent]: ...
+
+
+@overload
+def behavior_policy_clamp(
+    actor_timeline: Sequence[ActorEventDict], policy: BehaviorPolicySource = None
+) -> ClampResult[ActorEventDict]: ...
+
+
+def behavior_policy_clamp(
+    actor_timeline: Sequence[ActorEvent] | Sequence[ActorEventDict], policy: BehaviorPolicySource = None
+) -> ClampResult[ActorEvent] | ClampResult[ActorEventDict]:
     """Clamp a timeline of ActorEvents or mappings (keys ``t``, ``emotion``, ``intensity``,
     optional ``gesture``) to ``policy``. Returns the clamped events (unchanged ones are the
     input objects themselves) and what was changed and why. Malformed events raise
@@ -114,14 +147,15 @@ def behavior_policy_clamp(actor_timeline: Sequence[Any], policy: Any = None) -> 
     if not actor_timeline:
         return ClampResult((), ())
     ranges, gestures = tables.ranges, tables.gestures
-    out: list[Any] = []
+    out: list[Any] = []  # of the input's form; the overloads above type the result
     append = out.append
     adjustments: list[ClampAdjustment] = []
     add = adjustments.append
     i = 0
     try:
+        # The first event decides the form of all (a mapping among ActorEvents is malformed).
         if isinstance(actor_timeline[0], ActorEvent):
-            for i, ev in enumerate(actor_timeline):
+            for i, ev in enumerate(cast("Sequence[ActorEvent]", actor_timeline)):
                 emo, x, g = ev[1], ev[2], ev[3]
                 r = ranges.get(emo)
                 if r is not None and r[0] <= x <= r[1] and (g is None or g in gestures):
@@ -130,13 +164,13 @@ def behavior_policy_clamp(actor_timeline: Sequence[Any], policy: Any = None) -> 
                     emo, x, g = _fix(i, emo, x, g, ranges, gestures, add)
                     append(_make_event((ev[0], emo, x, g)))
         else:
-            for i, ev in enumerate(actor_timeline):
-                emo, x, g = ev["emotion"], ev["intensity"], ev.get("gesture")
+            for i, mapping in enumerate(cast("Sequence[ActorEventDict]", actor_timeline)):
+                emo, x, g = mapping["emotion"], mapping["intensity"], mapping.get("gesture")
                 r = ranges.get(emo)
                 if r is not None and r[0] <= x <= r[1] and (g is None or g in gestures):
-                    append(ev)
+                    append(mapping)
                 else:
-                    fixed = ev.copy()
+                    fixed = mapping.copy()
                     fixed["emotion"], fixed["intensity"], new_g = _fix(i, emo, x, g, ranges, gestures, add)
                     if new_g is not g:
                         fixed["gesture"] = new_g
@@ -158,7 +192,7 @@ def _fix(  # noqa: PLR0917 - hot-loop helper: positional calls are the cheapest
     g: Any,
     ranges: dict[str, tuple[float, float]],
     gestures: frozenset[str],
-    add: Any,
+    add: Callable[[ClampAdjustment], None],
 ) -> tuple[str, float, str | None]:
     r = ranges.get(emo)
     if r is None:

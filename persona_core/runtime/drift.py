@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeAlias
 
 from persona_core.errors import InvalidInputError
 from persona_core.pack import RefreshPolicy
@@ -48,6 +48,10 @@ class DriftThresholds:
         )
 
 
+DriftStatsLike: TypeAlias = DriftStats | Mapping[str, float]
+"""What the hooks accept for one turn's drift: a DriftStats, or a mapping with any of its three
+keys (``{"identity_similarity": 0.8}``; the others default to no drift)."""
+
 DEFAULT_THRESHOLDS = DriftThresholds.from_policy(RefreshPolicy())
 
 # Which signal breaks an anchor's continuity, if any. Continuity is stricter than a reset:
@@ -58,7 +62,7 @@ DRIFT_BACKGROUND = "background_drift"
 DRIFT_FLICKER = "flicker"
 
 
-def as_drift_stats(value: Any) -> DriftStats:
+def as_drift_stats(value: DriftStatsLike) -> DriftStats:
     """A DriftStats from a DriftStats or a mapping with any of its three keys."""
     if type(value) is DriftStats:
         return value
@@ -70,7 +74,7 @@ def as_drift_stats(value: Any) -> DriftStats:
     raise InvalidInputError(f"drift stats must be DriftStats or a mapping, got {type(value).__name__}")
 
 
-def continuity_state(stats: Any, th: DriftThresholds) -> str:
+def continuity_state(stats: DriftStatsLike, th: DriftThresholds) -> str:
     """DRIFT_OK, or the first signal that says the current anchor should be re-picked."""
     if type(stats) is not DriftStats:
         stats = as_drift_stats(stats)
@@ -83,7 +87,7 @@ def continuity_state(stats: Any, th: DriftThresholds) -> str:
     return DRIFT_OK
 
 
-def _check_score(name: str, value: Any) -> None:
+def _check_score(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidInputError(f"{name} must be a finite number, got {value!r}")
     if not 0.0 <= value <= 1.0:

@@ -26,9 +26,10 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypedDict
 
 import numpy as np
 
@@ -36,10 +37,15 @@ from persona_core.errors import IntegrityError, InvalidInputError, PersonaCoreEr
 from persona_core.pack import Anchor, CameraMode, PersonaPack
 from persona_core.runtime.cache import CachedPack, PackSource
 from persona_core.runtime.drift import DriftStats, DriftThresholds
+from persona_core.vision.base import Detection, FaceDetector, IdentityEmbedder
 from persona_core.vision.errors import IdentityModelMismatchError, VisionUnavailableError
 
-Frame = np.ndarray | bytes | str | Path
-IdentityVerdict = Literal["ok", "warn", "fail"]
+if TYPE_CHECKING:  # types only: OpenCV loads with the first meter, not with the runtime
+    from persona_core.vision.frames import Background, FaceState
+
+Frame: TypeAlias = np.ndarray | bytes | str | Path
+"""A rendered frame: a BGR uint8 array, encoded image bytes, or an image file's path."""
+IdentityVerdict: TypeAlias = Literal["ok", "warn", "fail"]
 
 
 def _r4(x: float) -> float:
@@ -74,13 +80,45 @@ class FrameDrift:
             flicker_score=0.0 if self.flicker_score is None else self.flicker_score,
         )
 
-    def as_dict(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["face_box"] = list(self.face_box) if self.face_box else None
-        return doc
+    def as_dict(self) -> FrameDriftDoc:
+        return FrameDriftDoc(
+            frame=self.frame,
+            face_found=self.face_found,
+            identity_similarity=self.identity_similarity,
+            bg_similarity=self.bg_similarity,
+            flicker_score=self.flicker_score,
+            identity=self.identity,
+            face_box=list(self.face_box) if self.face_box else None,
+            closest_anchor=self.closest_anchor,
+            closest_anchor_similarity=self.closest_anchor_similarity,
+            reference_anchor=self.reference_anchor,
+            error=self.error,
+            error_code=self.error_code,
+        )
 
 
-def _vision() -> tuple[Any, Any, Any]:
+class FrameDriftDoc(TypedDict):
+    """A FrameDrift as a JSON-ready mapping (``FrameDrift.as_dict``)."""
+
+    frame: str
+    face_found: bool
+    identity_similarity: float | None
+    bg_similarity: float | None
+    flicker_score: float | None
+    identity: IdentityVerdict | None
+    face_box: list[float] | None
+    closest_anchor: str | None
+    closest_anchor_similarity: float | None
+    reference_anchor: str | None
+    error: str
+    error_code: str
+
+
+# A decoded frame, or why it could not be decoded (a batch measures the others on).
+_Decoded: TypeAlias = np.ndarray | PersonaCoreError
+
+
+def _vision() -> tuple[ModuleType, ModuleType, ModuleType]:
     try:
         import cv2  # noqa: F401, PLC0415 - the heavy stack loads with the first meter
         import onnxruntime  # noqa: F401, PLC0415
@@ -120,7 +158,7 @@ class DriftMeter:
             raise IntegrityError(
                 f"{pack!r}: provenance names no identity model {doc.identity.embedding_model!r}"
             )
-        self.embedder = registry.load_model(
+        self.embedder: IdentityEmbedder = registry.load_model(
             ident.name,
             model_dir=model_dir,
             providers=providers,
@@ -133,7 +171,7 @@ class DriftMeter:
                 f"{ident.name} has {installed}: embeddings of different weights are not comparable"
             )
         detect = records.get("detect")
-        self.detector = registry.load_model(
+        self.detector: FaceDetector = registry.load_model(
             detect.name if detect else registry.default_model_name("detect"),
             model_dir=model_dir,
             providers=providers,
@@ -147,8 +185,8 @@ class DriftMeter:
         centroid = np.asarray(pack.embedding(doc.identity.centroid_ref), dtype=np.float32)
         self._centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
         self._by_id = {a.anchor_id: a for a in self.anchors}
-        self._backgrounds: dict[str, Any] = {}
-        self._prev: Any = None
+        self._backgrounds: dict[str, Background] = {}
+        self._prev: FaceState | None = None
         self._lock = threading.Lock()
 
     # -- public -------------------------------------------------------------------------------
@@ -160,7 +198,7 @@ class DriftMeter:
 
     def measure_batch(self, frames: Sequence[Frame], *, anchor_id: str | None = None) -> list[FrameDrift]:
         """Frames in order (flicker runs through them); a bad frame gets ``error``, the rest go on."""
-        decoded: list[tuple[str, Any]] = []
+        decoded: list[tuple[str, _Decoded]] = []
         for i, frame in enumerate(frames):
             label = _label(frame, i)
             try:
@@ -192,11 +230,13 @@ class DriftMeter:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _measure_images(self, items: Iterable[tuple[str, Any]], anchor_id: str | None) -> list[FrameDrift]:
+    def _measure_images(
+        self, items: Iterable[tuple[str, _Decoded]], anchor_id: str | None
+    ) -> list[FrameDrift]:
         if anchor_id is not None and anchor_id not in self._by_id:
             known = sorted(self._by_id)
             raise InvalidInputError(f"no anchor {anchor_id!r} in {self.pack!r}; anchors: {known}")
-        found: list[tuple[str, Any, Any, Any]] = []  # label, image, detection or None, crop
+        found: list[tuple[str, np.ndarray, Detection, np.ndarray]] = []  # label, image, face, crop
         results: list[FrameDrift | None] = []
         for label, image in items:
             if isinstance(image, PersonaCoreError):
@@ -226,7 +266,8 @@ class DriftMeter:
         return out
 
     def _score(
-        self, label: str, image: Any, face: Any, crop: Any, *, vector: np.ndarray, anchor_id: str | None
+        self, label: str, image: np.ndarray, face: Detection, crop: np.ndarray, *,
+        vector: np.ndarray, anchor_id: str | None,
     ) -> FrameDrift:
         frames = self._frames
         sim = _r4(min(1.0, max(0.0, float(vector @ self._centroid))))
@@ -252,7 +293,7 @@ class DriftMeter:
             reference_anchor=reference.anchor_id,
         )
 
-    def _background_of(self, anchor: Anchor) -> Any:
+    def _background_of(self, anchor: Anchor) -> Background:
         bg = self._backgrounds.get(anchor.anchor_id)
         if bg is None:
             data = self.source.blob(anchor.image_ref)

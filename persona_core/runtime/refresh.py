@@ -19,13 +19,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TypeAlias
 
 from persona_core.errors import InvalidInputError
 from persona_core.pack import PersonaPack, RefreshPolicy
 from persona_core.runtime._identity_cache import IdentityCache
 from persona_core.runtime.cache import CachedPack
-from persona_core.runtime.drift import DEFAULT_THRESHOLDS, DriftStats, DriftThresholds, as_drift_stats
+from persona_core.runtime.drift import (
+    DEFAULT_THRESHOLDS,
+    DriftStats,
+    DriftStatsLike,
+    DriftThresholds,
+    as_drift_stats,
+)
+
+PolicySource: TypeAlias = RefreshPolicy | CachedPack | PersonaPack | None
+"""Where the refresh thresholds come from: a RefreshPolicy, a pack's own, or None (the defaults)."""
+DriftTrend: TypeAlias = DriftStatsLike | Sequence[DriftStatsLike] | None
+"""None, one turn's drift, or the recent turns' drift, oldest first."""
 
 
 class RefreshReason(StrEnum):
@@ -74,7 +85,7 @@ _OK = RefreshDecision(False, RefreshReason.OK)
 _POLICY_THRESHOLDS: IdentityCache[RefreshPolicy, DriftThresholds] = IdentityCache(DriftThresholds.from_policy)
 
 
-def thresholds_of(policy: Any) -> DriftThresholds:
+def thresholds_of(policy: PolicySource) -> DriftThresholds:
     """Thresholds from a RefreshPolicy, CachedPack, PersonaPack, or None (the defaults)."""
     if policy is None:
         return DEFAULT_THRESHOLDS
@@ -89,7 +100,9 @@ def thresholds_of(policy: Any) -> DriftThresholds:
     )
 
 
-def anchor_refresh_policy(turn_index: int, drift_trend: Any = None, policy: Any = None) -> RefreshDecision:
+def anchor_refresh_policy(
+    turn_index: int, drift_trend: DriftTrend = None, policy: PolicySource = None
+) -> RefreshDecision:
     """Decide whether to force an anchor reset at ``turn_index`` (0-based).
 
     ``drift_trend`` is None, one DriftStats (or mapping), or a sequence of them, oldest
@@ -129,15 +142,14 @@ def _drift_decision(  # noqa: PLR0911 - one return per rule of the module docstr
     return RefreshDecision(False, RefreshReason.IDENTITY_DRIFT_WARN, ident, th.identity_warn)
 
 
-def _last_two(trend: Any) -> tuple[DriftStats | None, DriftStats | None]:
+def _last_two(trend: DriftTrend) -> tuple[DriftStats | None, DriftStats | None]:
     if trend is None:
         return None, None
-    kind = type(trend)
-    if kind is list or kind is tuple:  # the common case, without the slower ABC checks
+    if type(trend) is list or type(trend) is tuple:  # the common case, without the slower ABC checks
         if not trend:
             return None, None
         return as_drift_stats(trend[-1]), (as_drift_stats(trend[-2]) if len(trend) > 1 else None)
-    if kind is DriftStats or isinstance(trend, Mapping):
+    if type(trend) is DriftStats or isinstance(trend, Mapping):
         return as_drift_stats(trend), None
     if isinstance(trend, Sequence) and not isinstance(trend, str | bytes):
         if not trend:

@@ -26,14 +26,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TypeAlias
 
 from persona_core.errors import InvalidInputError, NotFoundError
 from persona_core.pack import CameraMode, Expression, PersonaPack
 from persona_core.runtime._identity_cache import IdentityCache
 from persona_core.runtime.cache import CachedPack
-from persona_core.runtime.drift import DRIFT_OK, continuity_state
+from persona_core.runtime.drift import DRIFT_OK, DriftStatsLike, continuity_state
 from persona_core.runtime.index import EXPRESSIONS, MODE_ORDER, SelectionIndex
+
+PackLike: TypeAlias = CachedPack | PersonaPack
+"""A pack as the hooks take it: loaded through PackCache, or a PersonaPack in hand."""
 
 _MODES = frozenset(MODE_ORDER)
 _EXPRESSIONS = frozenset(EXPRESSIONS)
@@ -61,7 +64,7 @@ class AnchorChoice:
 _INDEXES: IdentityCache[PersonaPack, SelectionIndex] = IdentityCache(SelectionIndex.from_pack)
 
 
-def index_of(pack: Any) -> SelectionIndex:
+def index_of(pack: PackLike) -> SelectionIndex:
     """The selection index of a CachedPack (built at load) or a PersonaPack (built once, kept
     while the pack object lives)."""
     if type(pack) is CachedPack:
@@ -72,11 +75,11 @@ def index_of(pack: Any) -> SelectionIndex:
 
 
 def select_anchor(
-    pack: Any,
+    pack: PackLike,
     mode: CameraMode | str,
     desired_emotion: Expression | str = Expression.NEUTRAL,
     continuity: str | None = None,
-    drift_stats: Any = None,
+    drift_stats: DriftStatsLike | None = None,
     *,
     talking: bool = True,
 ) -> AnchorChoice:
@@ -103,7 +106,7 @@ def select_anchor(
     return choice
 
 
-def _check_args(mode: Any, emotion: Any, continuity: Any) -> tuple[str, str]:
+def _check_args(mode: object, emotion: object, continuity: object) -> tuple[str, str]:
     if not isinstance(mode, str) or mode not in _MODES:
         raise InvalidInputError(f"unknown camera mode {mode!r}; expected one of {list(MODE_ORDER)}")
     if not isinstance(emotion, str) or emotion not in _EXPRESSIONS:
@@ -118,8 +121,8 @@ def _best(index: SelectionIndex, group: list[int], talking: bool) -> int:
     return max(group, key=index.readiness_of) if talking else group[0]
 
 
-def _resolve(index: SelectionIndex, mode: Any, emotion: Any, continuity: Any, drift: str, *,
-             talking: bool) -> AnchorChoice:
+def _resolve(index: SelectionIndex, mode: CameraMode | str, emotion: Expression | str,
+             continuity: str | None, drift: str, *, talking: bool) -> AnchorChoice:
     mode, emotion = _check_args(mode, emotion, continuity)
     if not index.n_anchors:
         raise NotFoundError(f"pack {index.persona_id} v{index.version} has no anchors")
