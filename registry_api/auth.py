@@ -4,7 +4,8 @@ Scopes are ordered: ``admin`` implies ``build`` implies ``read``. A key may be r
 to a set of persona ids; it then sees and touches only those personas.
 
 Verified keys are cached in memory for ``api_key_cache_ttl_s`` (30 s by default), keyed by
-the sha256 of the presented key, so the hot GET-pack route never waits on the database.
+the sha256 of the presented key, so the hot GET-pack route never waits on the database; past
+``_CACHE_MAX`` keys the least recently used one makes room.
 The price: a revoked key keeps working in an already-running process for up to that TTL.
 Unknown keys are never cached, so a freshly created key works at once.
 """
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from cachetools import TTLCache
 
 from registry_api.errors import AuthenticationError, InsufficientScopeError, PersonaForbiddenError
 
@@ -77,17 +79,21 @@ class KeyVerifier:
     def __init__(self, verify: Callable[[str], Any], ttl_s: float) -> None:
         self._verify = verify
         self._ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        # The event loop and worker threads share it, and a TTLCache read reorders its
+        # entries: every access holds the lock (held for a dict lookup, never for I/O).
+        self._cache: TTLCache[str, Principal] = TTLCache(maxsize=_CACHE_MAX, ttl=ttl_s)
         self._lock = threading.Lock()
 
     def cached(self, key: str | None) -> Principal | None:
         """The principal if the key is in the cache and fresh; no I/O (safe on the event loop)."""
         if not key:
             return None
-        hit = self._cache.get(_fingerprint(key))
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        return None
+        fingerprint = _fingerprint(key)
+        with self._lock:
+            try:
+                return self._cache[fingerprint]  # half the cost of TTLCache.get
+            except KeyError:
+                return None
 
     def verify(self, key: str | None) -> Principal:
         """Raise AuthenticationError for a missing, unknown or revoked key. May hit the database."""
@@ -101,20 +107,19 @@ class KeyVerifier:
             raise AuthenticationError("unknown or revoked API key")
         principal = Principal.from_record(record)
         if self._ttl_s > 0:
+            fingerprint = _fingerprint(key)
             with self._lock:
-                if len(self._cache) >= _CACHE_MAX:
-                    self._cache.clear()
-                self._cache[_fingerprint(key)] = (time.monotonic() + self._ttl_s, principal)
+                self._cache[fingerprint] = principal
         return principal
 
     def forget(self, keys: Iterable[str] = ()) -> None:
         """Drop cached keys (all of them when none are named), e.g. right after a revocation."""
-        names = list(keys)
+        fingerprints = [_fingerprint(key) for key in keys]
         with self._lock:
-            if not names:
+            if not fingerprints:
                 self._cache.clear()
-            for key in names:
-                self._cache.pop(_fingerprint(key), None)
+            for fingerprint in fingerprints:
+                self._cache.pop(fingerprint, None)
 
 
 def _fingerprint(key: str) -> str:

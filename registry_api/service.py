@@ -18,9 +18,10 @@ import json
 import re
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from cachetools import FIFOCache, TTLCache
 
 from persona_core.errors import (
     BlobNotFoundError,
@@ -53,6 +54,11 @@ LATEST: Literal["latest"] = "latest"
 # ASCII digits only: str.isdigit() also accepts "²" or "١", which int() then refuses or reads.
 _MAX_VERSION_DIGITS = 9
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# Personas whose `latest` number is held; expired entries go at every insert, so this only
+# bounds a burst of distinct personas within one latest_cache_ttl_s.
+_LATEST_MAX = 100_000
+# Blob refs known to exist, per pack the cache may hold.
+_BLOBS_PER_PACK = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +130,16 @@ class RegistryService:
         self.metadata = metadata
         self.blobs = blobs
         self.keys = KeyVerifier(self._verify_key, settings.api_key_cache_ttl_s)
-        self._packs: OrderedDict[tuple[str, int], ServedPack] = OrderedDict()
-        self._latest: dict[str, tuple[float, int]] = {}
+        # First in, first out. A FIFOCache read does not reorder (an LRU one would), so the
+        # hot routes read these two without a lock; only writers take it.
+        self._packs: FIFOCache[tuple[str, int], ServedPack] = FIFOCache(settings.pack_cache_max_entries)
         # Blob refs known to exist. Blobs are content-addressed and never deleted, so a ref
         # seen once stays valid: a repeat resolve needs no store round trip (an S3 HEAD).
-        self._known_blobs: OrderedDict[str, None] = OrderedDict()
+        self._known_blobs: FIFOCache[str, bool] = FIFOCache(settings.pack_cache_max_entries * _BLOBS_PER_PACK)
         self._lock = threading.Lock()
+        # A TTLCache read reorders its entries: every access holds this lock (a dict lookup).
+        self._latest: TTLCache[str, int] = TTLCache(_LATEST_MAX, ttl=settings.latest_cache_ttl_s)
+        self._latest_lock = threading.Lock()
 
     def _verify_key(self, plaintext: str) -> ApiKeyRecord | None:
         return self.metadata.verify_api_key(plaintext)
@@ -200,22 +210,22 @@ class RegistryService:
         """The pack from memory only (no I/O), or None when a store read is needed."""
         who.require("read", persona_id)
         if spec == LATEST:
-            hit = self._latest.get(persona_id)
-            if hit is None or hit[0] <= time.monotonic():
+            latest = self._latest_number(persona_id)
+            if latest is None:
                 return None
-            number = hit[1]
+            number = latest
         elif is_version_number(spec):
             number = int(spec)
         else:
             return None
-        return self._packs.get((persona_id, number))
+        return self._served((persona_id, number))
 
     def get_pack(self, who: Principal, persona_id: str, spec: str | int) -> ServedPack:
         """The published pack's exact stored bytes; PackNotPublishedError until it is published."""
         who.require("read", persona_id)
         number = self._resolve_number(persona_id, spec)
         key = (persona_id, number)
-        pack = self._packs.get(key)
+        pack = self._served(key)
         if pack is not None:
             return pack
         try:
@@ -228,9 +238,13 @@ class RegistryService:
         pack = self._load(record)
         with self._lock:
             self._packs[key] = pack
-            while len(self._packs) > self.settings.pack_cache_max_entries:
-                self._packs.popitem(last=False)
         return pack
+
+    def _served(self, key: tuple[str, int]) -> ServedPack | None:
+        try:
+            return self._packs[key]  # one lookup: `get` tests, then reads, and may race an eviction
+        except KeyError:
+            return None
 
     def _load(self, record: PublishedPack) -> ServedPack:
         body = self.blobs.get(record.pack_ref)  # the store verifies the bytes hash to the ref
@@ -254,17 +268,24 @@ class RegistryService:
         parsed = parse_version_spec(spec)
         if isinstance(parsed, int):
             return parsed
-        hit = self._latest.get(persona_id)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        latest = self._latest_number(persona_id)
+        if latest is not None:
+            return latest
         try:
             number = self.metadata.get_published(persona_id, None).version
         except VersionNotFoundError:
             self.metadata.get_persona(persona_id)  # an unknown persona is a 404 of its own
             raise PackNotPublishedError(f"{persona_id} has no published version yet") from None
-        self._latest[persona_id] = (now + self.settings.latest_cache_ttl_s, number)
+        with self._latest_lock:
+            self._latest[persona_id] = number
         return number
+
+    def _latest_number(self, persona_id: str) -> int | None:
+        with self._latest_lock:
+            try:
+                return self._latest[persona_id]  # half the cost of TTLCache.get
+            except KeyError:
+                return None
 
     # -- assets ---------------------------------------------------------------------------
 
@@ -289,9 +310,7 @@ class RegistryService:
         if not self.blobs.exists(blob_ref):
             raise BlobNotFoundError(f"blob {blob_ref} not found")
         with self._lock:
-            self._known_blobs[blob_ref] = None
-            if len(self._known_blobs) > self.settings.pack_cache_max_entries * 256:
-                self._known_blobs.popitem(last=False)
+            self._known_blobs[blob_ref] = True
         return self._signed(ref, blob_ref, ttl_s)
 
     def cached_resolve(self, who: Principal, ref: str, mode: str, ttl_s: int) -> SignedUrl | None:
