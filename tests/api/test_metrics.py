@@ -32,9 +32,9 @@ def client(tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
     publish_pack(meta, blobs, make_pack(blobs, "alice", 1))
     meta.create_version("alice", {})  # v2 pending
     meta.create_version("alice", {})
-    meta.set_status("alice", 3, VersionStatus.BLOCKED, reasons=["too few anchors in A_SELFIE"])
+    meta.transition("alice", 3, VersionStatus.BLOCKED, reasons=["too few anchors in A_SELFIE"])
     meta.create_version("alice", {})
-    meta.set_status("alice", 4, VersionStatus.FAILED, reasons=["boom"])
+    meta.transition("alice", 4, VersionStatus.FAILED, reasons=["boom"])
     app = create_app(settings, metadata=meta, blobs=blobs)
     metrics.register(app)
     key = meta.create_api_key("reader", ["read"])[1]

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from persona_cli.main import app
 from persona_core.settings import Settings
-from persona_core.store.base import MetadataStore, VersionStatus
+from persona_core.store.base import BuildLease, MetadataStore, VersionStatus
 from persona_core.stores import open_metadata_store
-from persona_core.versions import DIED_PREFIX, BuildLease, LeaseKeeper, mark_dead_builds
+from persona_core.versions import DIED_PREFIX, LeaseKeeper, mark_dead_builds
 
 HOLDER = """
 import sys, time
@@ -66,7 +66,7 @@ def test_a_sigkilled_build_process_fails_its_version_with_the_cause(
 
 def test_a_stale_heartbeat_from_another_host_fails_the_version(meta: MetadataStore) -> None:
     elsewhere = BuildLease(host="builder-7", pid=4242, run_id="")
-    meta.set_status("alice", 1, VersionStatus.BUILDING, reasons=[elsewhere.reason()])
+    meta.claim("alice", 1, elsewhere)
     assert mark_dead_builds(meta, ttl_s=30) == []  # fresh heartbeat: alive as far as we know
     time.sleep(0.05)
     [marked] = mark_dead_builds(meta, "alice", ttl_s=0.01)
@@ -75,7 +75,7 @@ def test_a_stale_heartbeat_from_another_host_fails_the_version(meta: MetadataSto
 
 def test_a_run_that_is_over_fails_its_version(meta: MetadataStore) -> None:
     lease = BuildLease(host="builder-7", pid=4242, run_id="abc")
-    meta.set_status("alice", 1, VersionStatus.BUILDING, reasons=[lease.reason()])
+    meta.claim("alice", 1, lease)
     runs = {"abc": "Dagster run abc failure"}
     [marked] = mark_dead_builds(meta, ttl_s=30, run_cause=runs.get)
     assert marked.reasons == [f"{DIED_PREFIX} (run abc, pid 4242 on builder-7: Dagster run abc failure)"]
@@ -86,10 +86,11 @@ def test_a_live_lease_keeps_beating_and_the_end_of_the_build_stops_it(meta: Meta
     first = keeper.start()
     time.sleep(0.3)
     beat = meta.get_version("alice", 1)
-    assert beat.updated_at > first.updated_at
+    assert beat.heartbeat_at is not None and first.heartbeat_at is not None
+    assert beat.heartbeat_at > first.heartbeat_at
     assert mark_dead_builds(meta, ttl_s=0.2) == []
     # The build ends it (blocked): the heartbeat never turns it back into building.
-    keeper.guard(meta).set_status("alice", 1, VersionStatus.BLOCKED, reasons=["too few anchors"])
+    meta.transition("alice", 1, VersionStatus.BLOCKED, reasons=["too few anchors"], holder=keeper.lease)
     time.sleep(0.2)
     keeper.stop()
     assert meta.get_version("alice", 1).status is VersionStatus.BLOCKED
@@ -97,7 +98,7 @@ def test_a_live_lease_keeps_beating_and_the_end_of_the_build_stops_it(meta: Meta
 
 def test_versions_command_fails_a_dead_build_when_it_looks(meta: MetadataStore, tmp_path: Path) -> None:
     gone = BuildLease(host=BuildLease.here().host, pid=_dead_pid(), run_id="")
-    meta.set_status("alice", 1, VersionStatus.BUILDING, reasons=[gone.reason()])
+    meta.claim("alice", 1, gone)
     result = CliRunner().invoke(app, ["--home", str(tmp_path), "--json", "versions", "alice"])
     assert result.exit_code == 0, result.output
     [doc] = json.loads(result.stdout)
@@ -117,10 +118,10 @@ import os, signal, sys
 from persona_core.ingest import submit_version
 from persona_core.settings import Settings
 from persona_core.stores import open_blob_store, open_metadata_store
-from persona_core.versions import BuildLease
+from persona_core.store.base import BuildLease
 s = Settings(home=sys.argv[1])
 submit_version(open_metadata_store(s), open_blob_store(s), "alice", [("a.wav", b"RIFF", "voice")],
-               lease=BuildLease.here().reason())
+               lease=BuildLease.here())
 os.kill(os.getpid(), signal.SIGKILL)  # before any build step could claim it
 """
 

@@ -20,10 +20,12 @@ from persona_core.errors import (
     StoreUnavailableError,
     VersionNotFoundError,
 )
-from persona_core.store.base import PublishedPack, VersionStatus
+from persona_core.store.base import BuildLease, PublishedPack, VersionStatus
+from persona_core.store.engine import Database
 from persona_core.store.metadata import SqlMetadataStore
 
 S = VersionStatus
+LEASE = BuildLease("builder-1", 4242, "run-1")
 PACK_REF = "sha256:" + "a" * 64
 HASH = "b" * 64
 
@@ -74,8 +76,8 @@ def test_versions_are_numbered_per_persona(metadata_store: SqlMetadataStore) -> 
 def test_status_moves_and_records_reasons(metadata_store: SqlMetadataStore) -> None:
     metadata_store.create_persona("alice", {})
     metadata_store.create_version("alice", {})
-    metadata_store.set_status("alice", 1, S.BUILDING)
-    blocked = metadata_store.set_status(
+    metadata_store.claim("alice", 1, LEASE)
+    blocked = metadata_store.transition(
         "alice", 1, S.BLOCKED, reasons=["A_SELFIE: 1 usable anchor, need 3"], checks=[{"name": "enough"}]
     )
     assert blocked.status == S.BLOCKED
@@ -83,18 +85,18 @@ def test_status_moves_and_records_reasons(metadata_store: SqlMetadataStore) -> N
     assert blocked.checks == [{"name": "enough"}]
     assert blocked.updated_at >= blocked.created_at
     # A re-run after the uploader adds photos starts building again.
-    assert metadata_store.set_status("alice", 1, S.BUILDING).status == S.BUILDING
+    assert metadata_store.claim("alice", 1, LEASE).status == S.BUILDING
     with pytest.raises(InvalidTransitionError):
-        metadata_store.set_status("alice", 1, S.PUBLISHED)
+        metadata_store.transition("alice", 1, S.PUBLISHED)
     with pytest.raises(InvalidInputError):
-        metadata_store.set_status("alice", 1, "done")  # type: ignore[arg-type]
+        metadata_store.transition("alice", 1, "done")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("status", [S.BLOCKED, S.FAILED])
 def test_blocked_or_failed_versions_cannot_publish(metadata_store: SqlMetadataStore, status: S) -> None:
     metadata_store.create_persona("alice", {})
     metadata_store.create_version("alice", {})
-    metadata_store.set_status("alice", 1, status, reasons=["why"])
+    metadata_store.transition("alice", 1, status, reasons=["why"])
     with pytest.raises(InvalidTransitionError):
         metadata_store.publish(_published("alice", 1), checks=[])
     assert metadata_store.get_version("alice", 1).status == status
@@ -113,7 +115,7 @@ def test_publish_records_pack_and_flips_status(metadata_store: SqlMetadataStore)
     assert (rec.pack_ref, rec.content_hash) == (PACK_REF, HASH)
     assert rec.published_at is not None
     assert rec.checks == [{"name": "ok", "passed": True}]
-    metadata_store.set_status("alice", 2, S.BUILDING)
+    metadata_store.claim("alice", 2, LEASE)
     metadata_store.publish(PublishedPack("alice", 2, "sha256:" + "d" * 64, "e" * 64, []), checks=[])
     assert metadata_store.get_published("alice").version == 2
     assert metadata_store.get_published("alice", 1).pack_ref == PACK_REF
@@ -132,9 +134,11 @@ def test_published_version_never_changes(metadata_store: SqlMetadataStore) -> No
     other = PublishedPack("alice", 1, "sha256:" + "f" * 64, "0" * 64, [])
     with pytest.raises(ImmutableVersionError):
         metadata_store.publish(other, checks=[{"name": "second"}])
-    for status in (S.PENDING, S.BUILDING, S.FAILED, S.BLOCKED):
+    for status in (S.PENDING, S.FAILED, S.BLOCKED):
         with pytest.raises(ImmutableVersionError):
-            metadata_store.set_status("alice", 1, status, reasons=["rewrite"])
+            metadata_store.transition("alice", 1, status, reasons=["rewrite"])
+    with pytest.raises(ImmutableVersionError):
+        metadata_store.claim("alice", 1, LEASE)
     # Even SQL that bypasses the store is refused by the database's triggers.
     with pytest.raises(sa.exc.IntegrityError), metadata_store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE persona_versions SET status = 'failed' WHERE persona_id = 'alice'"))
@@ -265,7 +269,7 @@ def test_reopening_keeps_data_and_schema(database_url: str) -> None:
 @pytest.mark.postgres
 def test_unreachable_postgres_is_unavailable() -> None:
     port = free_ports(1)[0]
-    store = SqlMetadataStore(sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/x"))
+    store = SqlMetadataStore(Database.connect(f"postgresql+psycopg://postgres@127.0.0.1:{port}/x"))
     with pytest.raises(StoreUnavailableError):
         store.ping()
     with pytest.raises(StoreUnavailableError):

@@ -22,7 +22,7 @@ def test_upgrade_builds_the_schema_the_code_uses(metadata_store: SqlMetadataStor
     with metadata_store.engine.connect() as conn:
         assert set(sa.inspect(conn).get_table_names()) >= TABLES
         head = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert head == "0001_initial"
+    assert head == "0002_lease_columns"
 
 
 def test_downgrade_then_upgrade_round_trips(metadata_store: SqlMetadataStore) -> None:

@@ -69,7 +69,7 @@ def test_a_stored_verdict_is_never_rewritten(
 ) -> None:
     """A blocked version refused at publish stays blocked with its reasons, not 'failed'."""
     reasons = ["C_CUTAWAY: 1 usable anchor(s), need at least 2"]
-    metadata_store.set_status("alice", pending, VersionStatus.BLOCKED, reasons=reasons)
+    metadata_store.transition("alice", pending, VersionStatus.BLOCKED, reasons=reasons)
     with pytest.raises(error), fail_version_on_error(metadata_store, "alice", pending, "persona_pack"):
         raise error("alice v1 is blocked")
     record = metadata_store.get_version("alice", pending)

@@ -22,8 +22,8 @@ from dagster_dev_server import DagsterDev, dagster_dev
 from pipeline_support import FIXTURE_CONFIG, OBAMA, Home
 from playwright.sync_api import sync_playwright
 
-from persona_core.store.base import VersionStatus
-from persona_core.versions import DIED_PREFIX, BuildLease
+from persona_core.store.base import BuildLease, VersionStatus
+from persona_core.versions import DIED_PREFIX
 from persona_pipeline.build import build_version
 from persona_pipeline.defs.lifecycle import OUTCOME_TAG, STUCK_SENSOR_INTERVAL_S
 from persona_pipeline.instance import ensure_dagster_home
@@ -92,7 +92,7 @@ def test_killing_a_sensor_launched_run_worker_fails_the_version_within_one_senso
 
     def leased() -> BuildLease | None:
         record = meta.get_version("kill", upload.version)
-        lease = BuildLease.parse(record.reasons) if record.status is VersionStatus.BUILDING else None
+        lease = record.lease if record.status is VersionStatus.BUILDING else None
         return lease if lease is not None and lease.run_id else None
 
     lease = wait_for("the sensor-launched run to lease the version", leased, timeout_s=240)

@@ -16,7 +16,7 @@ from pipeline_support import OBAMA, Home
 from persona_core.errors import StoreUnavailableError
 from persona_core.ingest import MANIFEST_PREFIX, manifest_key
 from persona_core.settings import Settings
-from persona_core.store.base import BlobStore, VersionStatus
+from persona_core.store.base import BlobStore, BuildLease, VersionStatus
 from persona_core.store.local import LocalBlobStore
 from persona_pipeline.defs.partitions import persona_versions
 from persona_pipeline.defs.resources import StoresResource
@@ -110,7 +110,7 @@ def test_versions_already_built_elsewhere_get_no_second_run(
 ) -> None:
     """A version the CLI or an in-process build already took is skipped, with the reason."""
     v = sensor_home.upload("obama", OBAMA[:1])
-    sensor_home.meta.set_status("obama", v.version, VersionStatus.BUILDING)
+    sensor_home.meta.claim("obama", v.version, BuildLease.here())
     result = tick(sensor_home, instance, None)
     assert not result.run_requests
     assert not result.dynamic_partitions_requests
