@@ -1,5 +1,7 @@
 """A Python client for the persona registry (HTTP, httpx), and a PackSource over it.
 
+Every call returns a typed model (``persona_core.api_models``, the bodies the registry
+answers with); fields a newer registry adds are ignored, so an older client keeps working.
 Errors come back as the registry's problem documents; the client raises the persona-core
 error class with the same ``code`` where one exists (e.g. ``PersonaNotFoundError``),
 otherwise :class:`RegistryError` carrying ``code`` and ``status``.
@@ -11,21 +13,49 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from persona_core import errors as _errors
+from persona_core.api_models import (
+    PersonaOut,
+    PersonaPage,
+    PersonaSummary,
+    ResolvedUrl,
+    VersionList,
+    VersionOut,
+    VersionStatus,
+)
 from persona_core.errors import (
     IntegrityError,
-    PackNotPublishedError,  # noqa: F401 - re-exported: get_pack raises it
+    PackNotPublishedError,
     PersonaCoreError,
     StoreUnavailableError,
 )
 from persona_core.refs import parse_ref, sha256_hex
 
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "TERMINAL_STATUSES",
+    "PackNotPublishedError",
+    "PackResponse",
+    "PersonaOut",
+    "PersonaPage",
+    "PersonaSummary",
+    "RegistryClient",
+    "RegistryError",
+    "RegistryPackSource",
+    "ResolvedUrl",
+    "UploadItem",
+    "VersionOut",
+]
+
 DEFAULT_TIMEOUT_S = 30.0
-TERMINAL_STATUSES = frozenset({"published", "blocked", "failed"})
+TERMINAL_STATUSES = frozenset({VersionStatus.PUBLISHED, VersionStatus.BLOCKED, VersionStatus.FAILED})
+
+_Body = TypeVar("_Body", bound=BaseModel)
 
 
 class RegistryError(PersonaCoreError):
@@ -58,7 +88,9 @@ class PackResponse:
     not_modified: bool = False
 
     def document(self) -> dict[str, Any]:
-        return json.loads(self.body)
+        """The pack's JSON, parsed (``PackCache`` gives a verified, typed pack)."""
+        doc: dict[str, Any] = json.loads(self.body)
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +135,9 @@ class RegistryClient:
             raise _error_from(response)
         return response
 
-    def _json(self, method: str, url: str, **kwargs: Any) -> Any:
-        return self._send(method, url, **kwargs).json()
+    def _parse(self, model: type[_Body], method: str, url: str, **kwargs: Any) -> _Body:
+        # extra="ignore": a field a newer registry adds must not break this client.
+        return model.model_validate_json(self._send(method, url, **kwargs).content, extra="ignore")
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -114,25 +147,25 @@ class RegistryClient:
     def ready(self) -> bool:
         return self._http.get("/readyz").status_code == 200
 
-    def create_persona(self, persona_id: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    def create_persona(self, persona_id: str, metadata: dict[str, Any] | None = None) -> PersonaOut:
         body = {"persona_id": persona_id, "metadata": metadata or {}}
-        return self._json("POST", "/v1/personas", json=body)
+        return self._parse(PersonaOut, "POST", "/v1/personas", json=body)
 
-    def get_persona(self, persona_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/personas/{persona_id}")
+    def get_persona(self, persona_id: str) -> PersonaOut:
+        return self._parse(PersonaOut, "GET", f"/v1/personas/{persona_id}")
 
-    def list_personas(self, limit: int = 50, after: str | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": limit}
+    def list_personas(self, limit: int = 50, after: str | None = None) -> PersonaPage:
+        params: dict[str, str | int] = {"limit": limit}
         if after:
             params["after"] = after
-        return self._json("GET", "/v1/personas", params=params)
+        return self._parse(PersonaPage, "GET", "/v1/personas", params=params)
 
-    def iter_personas(self, page_size: int = 50) -> Iterator[dict[str, Any]]:
+    def iter_personas(self, page_size: int = 50) -> Iterator[PersonaSummary]:
         after = None
         while True:
             page = self.list_personas(limit=page_size, after=after)
-            yield from page["items"]
-            after = page["next_after"]
+            yield from page.items
+            after = page.next_after
             if not after:
                 return
 
@@ -141,7 +174,7 @@ class RegistryClient:
         persona_id: str,
         files: Sequence[UploadItem | tuple[str, bytes]],
         manifest: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> VersionOut:
         """Upload inputs; returns the pending version (202). The build runs elsewhere."""
         parts = []
         for item in files:
@@ -149,25 +182,25 @@ class RegistryClient:
             parts.append(("files", (f.name, f.data, f.content_type)))
         data = {"manifest": json.dumps(manifest)} if manifest is not None else None
         url = f"/v1/personas/{persona_id}/versions"
-        return self._json("POST", url, files=parts, data=data)
+        return self._parse(VersionOut, "POST", url, files=parts, data=data)
 
-    def list_versions(self, persona_id: str) -> list[dict[str, Any]]:
-        return self._json("GET", f"/v1/personas/{persona_id}/versions")["items"]
+    def list_versions(self, persona_id: str) -> list[VersionOut]:
+        return self._parse(VersionList, "GET", f"/v1/personas/{persona_id}/versions").items
 
-    def get_version(self, persona_id: str, version: int | str = "latest") -> dict[str, Any]:
-        return self._json("GET", f"/v1/personas/{persona_id}/versions/{version}")
+    def get_version(self, persona_id: str, version: int | str = "latest") -> VersionOut:
+        return self._parse(VersionOut, "GET", f"/v1/personas/{persona_id}/versions/{version}")
 
     def wait_for_version(
         self, persona_id: str, version: int, timeout_s: float = 600.0, poll_s: float = 1.0
-    ) -> dict[str, Any]:
+    ) -> VersionOut:
         """Poll until the version is published, blocked or failed; TimeoutError otherwise."""
         deadline = time.monotonic() + timeout_s
         while True:
             record = self.get_version(persona_id, version)
-            if record["status"] in TERMINAL_STATUSES:
+            if record.status in TERMINAL_STATUSES:
                 return record
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{persona_id} v{version} still {record['status']} after {timeout_s} s")
+                raise TimeoutError(f"{persona_id} v{version} still {record.status} after {timeout_s} s")
             time.sleep(poll_s)
 
     def get_pack(
@@ -184,10 +217,10 @@ class RegistryClient:
             not_modified=response.status_code == 304,
         )
 
-    def resolve_url(self, ref: str, ttl_s: int = 3600) -> dict[str, Any]:
-        """``{"ref", "url", "expires_at"}``: a signed URL that needs no API key."""
+    def resolve_url(self, ref: str, ttl_s: int = 3600) -> ResolvedUrl:
+        """A signed URL that needs no API key (``.url``), valid until ``.expires_at``."""
         body = {"ref": ref, "mode": "url", "ttl_s": ttl_s}
-        return self._json("POST", "/v1/assets/resolve", json=body)
+        return self._parse(ResolvedUrl, "POST", "/v1/assets/resolve", json=body)
 
     def resolve_bytes(self, ref: str) -> bytes:
         """The blob's bytes, checked against the ref (IntegrityError if they differ)."""

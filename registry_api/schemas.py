@@ -1,15 +1,34 @@
-"""Request and response bodies of the HTTP API (pydantic at the edge)."""
+"""Request and response bodies of the HTTP API (pydantic at the edge). The bodies the
+Python client parses live in ``persona_core.api_models`` and are re-exported here."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from persona_core.api_models import (
+    PersonaOut,
+    PersonaPage,
+    PersonaSummary,
+    ResolvedUrl,
+    VersionList,
+    VersionOut,
+)
 from persona_core.pack import BlobRefStr, PersonaId
 from persona_core.signing import MAX_TTL_S
-from persona_core.store.base import PersonaRecord, VersionRecord, VersionStatus
+
+__all__ = [
+    "PersonaCreate",
+    "PersonaOut",
+    "PersonaPage",
+    "PersonaSummary",
+    "Problem",
+    "ResolveRequest",
+    "ResolvedUrl",
+    "VersionList",
+    "VersionOut",
+]
 
 
 class _Body(BaseModel):
@@ -21,81 +40,10 @@ class PersonaCreate(_Body):
     metadata: dict[str, Any] = {}
 
 
-class PersonaOut(_Body):
-    persona_id: str
-    metadata: dict[str, Any]
-    created_at: datetime
-
-    @classmethod
-    def of(cls, record: PersonaRecord) -> PersonaOut:
-        return cls(persona_id=record.persona_id, metadata=record.metadata, created_at=record.created_at)
-
-
-class PersonaSummary(_Body):
-    """A persona in a list: no metadata, so a page stays small (GET the persona for it)."""
-
-    persona_id: str
-    created_at: datetime
-
-    @classmethod
-    def of(cls, record: PersonaRecord) -> PersonaSummary:
-        return cls(persona_id=record.persona_id, created_at=record.created_at)
-
-
-class PersonaPage(_Body):
-    items: list[PersonaSummary]
-    next_after: str | None = Field(description="Pass as `after` to get the next page; null on the last page.")
-
-
-class VersionOut(_Body):
-    persona_id: str
-    version: int
-    status: VersionStatus
-    reasons: list[str]
-    checks: list[dict[str, Any]]
-    inputs: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    published_at: datetime | None
-    content_hash: str | None
-    status_url: str
-    pack_url: str | None = Field(description="Set once the version is published.")
-
-    @classmethod
-    def of(cls, record: VersionRecord) -> VersionOut:
-        base = f"/v1/personas/{record.persona_id}/versions/{record.version}"
-        published = record.status == VersionStatus.PUBLISHED
-        return cls(
-            persona_id=record.persona_id,
-            version=record.version,
-            status=record.status,
-            reasons=list(record.reasons),
-            checks=list(record.checks),
-            inputs=dict(record.inputs),
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            published_at=record.published_at,
-            content_hash=record.content_hash,
-            status_url=base,
-            pack_url=f"{base}/pack" if published else None,
-        )
-
-
-class VersionList(_Body):
-    persona_id: str
-    items: list[VersionOut]
-
-
 class ResolveRequest(_Body):
     ref: BlobRefStr
     mode: Literal["url", "bytes"] = "url"
     ttl_s: int = Field(default=3600, ge=1, le=MAX_TTL_S)
-
-
-class ResolvedUrl(_Body):
-    ref: str
-    url: str
-    expires_at: int = Field(description="Unix time after which the URL stops working.")
 
 
 class Problem(BaseModel):

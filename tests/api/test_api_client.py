@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from registry_support import OTHER, PUBLISHED, Registry, fixture_bytes, make_registry
 
+from persona_core.api_models import VersionOut, VersionStatus
 from persona_core.client import (
     PackNotPublishedError,
     RegistryClient,
@@ -50,8 +52,8 @@ def test_client_round_trip(live: tuple[Registry, BackgroundServer]) -> None:
     with _client(live, "admin") as client:
         assert client.health()
         assert client.ready()
-        assert client.create_persona("dora", {"team": "x"})["persona_id"] == "dora"
-        assert [p["persona_id"] for p in client.iter_personas(page_size=1)] == ["alice", "bob", "dora"]
+        assert client.create_persona("dora", {"team": "x"}).persona_id == "dora"
+        assert [p.persona_id for p in client.iter_personas(page_size=1)] == ["alice", "bob", "dora"]
         version = client.create_version(
             "dora",
             [
@@ -60,9 +62,9 @@ def test_client_round_trip(live: tuple[Registry, BackgroundServer]) -> None:
             ],
             manifest={"files": {"front.jpg": {"camera_mode": "A_SELFIE"}}},
         )
-        assert (version["version"], version["status"]) == (1, "pending")
-        assert client.get_version("dora", 1)["status"] == "pending"
-        assert [v["version"] for v in client.list_versions(PUBLISHED)] == [1, 2]
+        assert (version.version, version.status) == (1, "pending")
+        assert client.get_version("dora", 1).status == "pending"
+        assert [v.version for v in client.list_versions(PUBLISHED)] == [1, 2]
 
         pack = client.get_pack(PUBLISHED, 1)
         assert pack.body == reg.pack.canonical_bytes()
@@ -77,7 +79,7 @@ def test_client_round_trip(live: tuple[Registry, BackgroundServer]) -> None:
 
         ref = reg.pack.identity.centroid_ref
         signed = client.resolve_url(ref, ttl_s=30)
-        assert f"sha256:{sha256_hex(client.fetch_signed(signed['url']))}" == ref.split("#")[0]
+        assert f"sha256:{sha256_hex(client.fetch_signed(signed.url))}" == ref.split("#")[0]
         assert sha256_hex(client.resolve_bytes(ref)) == ref.split("#")[0].removeprefix("sha256:")
 
 
@@ -99,6 +101,23 @@ def test_client_raises_typed_errors(live: tuple[Registry, BackgroundServer]) -> 
     assert (anon.value.status, anon.value.code) == (401, "unauthenticated")
     with RegistryClient("http://127.0.0.1:9") as nowhere, pytest.raises(StoreUnavailableError):
         nowhere.list_personas()
+
+
+def test_client_parses_typed_bodies_and_ignores_fields_a_newer_registry_adds() -> None:
+    """A version comes back as a VersionOut; a field the client does not know yet is dropped,
+    not an error, so an older client keeps working against a newer registry."""
+    body = {
+        "persona_id": "dora", "version": 3, "status": "pending", "reasons": [], "checks": [],
+        "inputs": {}, "created_at": "2025-01-02T03:04:05Z", "updated_at": "2025-01-02T03:04:05Z",
+        "published_at": None, "content_hash": None, "status_url": "/v1/personas/dora/versions/3",
+        "pack_url": None, "field_from_the_future": {"any": "thing"},
+    }
+    transport = httpx.MockTransport(lambda _request: httpx.Response(200, json=body))
+    with RegistryClient("http://registry.test", transport=transport) as client:
+        version = client.get_version("dora", 3)
+    assert isinstance(version, VersionOut)
+    assert (version.version, version.status, version.created_at.year) == (3, VersionStatus.PENDING, 2025)
+    assert not hasattr(version, "field_from_the_future")
 
 
 def test_tampered_blob_is_reported_not_served(live: tuple[Registry, BackgroundServer]) -> None:

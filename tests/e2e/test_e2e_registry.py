@@ -30,10 +30,10 @@ from persona_pipeline.build import build_version
 from persona_pipeline.defs.resources import StoresResource
 from persona_pipeline.defs.sensors import upload_manifest_sensor
 from persona_pipeline.partition_keys import partition_key
+from registry_api.api_keys import create_key
 from registry_api.config import ApiSettings
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
-from registry_api.api_keys import create_key
 from registry_api.server import BackgroundServer, reserve_socket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.dagster, pytest.mark.models]
@@ -55,8 +55,8 @@ def _flow(
         files += [UploadItem(n, (FIXTURES / "voices" / n).read_bytes(), "audio/wav") for n in VOICES]
         manifest = {"files": {n: {"camera_mode": "A_SELFIE"} for n in PHOTOS}}
         accepted = admin.create_version(PERSONA, files, manifest=manifest)
-        version = accepted["version"]
-        assert accepted["status"] == "pending"
+        version = accepted.version
+        assert accepted.status == "pending"
         with pytest.raises(PackNotPublishedError):
             reader.get_pack(PERSONA, version)
 
@@ -72,9 +72,9 @@ def _flow(
         assert result.success, result.record.reasons
 
         status = reader.wait_for_version(PERSONA, version, timeout_s=30)
-        assert status["status"] == "published", status
-        assert status["published_at"]
-        assert status["content_hash"]
+        assert status.status == "published", status
+        assert status.published_at
+        assert status.content_hash
 
         http_pack = reader.get_pack(PERSONA, "latest")
         assert http_pack.version == version
@@ -86,18 +86,18 @@ def _flow(
             )
         assert reply.pack_json == http_pack.body
         # A numbered version's ETag is its content hash; `latest` adds the version to it.
-        assert reply.etag == f'"{status["content_hash"]}"'
-        assert http_pack.etag == f'"{status["content_hash"]}.v{version}"'
+        assert reply.etag == f'"{status.content_hash}"'
+        assert http_pack.etag == f'"{status.content_hash}.v{version}"'
         doc = json.loads(http_pack.body)
         validate_pack_document(doc)
-        assert doc["content_hash"] == status["content_hash"]
+        assert doc["content_hash"] == status.content_hash
 
         anchors = [a for mode in doc["anchor_sets"].values() for a in mode]
         assert len(anchors) >= 3
         for anchor in anchors:
             signed = reader.resolve_url(anchor["image_ref"], ttl_s=120)
-            assert signed["url"].startswith(url_prefix)
-            data = httpx.get(signed["url"], timeout=30).content  # no API key: the URL is the credential
+            assert signed.url.startswith(url_prefix)
+            data = httpx.get(signed.url, timeout=30).content  # no API key: the URL is the credential
             assert sha256_hex(data) == parse_ref(anchor["image_ref"]).digest
 
         cache = PackCache(tmp / "pack-cache", RegistryPackSource(reader))

@@ -1,0 +1,99 @@
+"""The registry's response bodies, shared by the registry (which answers with them) and
+``persona_core.client`` (which parses them), so the client has no dependency on the server.
+
+A class docstring here is the schema's description in the registry's OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from persona_core.store.base import PersonaRecord, VersionRecord, VersionStatus
+
+__all__ = [
+    "PersonaOut",
+    "PersonaPage",
+    "PersonaSummary",
+    "ResolvedUrl",
+    "VersionList",
+    "VersionOut",
+    "VersionStatus",
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PersonaOut(_Body):
+    persona_id: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, record: PersonaRecord) -> PersonaOut:
+        return cls(persona_id=record.persona_id, metadata=record.metadata, created_at=record.created_at)
+
+
+class PersonaSummary(_Body):
+    """A persona in a list: no metadata, so a page stays small (GET the persona for it)."""
+
+    persona_id: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, record: PersonaRecord) -> PersonaSummary:
+        return cls(persona_id=record.persona_id, created_at=record.created_at)
+
+
+class PersonaPage(_Body):
+    items: list[PersonaSummary]
+    next_after: str | None = Field(description="Pass as `after` to get the next page; null on the last page.")
+
+
+class VersionOut(_Body):
+    persona_id: str
+    version: int
+    status: VersionStatus
+    reasons: list[str]
+    checks: list[dict[str, Any]]
+    inputs: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None
+    content_hash: str | None
+    status_url: str
+    pack_url: str | None = Field(description="Set once the version is published.")
+
+    @classmethod
+    def of(cls, record: VersionRecord) -> VersionOut:
+        base = f"/v1/personas/{record.persona_id}/versions/{record.version}"
+        published = record.status == VersionStatus.PUBLISHED
+        return cls(
+            persona_id=record.persona_id,
+            version=record.version,
+            status=record.status,
+            reasons=list(record.reasons),
+            checks=list(record.checks),
+            inputs=dict(record.inputs),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            published_at=record.published_at,
+            content_hash=record.content_hash,
+            status_url=base,
+            pack_url=f"{base}/pack" if published else None,
+        )
+
+
+class VersionList(_Body):
+    persona_id: str
+    items: list[VersionOut]
+
+
+class ResolvedUrl(_Body):
+    ref: str
+    url: str
+    expires_at: int = Field(description="Unix time after which the URL stops working.")
