@@ -40,9 +40,10 @@ fuzz: $(STAMP) ## schemathesis against the registry with an admin key, a read ke
 test-fast: $(STAMP) ## unit tests only
 	$(BIN)/pytest tests/unit -q
 
-lint: $(STAMP) ## ruff + mypy
+lint: $(STAMP) ## ruff + mypy + the import contracts (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 schema: $(STAMP) ## regenerate schemas/persona_pack.schema.json from persona_core.pack
 	$(BIN)/python -m persona_core.schema
