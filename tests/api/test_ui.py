@@ -143,6 +143,26 @@ def test_blocked_version_shows_reasons_and_checks(viewer: tuple[TestClient, View
     assert "<img" not in html
 
 
+def test_markup_in_reasons_and_checks_shows_as_text(viewer: tuple[TestClient, Viewer]) -> None:
+    """A failed version's reason and check fields holding <script> are escaped on the persona
+    page and the version page: the escaped text is there, the tag never is."""
+    http, v = viewer
+    v.meta.create_version("alice", {})
+    v.meta.transition(
+        "alice",
+        3,
+        VersionStatus.FAILED,
+        reasons=[f"decoder said {XSS}"],
+        checks=[{"name": "decode", "passed": False, "severity": "ERROR", "description": XSS,
+                 "metadata": {"observed": XSS}}],
+    )  # fmt: skip
+    for path in ("/ui/personas/alice", "/ui/personas/alice/versions/3"):
+        html = http.get(path, headers={"X-API-Key": v.keys["read"]}).text
+        assert "<script" not in html
+        assert "decoder said &lt;script&gt;alert(" in html
+    assert html.count("&lt;script&gt;alert(") == 3  # the reason, the description, the metadata
+
+
 def test_persona_page_links_every_version(viewer: tuple[TestClient, Viewer]) -> None:
     http, v = viewer
     html = http.get("/ui/personas/alice", headers={"X-API-Key": v.keys["read"]}).text
