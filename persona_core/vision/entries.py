@@ -1,17 +1,24 @@
 """The face models builder and runtime share, as data. ``registry.load_model(name)`` builds them.
 
-Sources, tried in order after the local model dir: ``vendored:<file>`` (this package's
-``weights/``), ``package:<dist>/<path>`` (a file inside an installed distribution), ``https://``
-(only with ``allow_download=True``; always checksum-verified). An empty sha256 means the file is
-not pinned (users export or fetch it themselves); its digest is computed and recorded on load.
+Sources, tried in order after the local model dir: ``vendored:<file>`` (in the entry's
+``weights_dir``: this package's ``weights/`` for the models here), ``package:<dist>/<path>``
+(a file inside an installed distribution), ``https://`` (only with ``allow_download=True``;
+always checksum-verified). An empty sha256 means the file is not pinned (users export or fetch
+it themselves); its digest is computed and recorded on load.
 
 A new model is one ``ModelEntry`` here (or ``registry.register(entry)`` from another package)
 plus, for a new kind of graph, one backend module in this package with a ``build`` function.
+Only the models the runtime loads live here; the builder's own (style, matting, voice, the
+tag models) are ``persona_pipeline.models``'s, registered by ``register_builder_models()``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from persona_core.vision.base import IdentityScale, ModelEntry, WeightFile
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 INSIGHTFACE_NC = "non-commercial research only (InsightFace model packs)"
 
@@ -44,6 +51,7 @@ YUNET = ModelEntry(
         "top_k": 50,
     },
     default=True,
+    weights_dir=WEIGHTS_DIR,
 )
 
 SFACE = ModelEntry(
@@ -70,6 +78,7 @@ SFACE = ModelEntry(
         "dim": 128,
     },
     default=True,
+    weights_dir=WEIGHTS_DIR,
     # Measured with bench/measure_identity_scale.py (YuNet + ArcFace alignment + this model) on
     # 562 photos of 55 people: every pair of photos of different people is an impostor pair.
     identity_scale=IdentityScale(

@@ -9,6 +9,12 @@ class UnknownModelError(PersonaCoreError, LookupError):
     code = "unknown_model"
 
 
+class ModelTaskMismatchError(InvalidInputError):
+    """A model named for one task (e.g. the detector) is registered for another."""
+
+    code = "model_task_mismatch"
+
+
 class ModelUnavailableError(PersonaCoreError):
     """No source of the weights could be used (not in the model dir, no package, download off)."""
 

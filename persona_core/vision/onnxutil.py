@@ -59,4 +59,5 @@ def fold_weights_and_prune(path: Path, keep_inputs: tuple[str, ...], batch_dim: 
         dims = value.type.tensor_type.shape.dim
         if dims:
             dims[0].dim_param = batch_dim
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized

@@ -1,15 +1,19 @@
 """The model registry: every model builder and runtime can use, as data, and the factory that builds it.
 
-``load_model(name)`` resolves the entry's weight files (local model dir -> file vendored in this
-project -> file inside an installed package -> official URL, the last off by default), verifies
-each pinned sha256, builds the backend once per process and returns it. The built model's
-``entry`` carries the sha256 of the files actually loaded, for the pack's provenance.
+``load_model(name)`` resolves the entry's weight files (local model dir -> file vendored in the
+entry's ``weights_dir`` -> file inside an installed package -> official URL, the last off by
+default), verifies each pinned sha256, builds the backend once per process and returns it. The
+built model's ``entry`` carries the sha256 of the files actually loaded, for the pack's
+provenance. ``load_detector`` / ``load_identity`` return the task's interface and refuse a
+model of another task with a typed error (``load_task_model`` is the same check for the
+builder's tasks).
 
-The face models live in ``entries.py``; another package adds its own with ``register(entry)``
-(the builder registers its style, matting and voice models when ``persona_pipeline.models`` is
-imported). An entry's ``backend`` is a module of this package (``"yunet"``) or a full dotted
-module path; the module's ``build(entry, paths, providers, cache_dir)`` makes the model.
-Importing this module loads neither onnxruntime nor OpenCV: backends import them when built.
+The entries here are the face models the runtime loads (``entries.py``). The builder adds its
+own (style, matting, voice, tag models) with an explicit call,
+``persona_pipeline.models.register_builder_models()``; importing a module registers nothing.
+An entry's ``backend`` is a module of this package (``"yunet"``) or a full dotted module path;
+the module's ``build(entry, paths, providers, cache_dir)`` makes the model. Importing this
+module loads neither onnxruntime nor OpenCV: backends import them when built.
 """
 
 from __future__ import annotations
@@ -24,27 +28,26 @@ import urllib.request
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-from persona_core.vision.base import Model, ModelEntry, WeightFile
+from persona_core.vision.base import FaceDetector, IdentityEmbedder, Model, ModelEntry, WeightFile
 from persona_core.vision.entries import ENTRIES
 from persona_core.vision.errors import (
     ModelChecksumError,
+    ModelTaskMismatchError,
     ModelUnavailableError,
     NonCommercialModelError,
     UnknownModelError,
 )
 from persona_core.vision.sessions import runtime_providers
-from persona_core.vision.tag_entries import TAG_ENTRIES
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-# Add a task here together with the backend interface it needs (``base.py``).
+# Every task a pack's provenance can name; add one together with its backend interface.
 TASKS = ("detect", "identity", "style", "matting", "voice", "face_mesh", "pose", "expression")
 # Tasks whose default is computed without a model file (expression: from the face mesh).
 TASKS_WITHOUT_DEFAULT_MODEL = ("expression",)
+VENDORED = "vendored:"
 
-_REGISTRY: dict[str, ModelEntry] = {e.name: e for e in (*ENTRIES, *TAG_ENTRIES)}
-_CACHE: dict[tuple[Any, ...], Model] = {}
+_REGISTRY: dict[str, ModelEntry] = {e.name: e for e in ENTRIES}
+_CACHE: dict[tuple[str, str | None, tuple[str, ...]], Model] = {}
 _LOCK = threading.RLock()
 
 
@@ -52,6 +55,8 @@ def register(entry: ModelEntry, *, replace_existing: bool = False) -> None:
     """Add a model entry (e.g. a locally exported ONNX model) to this process's registry."""
     if entry.task not in TASKS:
         raise ValueError(f"unknown task {entry.task!r}; expected one of {TASKS}")
+    if entry.weights_dir is None and any(s.startswith(VENDORED) for f in entry.files for s in f.sources):
+        raise ValueError(f"model {entry.name!r} names vendored files but no weights_dir")
     with _LOCK:
         if entry.name in _REGISTRY and not replace_existing:
             raise ValueError(f"model {entry.name!r} is already registered")
@@ -79,7 +84,8 @@ def default_model_name(task: str) -> str:
     raise UnknownModelError(f"no default model for task {task!r}; tasks: {', '.join(TASKS)}")
 
 
-def default_model(task: str, model_dir: Path | str | None = None, providers: tuple[str, ...] | None = None):
+def default_model(task: str, model_dir: Path | str | None = None,
+                  providers: tuple[str, ...] | None = None) -> Model:
     """The task's default (offline, commercially usable) model, built once per process."""
     return load_model(default_model_name(task), model_dir=model_dir, providers=providers)
 
@@ -108,7 +114,7 @@ def load_model(
     providers: tuple[str, ...] | None = None,
     *,
     opt_in_noncommercial: bool = False,
-) -> Any:
+) -> Model:
     """Build (once per process) the model ``name``; see the module docstring for resolution.
 
     Raises UnknownModelError, NonCommercialModelError (entry not for commercial use and no
@@ -127,17 +133,77 @@ def load_model(
             return cached
         paths, files = [], []
         for wf in entry.files:
-            path, digest = resolve_file(wf, root, allow_download=allow_download)
+            path, digest = resolve_file(wf, root, weights_dir=entry.weights_dir,
+                                        allow_download=allow_download)
             paths.append(path)
             files.append(replace(wf, sha256=digest))
         resolved = replace(entry, files=tuple(files))
-        backend = importlib.import_module(backend_module(entry))
-        model = backend.build(resolved, paths, chosen, cache_dir(root))
+        module = backend_module(entry)
+        model: object = importlib.import_module(module).build(resolved, paths, chosen, cache_dir(root))
+        if not isinstance(model, Model):
+            raise TypeError(f"{module}.build made a {type(model).__name__}, not a Model")
         model.entry = resolved
         model.providers = chosen
         model.weight_paths = tuple(paths)
         _CACHE[key] = model
         return model
+
+
+def load_task_model(
+    task: str,
+    name: str = "",
+    model_dir: Path | str | None = None,
+    *,
+    allow_download: bool = False,
+    providers: tuple[str, ...] | None = None,
+    opt_in_noncommercial: bool = False,
+) -> Model:
+    """The model ``name`` ("" = the task's default), built once per process; its task's
+    loader (``load_detector``, ...) checks that it is of the task's kind.
+
+    Raises ModelTaskMismatchError for a model registered for another task, and whatever
+    ``load_model`` raises."""
+    entry = get_entry(name or default_model_name(task))
+    if entry.task != task:
+        raise ModelTaskMismatchError(f"model {entry.name!r} is a {entry.task} model, not a {task} model")
+    return load_model(entry.name, model_dir, allow_download, providers,
+                      opt_in_noncommercial=opt_in_noncommercial)
+
+
+def wrong_kind(model: Model, expected: str) -> ModelTaskMismatchError:
+    """The error for a backend that built another kind of model than its task's."""
+    built = type(model).__name__
+    return ModelTaskMismatchError(f"model {model.entry.name!r} built a {built}, not a {expected}")
+
+
+def load_detector(
+    name: str = "",
+    model_dir: Path | str | None = None,
+    *,
+    providers: tuple[str, ...] | None = None,
+    opt_in_noncommercial: bool = False,
+) -> FaceDetector:
+    """The face detector ``name`` ("" = the offline default), built once per process."""
+    model = load_task_model("detect", name, model_dir, providers=providers,
+                            opt_in_noncommercial=opt_in_noncommercial)
+    if not isinstance(model, FaceDetector):
+        raise wrong_kind(model, "FaceDetector")
+    return model
+
+
+def load_identity(
+    name: str = "",
+    model_dir: Path | str | None = None,
+    *,
+    providers: tuple[str, ...] | None = None,
+    opt_in_noncommercial: bool = False,
+) -> IdentityEmbedder:
+    """The identity embedder ``name`` ("" = the offline default), built once per process."""
+    model = load_task_model("identity", name, model_dir, providers=providers,
+                            opt_in_noncommercial=opt_in_noncommercial)
+    if not isinstance(model, IdentityEmbedder):
+        raise wrong_kind(model, "IdentityEmbedder")
+    return model
 
 
 def backend_module(entry: ModelEntry) -> str:
@@ -159,14 +225,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _candidates(wf: WeightFile, model_dir: Path | None) -> list[tuple[str, Path]]:
+def _candidates(wf: WeightFile, model_dir: Path | None, weights_dir: Path | None) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     if model_dir is not None:
         for rel in dict.fromkeys((wf.filename, Path(wf.filename).name)):
             found.append(("model_dir", model_dir / rel))
     for source in wf.sources:
-        if source.startswith("vendored:"):
-            found.append((source, WEIGHTS_DIR / source.removeprefix("vendored:")))
+        if source.startswith(VENDORED) and weights_dir is not None:
+            found.append((source, weights_dir / source.removeprefix(VENDORED)))
         elif source.startswith("package:"):
             dist_name, _, inner = source.removeprefix("package:").partition("/")
             try:
@@ -177,12 +243,19 @@ def _candidates(wf: WeightFile, model_dir: Path | None) -> list[tuple[str, Path]
     return found
 
 
-def resolve_file(wf: WeightFile, model_dir: Path | None, *, allow_download: bool = False) -> tuple[Path, str]:
-    """The first existing source of ``wf`` and its sha256, verified against a pinned digest.
+def resolve_file(
+    wf: WeightFile,
+    model_dir: Path | None,
+    *,
+    weights_dir: Path | None = None,
+    allow_download: bool = False,
+) -> tuple[Path, str]:
+    """The first existing source of ``wf`` and its sha256, verified against a pinned digest;
+    ``weights_dir`` is where its entry keeps ``vendored:`` files.
 
     A file that exists but hashes wrong is an error, not a reason to try the next source: a
     user who put a file in the model dir must learn it is not the one the entry names."""
-    for origin, path in _candidates(wf, model_dir):
+    for origin, path in _candidates(wf, model_dir, weights_dir):
         if not path.is_file():
             continue
         digest = sha256_file(path)
@@ -208,7 +281,7 @@ def _download(wf: WeightFile, urls: list[str], target_dir: Path) -> tuple[Path, 
         if not wf.sha256 or digest == wf.sha256:
             return target, digest
     target_dir.mkdir(parents=True, exist_ok=True)
-    errors = []
+    errors: list[str] = []
     for url in urls:
         fd, tmp_name = tempfile.mkstemp(dir=target_dir, suffix=".part")
         tmp = Path(tmp_name)

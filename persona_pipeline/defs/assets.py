@@ -278,8 +278,9 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
     outcomes = [gate, checks.identity_stability(anchor_sets), defaults]
     used = [models.detector_model(), models.identity_model(), models.style_model(),
             *models.taggers().models()]
-    if masks.model:
-        used.append(models.matting_model())
+    matter = models.matting_model() if masks.model else None
+    if matter is not None:
+        used.append(matter)
     if voice_embedding.model:
         used.append(models.voice_model())
     qc_rows = {r.name: (bool(r.passed), r.reason) for r in qc.table.itertuples()}

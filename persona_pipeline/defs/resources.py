@@ -4,7 +4,7 @@ and tear-down hooks), the models (loaded lazily, once per process) and the pipel
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr, SecretStr
@@ -13,8 +13,22 @@ from persona_core.settings import Settings
 from persona_core.store.base import BlobStore, MetadataStore, VersionStatus
 from persona_core.stores import open_blob_store, open_metadata_store
 from persona_core.versions import LeaseKeeper
+from persona_core.vision.base import FaceDetector, IdentityEmbedder
+from persona_core.vision.registry import load_detector, load_identity
+from persona_pipeline.models import (
+    load_expression,
+    load_face_mesh,
+    load_matter,
+    load_pose,
+    load_style,
+    load_voice,
+)
+from persona_pipeline.models.base import Matter, StyleEmbedder, VoiceEmbedder
 from persona_pipeline.partition_keys import parse_partition_key
 from persona_pipeline.steps.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from persona_pipeline.steps.qc import FaceTaggers
 
 PARTITION_TAG = "dagster/partition"
 REBUILD_JOB = "rebuild_newest_version"
@@ -116,35 +130,32 @@ class ModelsResource(dg.ConfigurableResource):
     # Non-commercial weights (InsightFace packs) load only with this set; packs record it.
     opt_in_noncommercial: bool = False
 
-    def _load(self, task: str, name: str) -> Any:
-        from persona_pipeline.models import registry  # noqa: PLC0415 - heavy; only when a run needs it
+    def detector_model(self) -> FaceDetector:
+        return load_detector(self.detector, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
 
-        if name:
-            return registry.load_model(name, model_dir=self.model_dir,
-                                       opt_in_noncommercial=self.opt_in_noncommercial)
-        return registry.default_model(task, model_dir=self.model_dir)
+    def identity_model(self) -> IdentityEmbedder:
+        return load_identity(self.identity, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
 
-    def detector_model(self) -> Any:
-        return self._load("detect", self.detector)
+    def style_model(self) -> StyleEmbedder:
+        return load_style(self.style, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
 
-    def identity_model(self) -> Any:
-        return self._load("identity", self.identity)
+    def matting_model(self) -> Matter | None:
+        if not self.masks:
+            return None
+        return load_matter(self.matting, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
 
-    def style_model(self) -> Any:
-        return self._load("style", self.style)
+    def voice_model(self) -> VoiceEmbedder:
+        return load_voice(self.voice, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
 
-    def matting_model(self) -> Any | None:
-        return self._load("matting", self.matting) if self.masks else None
-
-    def voice_model(self) -> Any:
-        return self._load("voice", self.voice)
-
-    def taggers(self) -> Any:
+    def taggers(self) -> FaceTaggers:
         """The face mesh, pose and (when named) expression models behind the anchor tags."""
         from persona_pipeline.steps.qc import FaceTaggers  # noqa: PLC0415 - loads OpenCV
 
-        return FaceTaggers(self._load("face_mesh", self.face_mesh), self._load("pose", self.pose),
-                           self._load("expression", self.expression) if self.expression else None)
+        opt_in = self.opt_in_noncommercial
+        expression = (load_expression(self.expression, self.model_dir, opt_in_noncommercial=opt_in)
+                      if self.expression else None)
+        return FaceTaggers(load_face_mesh(self.face_mesh, self.model_dir, opt_in_noncommercial=opt_in),
+                           load_pose(self.pose, self.model_dir, opt_in_noncommercial=opt_in), expression)
 
 
 class PipelineConfigResource(dg.ConfigurableResource):

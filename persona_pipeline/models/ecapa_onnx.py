@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from persona_core.vision.base import ModelEntry, VoiceEmbedder
+from persona_core.vision.base import ModelEntry
 from persona_core.vision.errors import BadModelInputError
 from persona_core.vision.sessions import make_session
+from persona_pipeline.models.base import VoiceEmbedder
 from persona_pipeline.models.resemblyzer_voice import check_clip
 
 

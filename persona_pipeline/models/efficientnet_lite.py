@@ -16,10 +16,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from persona_core.vision.base import ModelEntry, StyleEmbedder
+from persona_core.vision.base import ModelEntry
 from persona_core.vision.imageutil import center_crop_square, check_bgr
 from persona_core.vision.sessions import make_session
 from persona_core.vision.sface import l2_normalise
+from persona_pipeline.models.base import StyleEmbedder
 
 log = logging.getLogger(__name__)
 

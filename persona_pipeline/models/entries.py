@@ -1,13 +1,19 @@
-"""The builder's own models (style, matting, voice), as data, registered into the shared
-registry (``persona_core.vision.registry``) when ``persona_pipeline.models`` is imported.
-The face models (detection, identity) live in ``persona_core.vision.entries``.
+"""The builder's style, matting and voice models, as data (the tag models are in
+``tag_entries``); ``register_builder_models()`` adds them to the shared registry
+(``persona_core.vision.registry``), whose own entries are the face models the runtime loads
+too (detection, identity).
 
-Backends are named by full module path, since they live in this package.
+Backends are named by full module path, since they live in this package; ``vendored:`` files
+lie in this package's ``weights/`` (with their NOTICE).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from persona_core.vision.base import ModelEntry, WeightFile
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,6 +76,7 @@ U2NETP = ModelEntry(
         "output_range": "minmax",
     },
     default=True,
+    weights_dir=WEIGHTS_DIR,
 )
 
 RESEMBLYZER = ModelEntry(

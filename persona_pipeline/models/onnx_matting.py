@@ -11,9 +11,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from persona_core.vision.base import Matter, ModelEntry
+from persona_core.vision.base import ModelEntry
 from persona_core.vision.imageutil import check_bgr
 from persona_core.vision.sessions import make_session
+from persona_pipeline.models.base import Matter
 
 
 def _round_to(value: float, multiple: int) -> int:

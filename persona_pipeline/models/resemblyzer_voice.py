@@ -12,11 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from persona_core.vision.base import ModelEntry, VoiceEmbedder
+from persona_core.vision.base import ModelEntry
 from persona_core.vision.errors import BadModelInputError
-
-# The inputs step rejects silent clips with a reason first; this guards direct callers.
-from persona_pipeline.steps.inputs import SILENCE_RMS
+from persona_pipeline.models.base import SILENCE_RMS, VoiceEmbedder
 
 MIN_SPEECH_S = 0.5
 

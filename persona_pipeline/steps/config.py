@@ -47,7 +47,7 @@ class PipelineConfig:
     # configs saved with them still load.
     selfie_face_frac: float = 0.4
     mirror_face_frac: float = 0.2
-    # Face mesh QC and tags (0-1 measures, see persona_core.vision.face_measures).
+    # Face mesh QC and tags (0-1 measures, see persona_pipeline.models.face_measures).
     # The less open eye below: "eyes closed" (0.25 = eye aspect ratio 0.155: squeezed-shut eyes
     # read 0.13-0.15 on the mesh, a smiling squint 0.16-0.18).
     min_eye_open: float = 0.25

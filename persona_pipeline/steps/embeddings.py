@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from persona_core.store.base import BlobStore
-from persona_core.vision.base import IdentityEmbedder, StyleEmbedder, VoiceEmbedder
+from persona_core.vision.base import IdentityEmbedder
+from persona_pipeline.models.base import StyleEmbedder, VoiceEmbedder
 from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.faces import FacesResult, load_png
 from persona_pipeline.steps.inputs import VoiceInput

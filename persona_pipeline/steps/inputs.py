@@ -22,11 +22,10 @@ from persona_core.refs import sha256_hex
 from persona_core.store.base import BlobStore
 from persona_core.vision.errors import BadFrameError
 from persona_core.vision.frames import every_nth_frame, open_video
+from persona_pipeline.models.base import SILENCE_RMS
 from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.config import MODES, PipelineConfig
 from persona_pipeline.steps.images import dhash, encode_jpeg, hamming
-
-SILENCE_RMS = 1e-4  # about -80 dBFS: nothing a microphone would call speech
 
 IMAGE, VIDEO, VOICE = "image", "video", "voice"
 

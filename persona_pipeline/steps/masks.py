@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from persona_core.store.base import BlobStore
-from persona_core.vision.base import Matter
+from persona_pipeline.models.base import Matter
 from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.faces import FaceRecord, load_png
 from persona_pipeline.steps.images import encode_png

@@ -24,8 +24,9 @@ import pandera.pandas as pa
 from persona_core.errors import InvalidInputError
 from persona_core.pack import Expression, Lighting
 from persona_core.store.base import BlobStore
-from persona_core.vision import face_measures
-from persona_core.vision.base import FaceDetector
+from persona_core.vision.base import FaceDetector, Model
+from persona_pipeline.models import face_measures, load_face_mesh, load_pose
+from persona_pipeline.models.base import ExpressionClassifier, FaceMesher, PoseEstimator
 from persona_pipeline.steps import geometry
 from persona_pipeline.steps.cache import StepCache
 from persona_pipeline.steps.config import MODES, PipelineConfig
@@ -94,17 +95,15 @@ class FaceTaggers:
     """The models behind the tags: face mesh and pose landmarks (defaults), and an optional
     expression classifier (None = expression from the mesh geometry)."""
 
-    mesh: Any
-    pose: Any
-    expression: Any = None
+    mesh: FaceMesher
+    pose: PoseEstimator
+    expression: ExpressionClassifier | None = None
 
     @classmethod
     def default(cls) -> FaceTaggers:
-        from persona_core.vision.registry import default_model  # noqa: PLC0415 - loads onnxruntime
+        return cls(load_face_mesh(), load_pose())
 
-        return cls(default_model("face_mesh"), default_model("pose"))
-
-    def models(self) -> list[Any]:
+    def models(self) -> list[Model]:
         return [m for m in (self.mesh, self.pose, self.expression) if m is not None]
 
 
@@ -117,7 +116,8 @@ def face_tags(img: np.ndarray, bbox: list[float], landmarks: list[list[float]], 
               taggers: FaceTaggers) -> dict[str, Any]:
     """Mesh measures, body landmarks and (opt-in) classifier scores of one face, JSON-ready;
     ``img`` is the decoded image, ``bbox``/``landmarks`` at full resolution, ``scale`` their ratio."""
-    box = tuple(v / scale for v in bbox)
+    x, y, w, h = (v / scale for v in bbox)
+    box = (x, y, w, h)
     lm = np.asarray(landmarks, np.float64) / scale
     mesh = taggers.mesh.mesh(img, box, lm)
     fm = face_measures.measure(mesh.points)

@@ -7,7 +7,16 @@ import cv2
 import numpy as np
 import pytest
 
+from persona_pipeline.models import register_builder_models
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _builder_models() -> None:
+    """These tests load the builder's models by name from the shared registry, as the pipeline
+    does once it has registered them."""
+    register_builder_models()
 
 
 @pytest.fixture(scope="session")

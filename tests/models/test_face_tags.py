@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from persona_cli.main import app
-from persona_core.vision import face_measures
 from persona_core.vision.registry import default_model
+from persona_pipeline.models import face_measures
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.framing import decide_mode
 from persona_pipeline.steps.inputs import ImageInput

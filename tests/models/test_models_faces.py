@@ -9,7 +9,7 @@ import pytest
 from persona_core.vision.align import ARCFACE_TEMPLATE_112, align_face, alignment_matrix
 from persona_core.vision.base import Detection
 from persona_core.vision.errors import BadModelInputError
-from persona_pipeline.models.registry import default_model, load_model
+from persona_core.vision.registry import default_model, load_model
 
 pytestmark = pytest.mark.models
 

@@ -1,5 +1,6 @@
 """The registry: names resolve to entries, files are checksum-verified, nothing downloads by
-default, non-commercial weights need an explicit opt-in, and each model is built once."""
+default, non-commercial weights need an explicit opt-in, each model is built once, and a model
+loaded for a task is of that task's kind."""
 
 from __future__ import annotations
 
@@ -8,25 +9,30 @@ from dataclasses import replace
 
 import pytest
 
-from persona_core.errors import IntegrityError, PersonaCoreError
-from persona_core.vision.base import ModelEntry, WeightFile
+from persona_core.errors import IntegrityError, InvalidInputError, PersonaCoreError
+from persona_core.vision import registry
+from persona_core.vision.base import FaceDetector, ModelEntry, WeightFile
+from persona_core.vision.entries import WEIGHTS_DIR as CORE_WEIGHTS
 from persona_core.vision.errors import (
     ModelChecksumError,
+    ModelTaskMismatchError,
     ModelUnavailableError,
     NonCommercialModelError,
     UnknownModelError,
 )
-from persona_core.vision.registry import TASKS_WITHOUT_DEFAULT_MODEL
-from persona_pipeline.models import registry
-from persona_pipeline.models.registry import (
+from persona_core.vision.registry import (
     TASKS,
-    WEIGHTS_DIR,
+    TASKS_WITHOUT_DEFAULT_MODEL,
     default_model_name,
     get_entry,
     list_models,
+    load_detector,
     load_model,
     sha256_file,
 )
+from persona_pipeline.models import load_matter, register_builder_models
+from persona_pipeline.models.base import Matter
+from persona_pipeline.models.entries import WEIGHTS_DIR as BUILDER_WEIGHTS
 
 pytestmark = pytest.mark.models
 
@@ -65,14 +71,15 @@ def test_entries_carry_preprocessing_constants_and_licences():
 
 
 def test_vendored_weights_match_their_pins_and_stay_small():
-    vendored = [f for e in list_models() for f in e.files for s in f.sources if s.startswith("vendored:")]
-    present = [f for f in vendored if (WEIGHTS_DIR / f.filename).is_file()]
-    assert {f.filename for f in present} >= {YUNET_FILE, "u2netp.onnx"}
-    for wf in present:
-        assert sha256_file(WEIGHTS_DIR / wf.filename) == wf.sha256
-    total = sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir() if p.is_file())
+    vendored = [(e.weights_dir / f.filename, f) for e in list_models() for f in e.files
+                for s in f.sources if s.startswith("vendored:") and e.weights_dir is not None]
+    present = [(path, f) for path, f in vendored if path.is_file()]
+    assert {f.filename for _, f in present} >= {YUNET_FILE, "u2netp.onnx"}
+    for path, wf in present:
+        assert sha256_file(path) == wf.sha256
+    total = sum(p.stat().st_size for d in (CORE_WEIGHTS, BUILDER_WEIGHTS) for p in d.iterdir() if p.is_file())
     assert total < 15 * 1024 * 1024  # budget in weights/NOTICE.md
-    assert "MIT License" in (WEIGHTS_DIR / "NOTICE.md").read_text()
+    assert "MIT License" in (BUILDER_WEIGHTS / "NOTICE.md").read_text()
 
 
 def test_loaded_model_records_the_sha256_of_its_weights():
@@ -82,7 +89,7 @@ def test_loaded_model_records_the_sha256_of_its_weights():
 
 
 def test_model_dir_file_is_preferred_and_its_checksum_verified(tmp_path):
-    shutil.copy(WEIGHTS_DIR / YUNET_FILE, tmp_path / YUNET_FILE)
+    shutil.copy(CORE_WEIGHTS / YUNET_FILE, tmp_path / YUNET_FILE)
     model = load_model("yunet-2023mar-int8", model_dir=tmp_path)
     assert model.weight_paths[0] == tmp_path / YUNET_FILE
     assert load_model("yunet-2023mar-int8", model_dir=tmp_path) is model  # cached per (name, dir)
@@ -90,7 +97,7 @@ def test_model_dir_file_is_preferred_and_its_checksum_verified(tmp_path):
 
 
 def test_checksum_mismatch_is_a_typed_error(tmp_path):
-    data = bytearray((WEIGHTS_DIR / YUNET_FILE).read_bytes())
+    data = bytearray((CORE_WEIGHTS / YUNET_FILE).read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte in the weights
     (tmp_path / YUNET_FILE).write_bytes(bytes(data))
     with pytest.raises(ModelChecksumError) as info:
@@ -130,3 +137,26 @@ def test_register_refuses_duplicates_and_unknown_tasks():
         registry.register(entry)
     with pytest.raises(ValueError, match="unknown task"):
         registry.register(replace(entry, name="x", task="sing"))
+
+
+def test_a_model_named_for_another_task_is_a_typed_error():
+    """Loading by task gives the task's interface, or refuses a model registered for another."""
+    assert isinstance(load_detector(), FaceDetector)
+    assert isinstance(load_matter("u2netp"), Matter)
+    with pytest.raises(ModelTaskMismatchError) as info:
+        load_detector("u2netp")
+    assert isinstance(info.value, InvalidInputError)
+    assert info.value.code == "model_task_mismatch"
+    assert "matting" in str(info.value)
+
+
+def test_registering_the_builder_models_again_keeps_the_built_ones():
+    matter = load_matter()
+    register_builder_models()
+    assert load_matter() is matter
+
+
+def test_vendored_files_need_the_folder_they_lie_in():
+    entry = replace(get_entry("u2netp"), name="test-vendored-nowhere", weights_dir=None)
+    with pytest.raises(ValueError, match="weights_dir"):
+        registry.register(entry)

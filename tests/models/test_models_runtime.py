@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from persona_core.vision import sessions as runtime
-from persona_pipeline.models.registry import WEIGHTS_DIR, load_model
+from persona_core.vision.registry import load_model
+from persona_pipeline.models.entries import WEIGHTS_DIR
 
 pytestmark = pytest.mark.models
 

@@ -26,8 +26,8 @@ from tiny_models import (
 
 from persona_core.vision.align import align_face
 from persona_core.vision.base import Detection
+from persona_core.vision.registry import get_entry, load_model, sha256_file
 from persona_pipeline.models.entries import CLIP_MEAN, CLIP_STD
-from persona_pipeline.models.registry import get_entry, load_model, sha256_file
 
 pytestmark = pytest.mark.models
 

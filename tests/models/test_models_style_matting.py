@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from persona_core.vision.errors import BadModelInputError
-from persona_pipeline.models.registry import cache_dir, default_model
+from persona_core.vision.registry import cache_dir, default_model
 
 pytestmark = pytest.mark.models
 

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from persona_core.vision.errors import BadModelInputError
+from persona_core.vision.registry import default_model
 from persona_pipeline.models.audio import load_wav
-from persona_pipeline.models.registry import default_model
 
 pytestmark = [pytest.mark.models, pytest.mark.slow]
 

@@ -17,9 +17,9 @@ from persona_core.pack import PersonaPack
 from persona_core.store.base import VersionStatus
 from persona_core.vision import registry
 from persona_core.vision.base import WeightFile
-from persona_core.vision.tag_entries import FER2013_EXPRESSION
 from persona_pipeline.build import build_version
 from persona_pipeline.defs.resources import ModelsResource
+from persona_pipeline.models.tag_entries import FER2013_EXPRESSION
 
 pytestmark = [pytest.mark.dagster, pytest.mark.models, pytest.mark.slow]
 

@@ -15,9 +15,9 @@ from persona_core.errors import InvalidInputError
 from persona_core.refs import sha256_hex
 from persona_core.store.local import LocalBlobStore
 from persona_core.vision.align import ARCFACE_TEMPLATE_112
+from persona_core.vision.registry import default_model
 from persona_pipeline.defs.resources import PipelineConfigResource
 from persona_pipeline.partition_keys import parse_partition_key, partition_key
-from persona_pipeline.models.registry import default_model
 from persona_pipeline.steps import geometry
 from persona_pipeline.steps.anchors import identity_stability
 from persona_pipeline.steps.cache import StepCache

@@ -9,27 +9,21 @@ mapped back to image pixels, z scaled like x and y.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from persona_core.vision.base import Model, ModelEntry
+from persona_core.vision.base import ModelEntry
 from persona_core.vision.errors import BadModelInputError
 from persona_core.vision.imageutil import check_bgr
 from persona_core.vision.sessions import make_session
+from persona_pipeline.models.base import BBox, FaceMesh, FaceMesher
 
 N_POINTS = 468
 
 
-@dataclass(frozen=True, slots=True)
-class FaceMesh:
-    points: np.ndarray  # (468, 3) float32: x, y in image pixels, z (depth, smaller = nearer) same scale
-    presence: float  # 0-1: how sure the model is that the crop holds a face
-
-
-class FaceMeshModel(Model):
+class FaceMeshModel(FaceMesher):
     """``mesh(image, bbox, landmarks)``: the face's 468-point mesh in image coordinates."""
 
     def __init__(self, entry: ModelEntry, weights: Path, providers: tuple[str, ...]) -> None:
@@ -40,8 +34,7 @@ class FaceMeshModel(Model):
         self._session = make_session(weights, providers)
         self._input = self._session.get_inputs()[0].name
 
-    def crop_transform(self, bbox: tuple[float, float, float, float],
-                       landmarks: np.ndarray | None) -> np.ndarray:
+    def crop_transform(self, bbox: BBox, landmarks: np.ndarray | None) -> np.ndarray:
         """The 2x3 affine from image pixels to the model's input square."""
         x, y, w, h = (float(v) for v in bbox)
         cx, cy = x + w / 2, y + h / 2
@@ -56,8 +49,7 @@ class FaceMeshModel(Model):
         m[1, 2] += self.size / 2 - cy
         return m
 
-    def mesh(self, image_bgr: np.ndarray, bbox: tuple[float, float, float, float],
-             landmarks: np.ndarray | None = None) -> FaceMesh:
+    def mesh(self, image_bgr: np.ndarray, bbox: BBox, landmarks: np.ndarray | None = None) -> FaceMesh:
         """The mesh of the face in ``bbox`` (x, y, w, h); ``landmarks`` (the detector's 5 points)
         level the crop when given."""
         image = check_bgr(image_bgr)

@@ -9,36 +9,26 @@ beyond the photo are black, so landmarks of body parts out of the frame land out
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from persona_core.vision.base import Model, ModelEntry
+from persona_core.vision.base import ModelEntry
 from persona_core.vision.imageutil import check_bgr
 from persona_core.vision.sessions import make_session
+from persona_pipeline.models.base import BBox, Pose, PoseEstimator
 
 N_BODY = 33
 NOSE, SHOULDER_L, SHOULDER_R, ELBOW_L, ELBOW_R, WRIST_L, WRIST_R = 0, 11, 12, 13, 14, 15, 16
 HIP_L, HIP_R, KNEE_L, KNEE_R, ANKLE_L, ANKLE_R = 23, 24, 25, 26, 27, 28
 
 
-@dataclass(frozen=True, slots=True)
-class Pose:
-    points: np.ndarray  # (33, 2) float32, image pixels (may lie outside the frame)
-    visibility: np.ndarray  # (33,) 0-1: the point is in the frame and not hidden
-    presence: float  # 0-1: a person is in the photo
-
-    def visible(self, index: int, threshold: float = 0.5) -> bool:
-        return bool(self.visibility[index] >= threshold)
-
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
 
 
-class PoseLandmarkModel(Model):
+class PoseLandmarkModel(PoseEstimator):
     """``pose(image)``: 33 body landmarks of the (main) person in a photo."""
 
     def __init__(self, entry: ModelEntry, weights: Path, providers: tuple[str, ...]) -> None:
@@ -51,7 +41,7 @@ class PoseLandmarkModel(Model):
         outputs = [o.name for o in self._session.get_outputs()]
         self._wanted = [outputs[0], outputs[1]]  # landmarks (1, 195), pose presence (1, 1)
 
-    def pose(self, image_bgr: np.ndarray, face_bbox: tuple[float, float, float, float] | None = None) -> Pose:
+    def pose(self, image_bgr: np.ndarray, face_bbox: BBox | None = None) -> Pose:
         """Body landmarks of the person whose face is ``face_bbox`` (x, y, w, h), or of the
         whole photo letterboxed when no face box is given."""
         image = check_bgr(image_bgr)

@@ -12,13 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from persona_core.vision.base import Model, ModelEntry
+from persona_core.vision.base import ModelEntry
 from persona_core.vision.errors import BadModelInputError
 from persona_core.vision.imageutil import check_bgr
 from persona_core.vision.sessions import make_session
+from persona_pipeline.models.base import BBox, ExpressionClassifier
 
 
-class FerExpressionModel(Model):
+class FerExpressionModel(ExpressionClassifier):
     """``scores(image, bbox)``: per FER class, its probability for the face in ``bbox``."""
 
     def __init__(self, entry: ModelEntry, weights: Path, providers: tuple[str, ...]) -> None:
@@ -30,7 +31,7 @@ class FerExpressionModel(Model):
         self._session = make_session(weights, providers)
         self._input = self._session.get_inputs()[0].name
 
-    def scores(self, image_bgr: np.ndarray, bbox: tuple[float, float, float, float]) -> dict[str, float]:
+    def scores(self, image_bgr: np.ndarray, bbox: BBox) -> dict[str, float]:
         image = check_bgr(image_bgr)
         x, y, w, h = (float(v) for v in bbox)
         if w <= 0 or h <= 0:

