@@ -98,6 +98,18 @@ class InvalidManifestError(InvalidInputError):
     code = "invalid_manifest"
 
 
+class InvalidVersionInputsError(InvalidInputError):
+    """A version's stored inputs are neither uploaded files nor an imported pack's origin."""
+
+    code = "invalid_version_inputs"
+
+
+class NotRebuildableError(InvalidInputError):
+    """A version holds no uploaded files to build from (an imported pack)."""
+
+    code = "not_rebuildable"
+
+
 class UploadError(InvalidInputError):
     """An uploaded file or upload request refused at the door (HTTP, gRPC and the CLI alike)."""
 

@@ -7,10 +7,10 @@ from urllib.parse import unquote, urlparse
 
 from persona_core.errors import InvalidInputError
 from persona_core.settings import Settings
-from persona_core.store.base import BlobStore
-from persona_core.store.local import LocalBlobStore
 from persona_core.store import migrate
+from persona_core.store.base import BlobStore
 from persona_core.store.engine import Database
+from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 from persona_core.store.s3 import S3BlobStore
 

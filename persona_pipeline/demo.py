@@ -12,11 +12,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from persona_core.errors import InvalidInputError, PersonaNotFoundError
+from persona_core.errors import InvalidInputError
 from persona_core.ingest import submit_version
 from persona_core.settings import Settings
+from persona_core.store.base import BuildLease
 from persona_core.stores import open_blob_store, open_metadata_store
-from persona_core.versions import BuildLease
 from persona_pipeline.build import BuildResult, build_version
 from persona_pipeline.steps.config import MODES, PipelineConfig
 
@@ -55,12 +55,9 @@ def run_demo(home: Path, progress: bool = True, console: Console | None = None) 
     started = time.perf_counter()
     settings = Settings(home=home)
     meta, blobs = open_metadata_store(settings), open_blob_store(settings)
-    try:
-        meta.get_persona(PERSONA_ID)
-    except PersonaNotFoundError:
-        meta.create_persona(PERSONA_ID, {"display_name": "Demo persona (fixture photos)"})
+    meta.ensure_persona(PERSONA_ID, {"display_name": "Demo persona (fixture photos)"})
     # Born under this process's lease (the run takes it over), so a killed demo is never stuck.
-    record = submit_version(meta, blobs, PERSONA_ID, demo_files(), lease=BuildLease.here().reason())
+    record = submit_version(meta, blobs, PERSONA_ID, demo_files(), lease=BuildLease.here())
     handler = _ProgressHandler(console, started)
     log = logging.getLogger("persona_pipeline.build")
     old_level, old_propagate = log.level, log.propagate

@@ -15,8 +15,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from persona_core.errors import InvalidInputError
 from persona_core.pack import PersonaId
-from persona_core.store.base import ApiKeyRecord, MetadataStore
+from persona_core.store.base import MetadataStore
 from registry_api.auth import SCOPES
+from registry_api.key_store import ApiKeyRecord, ApiKeyStore
 
 _PERSONA_IDS = TypeAdapter(list[PersonaId])
 
@@ -68,15 +69,16 @@ def create_key(
             raise InvalidInputError(f"not valid persona ids: {persona_ids}") from None
         if not persona_ids:
             raise InvalidInputError("persona_ids, when given, must name at least one persona")
-    record, plaintext = metadata.create_api_key(name.strip(), sorted(set(scopes)), persona_ids)
+    keys = ApiKeyStore.of(metadata)
+    record, plaintext = keys.create_api_key(name.strip(), sorted(set(scopes)), persona_ids)
     return KeyInfo.of(record), plaintext
 
 
 def list_keys(metadata: MetadataStore) -> list[KeyInfo]:
     """Every key, revoked ones included, oldest first (no secrets)."""
-    return [KeyInfo.of(r) for r in metadata.list_api_keys()]
+    return [KeyInfo.of(r) for r in ApiKeyStore.of(metadata).list_api_keys()]
 
 
 def revoke_key(metadata: MetadataStore, key_id: str) -> KeyInfo:
     """Revoke a key (idempotent); NotFoundError for an unknown id."""
-    return KeyInfo.of(metadata.revoke_api_key(key_id))
+    return KeyInfo.of(ApiKeyStore.of(metadata).revoke_api_key(key_id))

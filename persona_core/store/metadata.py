@@ -19,11 +19,8 @@ Concurrency:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import random
 import re
-import secrets
 import time
 from collections.abc import Collection
 from typing import Any
@@ -38,7 +35,6 @@ from persona_core.errors import (
     InvalidInputError,
     InvalidNameError,
     InvalidTransitionError,
-    NotFoundError,
     PersonaNotFoundError,
     VersionNotFoundError,
 )
@@ -47,7 +43,6 @@ from persona_core.refs import parse_ref
 from persona_core.store import migrate, version_states
 from persona_core.store import tables as t
 from persona_core.store.base import (
-    ApiKeyRecord,
     BuildLease,
     MetadataStore,
     PersonaRecord,
@@ -58,17 +53,13 @@ from persona_core.store.base import (
 from persona_core.store.engine import Database, aware, utc_now
 
 PERSONA_ID_RE = re.compile(PERSONA_ID_PATTERN)
-_KEY_ID_RE = re.compile(r"^[0-9a-f]{16}$")
-_SCOPE_RE = re.compile(r"^[a-z][a-z0-9:_.-]{0,63}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _VERSION_RETRIES = 8
 _S = VersionStatus
-# Compared against when a key id is unknown, so a miss costs the same as a wrong secret.
-_DUMMY_SHA256 = hashlib.sha256(b"no such key").hexdigest()
 
 
 class SqlMetadataStore(MetadataStore):
-    """Personas, versions, published packs and API keys in one SQL database."""
+    """Personas, versions and published packs in one SQL database."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -104,12 +95,17 @@ class SqlMetadataStore(MetadataStore):
         """Revert Alembic migrations down to ``revision`` (``"base"`` drops every table)."""
         migrate.downgrade(self._db, revision)
 
+    @property
+    def database(self) -> Database:
+        """The engine and transactions, for stores that share this database (API keys)."""
+        return self._db
+
     def close(self) -> None:
         self._db.close()
 
     # -- personas ---------------------------------------------------------------------
     def create_persona(self, persona_id: str, metadata: dict[str, Any]) -> PersonaRecord:
-        _check_persona_id(persona_id)
+        check_persona_id(persona_id)
         if not isinstance(metadata, dict):
             raise InvalidInputError("persona metadata must be a JSON object")
         record = PersonaRecord(persona_id, dict(metadata), utc_now())
@@ -127,7 +123,7 @@ class SqlMetadataStore(MetadataStore):
         return record
 
     def ensure_persona(self, persona_id: str, metadata: dict[str, Any]) -> PersonaRecord:
-        _check_persona_id(persona_id)
+        check_persona_id(persona_id)
         if not isinstance(metadata, dict):
             raise InvalidInputError("persona metadata must be a JSON object")
         dialect = postgresql if self._db.is_postgres else sqlite
@@ -308,76 +304,6 @@ class SqlMetadataStore(MetadataStore):
     def ping(self) -> None:
         self._db.ping()
 
-    # -- API keys ---------------------------------------------------------------------
-    def create_api_key(
-        self, name: str, scopes: list[str], persona_ids: list[str] | None = None
-    ) -> tuple[ApiKeyRecord, str]:
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise InvalidInputError("API key name must be 1..200 characters")
-        if (
-            not isinstance(scopes, list)
-            or not scopes
-            or not all(isinstance(s, str) and _SCOPE_RE.fullmatch(s) for s in scopes)
-        ):
-            raise InvalidInputError("scopes must be a non-empty list like ['packs:read']")
-        if persona_ids is not None:
-            if not persona_ids:
-                # A key restricted to no persona is always a mistake (e.g. an empty filter).
-                raise InvalidInputError("persona_ids, when given, must name at least one persona")
-            for pid in persona_ids:
-                _check_persona_id(pid)
-        key_id = secrets.token_hex(8)
-        secret = secrets.token_urlsafe(32)  # 32 random bytes: a fast hash is enough, no KDF needed
-        record = ApiKeyRecord(
-            key_id=key_id,
-            name=name,
-            scopes=sorted(set(scopes)),
-            persona_ids=sorted(set(persona_ids)) if persona_ids is not None else None,
-            created_at=utc_now(),
-        )
-        with self._db.tx(write=True) as conn:
-            conn.execute(
-                sa.insert(t.api_keys).values(
-                    key_id=key_id,
-                    name=name,
-                    secret_sha256=_secret_hash(secret),
-                    scopes=record.scopes,
-                    persona_ids=record.persona_ids,
-                    created_at=record.created_at,
-                )
-            )
-        return record, f"pk_{key_id}_{secret}"
-
-    def verify_api_key(self, plaintext: str) -> ApiKeyRecord | None:
-        if not isinstance(plaintext, str) or len(plaintext) > 200:
-            return None
-        prefix, _, rest = plaintext.partition("_")
-        key_id, _, secret = rest.partition("_")
-        if prefix != "pk" or not _KEY_ID_RE.fullmatch(key_id) or not secret:
-            return None
-        with self._db.tx(write=False) as conn:
-            row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.key_id == key_id)).first()
-        stored = row.secret_sha256 if row is not None else _DUMMY_SHA256
-        matches = hmac.compare_digest(stored, _secret_hash(secret))
-        if row is None or not matches or row.revoked_at is not None:
-            return None
-        return _api_key(row)
-
-    def list_api_keys(self) -> list[ApiKeyRecord]:
-        k = t.api_keys
-        with self._db.tx(write=False) as conn:
-            return [_api_key(r) for r in conn.execute(sa.select(k).order_by(k.c.created_at, k.c.key_id))]
-
-    def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
-        k = t.api_keys
-        with self._db.tx(write=True) as conn:
-            row = conn.execute(self._db.locked(sa.select(k).where(k.c.key_id == key_id))).first()
-            if row is None:
-                raise NotFoundError(f"API key {key_id!r} not found")
-            if row.revoked_at is None:
-                conn.execute(sa.update(k).where(k.c.key_id == key_id).values(revoked_at=utc_now()))
-                row = conn.execute(sa.select(k).where(k.c.key_id == key_id)).one()
-        return _api_key(row)
 
     # -- helpers ----------------------------------------------------------------------
     def _persona_must_exist(self, conn: sa.Connection, persona_id: str) -> None:
@@ -390,7 +316,7 @@ class SqlMetadataStore(MetadataStore):
         raise VersionNotFoundError(f"persona {persona_id!r} has no version {version}")
 
 
-def _check_persona_id(persona_id: str) -> None:
+def check_persona_id(persona_id: str) -> None:
     if not isinstance(persona_id, str) or not PERSONA_ID_RE.fullmatch(persona_id):
         raise InvalidNameError(f"bad persona id {persona_id!r}: lowercase letters, digits, '_', '-' (max 63)")
 
@@ -400,10 +326,6 @@ def _status(value: VersionStatus | str) -> VersionStatus:
         return VersionStatus(value)
     except ValueError:
         raise InvalidInputError(f"unknown status {value!r}") from None
-
-
-def _secret_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _version_query() -> sa.Select[Any]:
@@ -432,15 +354,4 @@ def _version(row: Any) -> VersionRecord:
         content_hash=row.content_hash,
         lease=BuildLease(row.lease_host, row.lease_pid, row.lease_run_id or "") if row.lease_host else None,
         heartbeat_at=aware(row.heartbeat_at),
-    )
-
-
-def _api_key(row: Any) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        key_id=row.key_id,
-        name=row.name,
-        scopes=list(row.scopes),
-        persona_ids=list(row.persona_ids) if row.persona_ids is not None else None,
-        created_at=aware(row.created_at),  # type: ignore[arg-type]
-        revoked_at=aware(row.revoked_at),
     )

@@ -16,6 +16,7 @@ import numpy as np
 from persona_core.errors import InvalidTransitionError
 from persona_core.publish import publish_pack
 from persona_core.store.base import VersionStatus
+from persona_core.version_inputs import uploaded_inputs
 from persona_pipeline.defs.lifecycle import set_outcome
 from persona_pipeline.defs.partitions import persona_versions
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
@@ -70,14 +71,15 @@ def inputs(
                                       metadata={"already_published": note,
                                                 "content_hash": record.content_hash or ""})
         return
-    has_voice = any(f.get("kind") == "voice" for f in record.inputs.get("files", []))
+    uploaded = uploaded_inputs(record)  # an imported version holds no files: a typed error
+    has_voice = any(f.kind == "voice" for f in uploaded.files)
     wav_loader: Callable[..., Any] | None = None
     rate = 16000
     if has_voice:
         from persona_pipeline.models.audio import load_wav  # noqa: PLC0415 - audio stack only when needed
 
         wav_loader, rate = load_wav, models.voice_model().sample_rate
-    result = load_inputs(persona_id, version, record.inputs, blobs, pipeline_config.to_config(),
+    result = load_inputs(persona_id, version, uploaded, blobs, pipeline_config.to_config(),
                          load_wav=wav_loader, sample_rate=rate)
     _report(context, f"inputs: {len(result.images)} image(s)/frame(s), {len(result.voices)} voice clip(s), "
                      f"{len(result.rejected)} unreadable")
@@ -212,8 +214,9 @@ def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources
     gate, stability = checks.enough_anchors(sel), checks.identity_stability(sel)
     if not gate.passed:
         # Blocked is a verdict on the upload, not a crash: the reasons say what to add.
-        meta.set_status(persona_id, version, VersionStatus.BLOCKED, reasons=list(sel.gate_reasons),
-                        checks=[c.to_pack().model_dump(mode="json") for c in (gate, stability)])
+        meta.transition(persona_id, version, VersionStatus.BLOCKED, reasons=list(sel.gate_reasons),
+                        checks=[c.to_pack().model_dump(mode="json") for c in (gate, stability)],
+                        run_id=context.run.run_id)
         # The runs list tells blocked from crashed by this tag; the reason leads the run's log.
         set_outcome(context.instance, context.run.run_id, "blocked")
         context.log.error(f"BLOCKED {persona_id} v{version}: {gate.description}")
@@ -288,9 +291,9 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
                          masks=masks, blobs=blobs, qc_rows=qc_rows, models=used, checks=outcomes,
                          config=pipeline_config.to_config(), run_id=context.run.run_id)
     # The lease beats on through publish (its blob writes can take a while on S3): a kill at
-    # any point leaves either the published pack or a lease whose process is gone.
+    # any point leaves either the published pack or a lease whose process is gone. Publishing
+    # drops the lease, and the heartbeat stops by itself.
     record = publish_pack(meta, blobs, pack)
-    stores.end_lease()
     anchors_per_mode = {m.value: len(a) for m, a in pack.anchor_sets.items()}
     summary = {
         "persona_id": pack.persona_id, "version": pack.version, "content_hash": pack.content_hash,

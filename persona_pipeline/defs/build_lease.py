@@ -3,7 +3,7 @@ the moment the run's resources are set up, renewed by a heartbeat, and let go wh
 ends (a run that ended without publishing or blocking fails its version with the cause).
 Status changes go through the metadata store's compare-and-set transitions."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Dagster reads the resource's field types.
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -19,11 +19,11 @@ class BuildLeaseResource(dg.ConfigurableResource):
     host and pid) and keeps its heartbeat; see :class:`persona_core.versions.LeaseKeeper`.
     Sensor ticks, rebuild runs and re-runs of a published version take no lease."""
 
-    stores: dg.ResourceDependency[StoresResource]
+    stores: StoresResource
     _keeper: LeaseKeeper | None = PrivateAttr(default=None)
 
     @property
-    def holder(self) -> BuildLease | None:
+    def holder(self) -> "BuildLease | None":
         """This run's lease, while it holds one."""
         return self._keeper.lease if self._keeper is not None else None
 

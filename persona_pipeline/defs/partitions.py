@@ -9,7 +9,9 @@ persona_versions = dg.DynamicPartitionsDefinition(name="persona_versions")
 personas = dg.DynamicPartitionsDefinition(name="personas")
 
 
-def ensure_partition(instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition, key: str) -> None:
+def ensure_partition(
+    instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition, key: str
+) -> None:
     """Add ``key`` to ``partitions`` unless it is there; safe when many processes add the same
     key at once (the loser of the insert race finds it added)."""
     name = partitions.name or ""

@@ -10,11 +10,11 @@ import dagster as dg
 from pydantic import Field, PrivateAttr, SecretStr
 
 from persona_core.settings import Settings
-from persona_core.store.base import BlobStore, MetadataStore, VersionStatus
+from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.stores import open_blob_store, open_metadata_store
-from persona_core.versions import LeaseKeeper
 from persona_core.vision.base import FaceDetector, IdentityEmbedder
-from persona_core.vision.registry import load_detector, load_identity
+from persona_core.vision.errors import ModelTaskMismatchError, NonCommercialModelError
+from persona_core.vision.registry import get_entry, load_detector, load_identity
 from persona_pipeline.models import (
     load_expression,
     load_face_mesh,
@@ -22,9 +22,9 @@ from persona_pipeline.models import (
     load_pose,
     load_style,
     load_voice,
+    register_builder_models,
 )
 from persona_pipeline.models.base import Matter, StyleEmbedder, VoiceEmbedder
-from persona_pipeline.partition_keys import parse_partition_key
 from persona_pipeline.steps.config import PipelineConfig
 
 if TYPE_CHECKING:
@@ -35,19 +35,17 @@ REBUILD_JOB = "rebuild_newest_version"
 
 
 class StoresResource(dg.ConfigurableResource):
-    """Blob + metadata stores, opened in Dagster's set-up hook and closed in its tear-down.
+    """Blob + metadata stores, opened on first use and closed in Dagster's tear-down hook.
 
     ``settings`` holds :class:`~persona_core.settings.Settings` fields by name (``{"home":
     "/data"}``); every other field comes from the ``PERSONA_*`` environment, read by the
     settings module (embedded default: SQLite file and blob folder under ``PERSONA_HOME``).
-    In a build run it also holds the version's build lease (``building`` while its heartbeat
-    lives; see :class:`persona_core.versions.LeaseKeeper`).
+    The build lease of a run is not held here: see ``BuildLeaseResource``.
     """
 
     settings_fields: dict[str, Any] = Field(default_factory=dict, description="Settings fields by name.")
     _meta: MetadataStore | None = PrivateAttr(default=None)
     _blobs: BlobStore | None = PrivateAttr(default=None)
-    _lease: LeaseKeeper | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoresResource:
@@ -68,47 +66,19 @@ class StoresResource(dg.ConfigurableResource):
     def meta(self) -> MetadataStore:
         if self._meta is None:
             self._meta = open_metadata_store(self.settings())
-        return self._lease.guard(self._meta) if self._lease is not None else self._meta
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        run = context.run
-        key = run.tags.get(PARTITION_TAG) if run is not None else None
-        if run is None or key is None or run.job_name == REBUILD_JOB:
-            return  # a sensor tick, an unpartitioned run or a rebuild (persona partitions): no lease
-        persona_id, version = parse_partition_key(key)
-        status = self.meta().get_version(persona_id, version).status
-        if status is VersionStatus.PUBLISHED:
-            return  # a re-run of a published version changes nothing (see the inputs asset)
-        from_start = run.asset_selection is None or dg.AssetKey("inputs") in run.asset_selection
-        if status is VersionStatus.BLOCKED and not from_start:
-            return  # some steps re-run on a blocked version: it stays blocked unless they publish
-        settings = self.settings()
-        lease = LeaseKeeper(self.meta(), persona_id, version, run.run_id, settings.lease_heartbeat_s)
-        lease.start()
-        self._lease = lease
-
-    def end_lease(self) -> None:
-        """Stop the heartbeat once the version is published (publishing cleared the lease line)."""
-        if self._lease is not None:
-            self._lease.stop()
+        return self._meta
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        lease, self._lease = self._lease, None
-        try:
-            if lease is not None:
-                lease.stop()
-                record = self.meta().get_version(lease.persona_id, lease.version)
-                if record.status is VersionStatus.BUILDING:
-                    # A run of some assets only (a UI re-run of one step) does not publish.
-                    self.meta().set_status(lease.persona_id, lease.version, VersionStatus.FAILED, reasons=[
-                        f"run {lease.lease.run_id} ended before persona_pack was built; "
-                        "re-run the whole partition to publish"])
-        finally:
-            if self._blobs is not None:
-                self._blobs.close()
-            if self._meta is not None:
-                self._meta.close()
-            self._blobs = self._meta = None
+        if self._blobs is not None:
+            self._blobs.close()
+        if self._meta is not None:
+            self._meta.close()
+        self._blobs = self._meta = None
+
+
+# Each ModelsResource field and the registry task its model must serve.
+_MODEL_TASKS = {"detector": "detect", "identity": "identity", "style": "style", "matting": "matting",
+                "voice": "voice", "face_mesh": "face_mesh", "pose": "pose", "expression": "expression"}
 
 
 class ModelsResource(dg.ConfigurableResource):
@@ -129,6 +99,27 @@ class ModelsResource(dg.ConfigurableResource):
     model_dir: str | None = None
     # Non-commercial weights (InsightFace packs) load only with this set; packs record it.
     opt_in_noncommercial: bool = False
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Checked as the run sets up, before its first step and before its build lease claims
+        # the version: a bad Launchpad choice fails the run and leaves every version as it was.
+        self.check_choice()
+
+    def check_choice(self) -> None:
+        """Each named model is registered for its field's task and, when its weights are for
+        non-commercial use only, opted in to: the typed error of the first that is not. Loads
+        no weights."""
+        register_builder_models()
+        for field, task in _MODEL_TASKS.items():
+            name = getattr(self, field)
+            if not name:
+                continue
+            entry = get_entry(name)
+            if entry.task != task:
+                raise ModelTaskMismatchError(f"models.{field}: {name!r} is a {entry.task} model, not {task}")
+            if not entry.commercial_use and not self.opt_in_noncommercial:
+                raise NonCommercialModelError(f"models.{field}: {name!r} is licensed {entry.licence}; "
+                                              "set opt_in_noncommercial to use it")
 
     def detector_model(self) -> FaceDetector:
         return load_detector(self.detector, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
@@ -169,6 +160,11 @@ class PipelineConfigResource(dg.ConfigurableResource):
     @classmethod
     def from_config(cls, config: PipelineConfig) -> PipelineConfigResource:
         return cls(thresholds=config.as_dict())
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Checked as the run sets up, before its first step and before its build lease claims
+        # the version: a bad Launchpad config fails the run and leaves every version as it was.
+        self.to_config()
 
     def to_config(self) -> PipelineConfig:
         return PipelineConfig.from_dict(self.thresholds)

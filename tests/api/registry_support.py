@@ -18,6 +18,7 @@ from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 from persona_core.testing import make_pack
 from registry_api.config import ApiSettings
+from registry_api.key_store import ApiKeyStore
 from registry_api.main import create_app
 from registry_api.service import RegistryService
 
@@ -61,10 +62,10 @@ def make_registry(home: Path, **overrides: object) -> Registry:
     )
     app = create_app(settings, metadata=meta, blobs=blobs)
     keys = {
-        "read": meta.create_api_key("reader", ["read"])[1],
-        "build": meta.create_api_key("builder", ["build"])[1],
-        "admin": meta.create_api_key("admin", ["admin"])[1],
-        "other": meta.create_api_key("bob-only", ["admin"], persona_ids=[OTHER])[1],
+        "read": ApiKeyStore.of(meta).create_api_key("reader", ["read"])[1],
+        "build": ApiKeyStore.of(meta).create_api_key("builder", ["build"])[1],
+        "admin": ApiKeyStore.of(meta).create_api_key("admin", ["admin"])[1],
+        "other": ApiKeyStore.of(meta).create_api_key("bob-only", ["admin"], persona_ids=[OTHER])[1],
     }
     meta.create_persona(PUBLISHED, {"display_name": "Alice"})
     meta.create_persona(OTHER, {})

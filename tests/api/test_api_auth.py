@@ -14,6 +14,7 @@ from registry_support import OTHER, PUBLISHED, Registry, fixture_bytes, make_reg
 from persona_core.errors import InvalidInputError
 from persona_core.signing import sign_blob_url
 from persona_core.store import tables
+from registry_api.key_store import ApiKeyStore
 
 KINDS = (None, "read", "build", "admin", "other")
 _counter = iter(range(10_000))
@@ -93,7 +94,7 @@ def test_restricted_key_lists_only_its_personas(registry: Registry) -> None:
 
 def test_restricted_key_may_create_its_own_persona_id(registry: Registry) -> None:
     """A restricted admin key may create only a persona whose id it is allowed."""
-    _, key = registry.meta.create_api_key("carol-admin", ["admin"], persona_ids=["carol"])
+    _, key = ApiKeyStore.of(registry.meta).create_api_key("carol-admin", ["admin"], persona_ids=["carol"])
     response = registry.http.post("/v1/personas", json={"persona_id": "carol"}, headers={"X-API-Key": key})
     assert response.status_code == 201
 
@@ -109,9 +110,9 @@ def test_bearer_header_is_accepted_and_unknown_key_is_401(registry: Registry) ->
 
 def test_revoked_key_stops_working_once_the_cache_forgets_it(registry: Registry) -> None:
     """Revocation takes effect after the key cache TTL (forget() = the TTL elapsing)."""
-    record, key = registry.meta.create_api_key("temp", ["read"])
+    record, key = ApiKeyStore.of(registry.meta).create_api_key("temp", ["read"])
     assert registry.http.get(P, headers={"X-API-Key": key}).status_code == 200
-    registry.meta.revoke_api_key(record.key_id)
+    ApiKeyStore.of(registry.meta).revoke_api_key(record.key_id)
     # Still cached: this is the documented revocation delay.
     assert registry.http.get(P, headers={"X-API-Key": key}).status_code == 200
     registry.service.keys.forget()
@@ -121,22 +122,22 @@ def test_revoked_key_stops_working_once_the_cache_forgets_it(registry: Registry)
 def test_zero_ttl_makes_revocation_immediate(tmp_path: Path) -> None:
     """With api_key_cache_ttl_s=0 every request re-checks the database."""
     reg = make_registry(tmp_path, api_key_cache_ttl_s=0)
-    record, key = reg.meta.create_api_key("temp", ["read"])
+    record, key = ApiKeyStore.of(reg.meta).create_api_key("temp", ["read"])
     assert reg.http.get(P, headers={"X-API-Key": key}).status_code == 200
-    reg.meta.revoke_api_key(record.key_id)
+    ApiKeyStore.of(reg.meta).revoke_api_key(record.key_id)
     assert reg.http.get(P, headers={"X-API-Key": key}).status_code == 401
 
 
 def test_store_refuses_a_key_restricted_to_no_persona(registry: Registry) -> None:
     """persona_ids=[] is a mistake (a key for nothing), never a synonym for every persona."""
     with pytest.raises(InvalidInputError):
-        registry.meta.create_api_key("nobody", ["read"], persona_ids=[])
-    assert [k.name for k in registry.meta.list_api_keys()].count("nobody") == 0
+        ApiKeyStore.of(registry.meta).create_api_key("nobody", ["read"], persona_ids=[])
+    assert [k.name for k in ApiKeyStore.of(registry.meta).list_api_keys()].count("nobody") == 0
 
 
 def test_key_stored_with_an_empty_persona_list_sees_no_persona(registry: Registry) -> None:
     """A row written before the store refused [] (persona_ids = []) must not read every persona."""
-    record, key = registry.meta.create_api_key("legacy", ["admin"], persona_ids=[OTHER])
+    record, key = ApiKeyStore.of(registry.meta).create_api_key("legacy", ["admin"], persona_ids=[OTHER])
     with registry.meta.engine.begin() as conn:
         conn.execute(
             sa.update(tables.api_keys).where(tables.api_keys.c.key_id == record.key_id).values(persona_ids=[])

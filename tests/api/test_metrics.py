@@ -16,6 +16,7 @@ from persona_core.store.metadata import SqlMetadataStore
 from persona_core.testing import make_pack
 from registry_api import metrics
 from registry_api.config import ApiSettings
+from registry_api.key_store import ApiKeyStore
 from registry_api.main import create_app
 
 # /metrics needs a key with the metrics scope (the fixture makes one per test).
@@ -37,8 +38,8 @@ def client(tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
     meta.transition("alice", 4, VersionStatus.FAILED, reasons=["boom"])
     app = create_app(settings, metadata=meta, blobs=blobs)
     metrics.register(app)
-    key = meta.create_api_key("reader", ["read"])[1]
-    SCRAPER["X-API-Key"] = meta.create_api_key("prometheus", ["metrics"])[1]
+    key = ApiKeyStore.of(meta).create_api_key("reader", ["read"])[1]
+    SCRAPER["X-API-Key"] = ApiKeyStore.of(meta).create_api_key("prometheus", ["metrics"])[1]
     return TestClient(app), {"X-API-Key": key}
 
 

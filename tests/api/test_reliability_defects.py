@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from persona_cli.main import app as cli_app
 from registry_api.errors import PROBLEM_JSON
+from registry_api.key_store import ApiKeyStore
 
 
 def test_metadata_over_the_cap_is_413_and_lists_stay_small(registry: Registry) -> None:
@@ -73,7 +74,7 @@ def test_metrics_need_a_metrics_or_admin_key(registry: Registry) -> None:
     assert registry.http.get("/metrics").status_code == 401
     assert registry.http.get("/metrics", headers=registry.headers("read")).status_code == 403
     assert registry.http.get("/metrics", headers=registry.headers("other")).status_code == 403
-    scraper = registry.meta.create_api_key("prometheus", ["metrics"])[1]
+    scraper = ApiKeyStore.of(registry.meta).create_api_key("prometheus", ["metrics"])[1]
     r = registry.http.get("/metrics", headers={"X-API-Key": scraper})
     assert r.status_code == 200
     assert "persona" in r.text

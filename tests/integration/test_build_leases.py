@@ -86,7 +86,8 @@ def test_a_live_lease_keeps_beating_and_the_end_of_the_build_stops_it(meta: Meta
     first = keeper.start()
     time.sleep(0.3)
     beat = meta.get_version("alice", 1)
-    assert beat.heartbeat_at is not None and first.heartbeat_at is not None
+    assert beat.heartbeat_at is not None
+    assert first.heartbeat_at is not None
     assert beat.heartbeat_at > first.heartbeat_at
     assert mark_dead_builds(meta, ttl_s=0.2) == []
     # The build ends it (blocked): the heartbeat never turns it back into building.

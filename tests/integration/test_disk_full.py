@@ -15,6 +15,7 @@ from test_faults import outage_row
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 from registry_api.config import ApiSettings
+from registry_api.key_store import ApiKeyStore
 from registry_api.main import create_app
 
 pytestmark = [pytest.mark.faults]
@@ -38,7 +39,7 @@ def test_full_blob_folder_is_503_and_leaves_nothing_half_written(small_disk: Pat
     settings = ApiSettings(env="test", home=tmp_path, max_upload_file_bytes=8 * 1024 * 1024)
     meta = SqlMetadataStore.open(settings.resolved_database_url)  # the database is not on the small disk
     blobs = LocalBlobStore(small_disk / "blobs", b"secret-for-tests-0123456789", settings.public_base_url)
-    key = meta.create_api_key("b", ["admin"])[1]
+    key = ApiKeyStore.of(meta).create_api_key("b", ["admin"])[1]
     meta.create_persona("alice", {})
     kept = blobs.put(b"stored before the disk filled")
     filler = small_disk / "filler"

@@ -23,6 +23,7 @@ from persona_core.errors import (
 from persona_core.store.base import BuildLease, PublishedPack, VersionStatus
 from persona_core.store.engine import Database
 from persona_core.store.metadata import SqlMetadataStore
+from registry_api.key_store import ApiKeyStore
 
 S = VersionStatus
 LEASE = BuildLease("builder-1", 4242, "run-1")
@@ -199,12 +200,13 @@ def test_concurrent_publishes_of_one_version_let_exactly_one_win(database_url: s
 
 
 def test_api_keys_store_only_a_hash_and_verify(metadata_store: SqlMetadataStore) -> None:
+    keys = ApiKeyStore.of(metadata_store)
     metadata_store.create_persona("alice", {})
-    record, plaintext = metadata_store.create_api_key("renderer", ["packs:read"], persona_ids=["alice"])
+    record, plaintext = keys.create_api_key("renderer", ["packs:read"], persona_ids=["alice"])
     assert plaintext.startswith(f"pk_{record.key_id}_")
     secret = plaintext.split("_", 2)[2]
     assert len(secret) >= 43  # 32 random bytes, base64url
-    assert metadata_store.verify_api_key(plaintext) == record
+    assert keys.verify_api_key(plaintext) == record
     assert record.scopes == ["packs:read"]
     assert record.persona_ids == ["alice"]
 
@@ -212,22 +214,22 @@ def test_api_keys_store_only_a_hash_and_verify(metadata_store: SqlMetadataStore)
         dump = repr(conn.execute(sa.text("SELECT * FROM api_keys")).all())
     assert secret not in dump
 
-    assert metadata_store.verify_api_key(plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")) is None
-    assert metadata_store.verify_api_key(f"pk_{'0' * 16}_{secret}") is None
+    assert keys.verify_api_key(plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")) is None
+    assert keys.verify_api_key(f"pk_{'0' * 16}_{secret}") is None
     for junk in ["", "pk_", "Bearer x", "pk_zz_secret", plaintext + "\x00"]:
-        assert metadata_store.verify_api_key(junk) is None
+        assert keys.verify_api_key(junk) is None
 
-    admin, admin_plain = metadata_store.create_api_key("ops", ["admin", "packs:write"])
+    admin, admin_plain = keys.create_api_key("ops", ["admin", "packs:write"])
     assert admin.persona_ids is None
-    assert [k.key_id for k in metadata_store.list_api_keys()] == [record.key_id, admin.key_id]
+    assert [k.key_id for k in keys.list_api_keys()] == [record.key_id, admin.key_id]
 
-    revoked = metadata_store.revoke_api_key(record.key_id)
+    revoked = keys.revoke_api_key(record.key_id)
     assert revoked.revoked
-    assert metadata_store.revoke_api_key(record.key_id).revoked_at == revoked.revoked_at
-    assert metadata_store.verify_api_key(plaintext) is None
-    assert metadata_store.verify_api_key(admin_plain) == admin
+    assert keys.revoke_api_key(record.key_id).revoked_at == revoked.revoked_at
+    assert keys.verify_api_key(plaintext) is None
+    assert keys.verify_api_key(admin_plain) == admin
     with pytest.raises(NotFoundError):
-        metadata_store.revoke_api_key("f" * 16)
+        keys.revoke_api_key("f" * 16)
 
 
 @pytest.mark.parametrize(
@@ -242,9 +244,10 @@ def test_api_keys_store_only_a_hash_and_verify(metadata_store: SqlMetadataStore)
 def test_bad_api_key_requests_are_rejected(
     metadata_store: SqlMetadataStore, name: str, scopes: list[str], persona_ids: list[str] | None
 ) -> None:
+    keys = ApiKeyStore.of(metadata_store)
     with pytest.raises(InvalidInputError):
-        metadata_store.create_api_key(name, scopes, persona_ids)
-    assert metadata_store.list_api_keys() == []
+        keys.create_api_key(name, scopes, persona_ids)
+    assert keys.list_api_keys() == []
 
 
 def test_non_json_inputs_are_rejected(metadata_store: SqlMetadataStore) -> None:

@@ -18,6 +18,7 @@ from test_faults import outage_row
 from persona_core.errors import StoreUnavailableError
 from persona_core.stores import open_blob_store, open_metadata_store
 from registry_api.config import ApiSettings
+from registry_api.key_store import ApiKeyStore
 from registry_api.main import create_app
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.slow, pytest.mark.faults]
@@ -72,7 +73,7 @@ def app_client(
     pg, s3 = servers
     settings = _settings(pg, s3, tmp_path)
     meta = open_metadata_store(settings)
-    key = meta.create_api_key("reader", ["admin"])[1]
+    key = ApiKeyStore.of(meta).create_api_key("reader", ["admin"])[1]
     meta.create_persona("alice", {})
     meta.close()
     with TestClient(create_app(settings)) as client:

@@ -129,9 +129,11 @@ def test_a_pending_version_no_build_picked_up_gets_a_reason_and_can_be_rerun(
     assert settle_dead_build(metadata_store, pending, ttl_s=30, pending_timeout_s=600) is pending
     later = datetime.now(UTC) + timedelta(minutes=11)
     cause = dead_build_cause(pending, ttl_s=30, pending_timeout_s=600, now=later)
-    assert cause is not None and cause.startswith(f"{NOT_STARTED_PREFIX} in 10 min")
+    assert cause is not None
+    assert cause.startswith(f"{NOT_STARTED_PREFIX} in 10 min")
     failed = metadata_store.settle(pending, cause)
-    assert failed is not None and failed.status is S.FAILED and failed.reasons == [cause]
+    assert failed is not None
+    assert (failed.status, failed.reasons) == (S.FAILED, [cause])
     assert metadata_store.claim("alice", pending.version, BUILDER).status is S.BUILDING  # re-run
 
 
@@ -151,34 +153,42 @@ def test_a_settle_racing_a_live_heartbeat_never_fails_a_build_whose_beat_was_tak
             time.sleep(ttl_s * 1.5)
             stale = reader.get_version("alice", version)
             assert dead_build_cause(stale, ttl_s=ttl_s) is not None
-            start, results = threading.Barrier(2), {}
-
-            def settle(stale: VersionRecord = stale) -> None:
-                start.wait()
-                results["settled"] = settle_dead_build(reader, stale, ttl_s=ttl_s).status is S.FAILED
-
-            def beat(version: int = version) -> None:
-                start.wait()
-                results["beat"] = builder.heartbeat("alice", version, BUILDER)
-
-            threads = [threading.Thread(target=settle), threading.Thread(target=beat)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
+            beat_taken, settled = _race(reader, builder, stale)
             final = reader.get_version("alice", version)
-            assert results["beat"] != results["settled"], results  # one winner, never both
-            if results["beat"]:
+            assert beat_taken != settled  # one winner, never both
+            if beat_taken:
                 assert (final.status, final.lease) == (S.BUILDING, BUILDER)  # the live build kept it
                 wins["heartbeat"] += 1
             else:
-                assert final.status is S.FAILED and final.reasons[0].startswith(DIED_PREFIX)
+                assert final.status is S.FAILED
+                assert final.reasons[0].startswith(DIED_PREFIX)
                 wins["settle"] += 1
     finally:
         reader.close()
         builder.close()
     print(f"settle vs heartbeat, 200 races: {wins}")
     assert sum(wins.values()) == 200
+
+
+def _race(reader: SqlMetadataStore, builder: SqlMetadataStore, stale: VersionRecord) -> tuple[bool, bool]:
+    """The builder's heartbeat and the reader's settle from ``stale``, released together on two
+    threads: (heartbeat taken, version failed by the settle)."""
+    start, results = threading.Barrier(2), {}
+
+    def settle() -> None:
+        start.wait()
+        results["settled"] = settle_dead_build(reader, stale, ttl_s=0).status is S.FAILED
+
+    def beat() -> None:
+        start.wait()
+        results["beat"] = builder.heartbeat("alice", stale.version, BUILDER)
+
+    threads = [threading.Thread(target=settle), threading.Thread(target=beat)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results["beat"], results["settled"]
 
 
 def test_a_build_that_stops_beating_is_failed_once_its_ttl_passes(metadata_store: SqlMetadataStore) -> None:
@@ -226,7 +236,8 @@ def test_a_postgres_store_on_an_old_schema_is_refused_until_persona_core_migrate
         fresh = postgres_server.create_database(migrated=False)
         result = CliRunner().invoke(app, ["--json", "versions", "alice"], env={"PERSONA_DATABASE_URL": fresh})
         assert result.exit_code != 0
-        assert "schema_outdated" in result.output and "persona-core migrate" in result.output
+        assert "schema_outdated" in result.output
+        assert "persona-core migrate" in result.output
         postgres_server.drop_database(fresh)
     finally:
         postgres_server.drop_database(url)
@@ -241,7 +252,8 @@ def test_the_embedded_sqlite_default_upgrades_itself_and_carries_old_leases_over
         conn.execute(sa.text("INSERT INTO personas VALUES ('alice', '{}', :now)"), {"now": now})
         conn.execute(
             sa.text("INSERT INTO persona_versions (persona_id, version, status, reasons, inputs, checks, "
-                    "created_at, updated_at) VALUES ('alice', 1, 'building', :reasons, '{}', '[]', :now, :now)"),
+                    "created_at, updated_at) "
+                    "VALUES ('alice', 1, 'building', :reasons, '{}', '[]', :now, :now)"),
             {"reasons": '["build lease: run abc pid 77 on host-9"]', "now": now},
         )
     db.close()

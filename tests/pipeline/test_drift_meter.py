@@ -31,6 +31,7 @@ from persona_core.runtime import (
 from persona_core.vision.registry import get_entry
 from persona_pipeline.build import build_version
 from persona_pipeline.steps.config import PipelineConfig
+from registry_api.key_store import ApiKeyStore
 
 pytestmark = [pytest.mark.dagster, pytest.mark.models, pytest.mark.slow]
 
@@ -329,7 +330,7 @@ def test_the_viewer_page_shows_the_calibration(packs: Packs) -> None:
     home = packs.home
     app = create_app(ApiSettings(env="test", home=home.settings.home), metadata=home.meta, blobs=home.blobs)
     ui.register(app)
-    key = home.meta.create_api_key("viewer", ["read"])[1]
+    key = ApiKeyStore.of(home.meta).create_api_key("viewer", ["read"])[1]
     html = TestClient(app).get("/ui/personas/obama/versions/1", headers={"X-API-Key": key}).text
     cal = packs.load("obama").pack.refresh_policy.identity_calibration
     assert cal is not None

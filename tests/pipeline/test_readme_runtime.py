@@ -17,6 +17,7 @@ from pipeline_support import OBAMA, Home
 from persona_pipeline.build import build_version
 from persona_pipeline.steps.config import PipelineConfig
 from registry_api.config import ApiSettings
+from registry_api.key_store import ApiKeyStore
 from registry_api.server import BackgroundServer
 
 pytestmark = [pytest.mark.dagster, pytest.mark.models, pytest.mark.slow]
@@ -39,7 +40,7 @@ def test_the_renderer_snippet_runs_as_written(tmp_path: Path) -> None:
         result = build_version("demo-obama", v.version, home.settings, instance,
                                config=PipelineConfig(required_modes=()))
     assert result.status.value == "published", result.errors
-    key = home.meta.create_api_key("renderer", ["read"])[1]
+    key = ApiKeyStore.of(home.meta).create_api_key("renderer", ["read"])[1]
     settings = ApiSettings(env="test", home=tmp_path / "home")
     with BackgroundServer(settings, metadata=home.meta, blobs=home.blobs, with_grpc=False) as server:
         env = {**os.environ, "KEY": key, "PERSONA_REGISTRY_URL": server.base_url,
