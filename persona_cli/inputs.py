@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core.errors import FileTooLargeError, InvalidInputError, InvalidManifestError, UploadError
+from persona_core.ingest import UploadOptions
 from persona_core.pack import CameraMode
 from persona_core.settings import Settings
-from persona_core.uploads import RawFile, UploadManifest, ValidatedUpload, parse_manifest, validate_upload
+from persona_core.uploads import RawFile, ValidatedUpload, parse_manifest, validate_upload
 
 KIND_BY_SUFFIX = {
     **dict.fromkeys((".jpg", ".jpeg", ".png", ".webp", ".bmp"), "image"),
@@ -109,8 +110,8 @@ def folder_upload(folder: Path, settings: Settings) -> FolderUpload:
         manifest_doc["voice"] = found.voice
     if found.refresh is not None:
         manifest_doc["refresh"] = found.refresh
-    manifest: UploadManifest = parse_manifest(json.dumps(manifest_doc), settings.max_manifest_bytes)
-    return FolderUpload(validate_upload(found.files, manifest, settings), found.skipped)
+    options: UploadOptions = parse_manifest(json.dumps(manifest_doc), settings.max_manifest_bytes)
+    return FolderUpload(validate_upload(found.files, options, settings), found.skipped)
 
 
 def _json(path: Path) -> dict[str, object]:

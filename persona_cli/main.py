@@ -35,12 +35,12 @@ from persona_cli.common import (
     want_json,
 )
 from persona_cli.progress import spinner
-from persona_core.errors import InvalidInputError, PersonaNotFoundError
+from persona_core.errors import InvalidInputError
 from persona_core.logging import configure_logging
 from persona_core.pack import check_persona_id
 from persona_core.settings import Settings
-from persona_core.store.base import MetadataStore, VersionRecord, VersionStatus
-from persona_core.versions import BuildLease, LeaseKeeper, mark_dead_builds
+from persona_core.store.base import BuildLease, MetadataStore, VersionRecord, VersionStatus
+from persona_core.versions import LeaseKeeper, mark_dead_builds
 
 if TYPE_CHECKING:
     from persona_pipeline.build import BuildResult
@@ -118,14 +118,11 @@ def build(
     check_persona_id(persona)
     inputs = folder_upload(path, s)
     meta, blobs = open_stores(s)
-    try:
-        meta.get_persona(persona)
-    except PersonaNotFoundError:
-        meta.create_persona(persona, {})
+    meta.ensure_persona(persona, {})  # parallel first builds of a new persona all get it
     started = time.perf_counter()
     with spinner(f"uploading {len(inputs.upload.files)} files", enabled=not quiet):
         # Born under this process's lease: killed anywhere from here on, `versions` fails it.
-        record = submit_upload(meta, blobs, persona, inputs.upload, lease=BuildLease.here().reason())
+        record = submit_upload(meta, blobs, persona, inputs.upload, lease=BuildLease.here())
     result = _build_here(meta, s, persona, record.version, quiet)
     from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415 - pipeline stack on demand
 
@@ -179,7 +176,7 @@ def versions(persona_id: str, json_out: JsonOpt = False) -> None:
     s = settings()
     meta, _ = open_stores(s)
     # A build whose process or run is gone is failed here, the moment someone looks.
-    mark_dead_builds(meta, persona_id, ttl_s=s.lease_ttl_s)
+    mark_dead_builds(meta, persona_id, ttl_s=s.lease_ttl_s, pending_timeout_s=s.pending_timeout_s)
     records = meta.list_versions(persona_id)
     if not records:
         meta.get_persona(persona_id)  # raises when the persona itself is unknown
@@ -226,13 +223,17 @@ def serve(
 @app.command()
 @handle_errors
 def migrate(json_out: JsonOpt = False) -> None:
-    """Create or upgrade the metadata database schema (idempotent)."""
-    s = settings()
-    open_stores(s)  # opening the metadata store applies every pending migration
+    """Create or upgrade the metadata database schema (idempotent). Run it once per deploy,
+    before the registry and Dagster start: they only check the schema, they never migrate it."""
+    from persona_core.stores import migrate_metadata_store  # noqa: PLC0415
+
+    before, after = migrate_metadata_store(settings())
     if want_json(json_out):
-        emit_json({"ok": True})
+        emit_json({"ok": True, "from_revision": before, "revision": after})
+    elif before == after:
+        out().print(f"metadata schema is up to date ({after})")
     else:
-        out().print("metadata schema is up to date")
+        out().print(f"metadata schema migrated from {before or 'empty'} to {after}")
 
 
 @app.command()
@@ -251,15 +252,15 @@ def rebuild(
 ) -> None:
     """Build a NEW version from an existing version's inputs (threshold or model upgrades);
     the old version and its pack stay as they are. Exits 5 when blocked, 1 when it fails."""
-    from persona_pipeline.build import resubmit_version  # noqa: PLC0415 - pipeline stack on demand
-    from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415
+    from persona_core.ingest import resubmit_version  # noqa: PLC0415
+    from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415 - pipeline stack on demand
 
     quiet = want_json(json_out)
     s = settings()
     config = _thresholds(thresholds)
     meta, blobs = open_stores(s)
     started = time.perf_counter()
-    record = resubmit_version(meta, blobs, persona_id, from_version, lease=BuildLease.here().reason())
+    record = resubmit_version(meta, blobs, persona_id, from_version, lease=BuildLease.here())
     result = _build_here(meta, s, persona_id, record.version, quiet, config=config)
     summary = summarize(result, round(time.perf_counter() - started, 2))
     if quiet:
@@ -270,6 +271,9 @@ def rebuild(
 
 
 def _thresholds(raw: str | None) -> dict[str, Any] | None:
+    """--thresholds, checked field by field before any version is written."""
+    from persona_pipeline.steps.config import PipelineConfig  # noqa: PLC0415 - pipeline stack on demand
+
     if not raw:
         return None
     try:
@@ -278,6 +282,7 @@ def _thresholds(raw: str | None) -> dict[str, Any] | None:
         raise InvalidInputError(f"--thresholds is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidInputError("--thresholds must be a JSON object of PipelineConfig fields")
+    PipelineConfig.from_dict(doc)
     return doc
 
 
@@ -337,6 +342,9 @@ def _version_doc(r: VersionRecord) -> dict[str, Any]:
         "published_at": r.published_at.isoformat() if r.published_at else None,
         "content_hash": r.content_hash,
         "pack_ref": r.pack_ref,
+        "build": {"host": r.lease.host, "pid": r.lease.pid, "run_id": r.lease.run_id or None,
+                  "heartbeat_at": r.heartbeat_at.isoformat() if r.heartbeat_at else None}
+        if r.lease else None,
     }
 
 

@@ -40,6 +40,7 @@ from persona_core.publish import check_embedding_rows, publish_pack
 from persona_core.refs import parse_ref, sha256_hex
 from persona_core.schema import validate_pack_document
 from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, VersionStatus
+from persona_core.version_inputs import ImportedFrom, ImportedInputs
 from persona_core.versions import fail_version_on_error
 
 FORMAT = "personapack"
@@ -371,15 +372,10 @@ def import_pack(
 
     if created_persona:
         meta.create_persona(persona_id, dict(verified.manifest.persona_metadata))
-    inputs = {
-        "imported_from": {
-            "persona_id": persona_id,
-            "version": pack.version,
-            "content_hash": pack.content_hash,
-            "pack_sha256": verified.manifest.pack_sha256,
-        }
-    }
-    record = meta.create_version(persona_id, inputs)
+    manifest = verified.manifest
+    origin = ImportedFrom(persona_id=persona_id, version=pack.version, content_hash=manifest.content_hash,
+                          pack_sha256=manifest.pack_sha256)
+    record = meta.create_version(persona_id, ImportedInputs(imported_from=origin).model_dump(mode="json"))
     # The version row must not stay pending forever: any failure below records why.
     with fail_version_on_error(meta, persona_id, record.version, "import failed"):
         if record.version != pack.version:

@@ -1,9 +1,10 @@
-"""Upload intake: store a new version's input files and announce them to the pipeline.
+"""Upload intake: store a new version's input files and announce them to the pipeline; a
+rebuild announces an earlier version's files again (:func:`resubmit_version`).
 
 Order matters for crash safety: blobs first (content-addressed, idempotent), then the
 ``pending`` version row, then the manifest object the upload sensor watches. A crash
 before the row leaves only unreferenced blobs; a crash between row and manifest leaves a
-pending version the sensor never sees (``submit_version`` marks it failed when it can).
+pending version the sensor never sees (it is marked failed when it can be).
 
 A manifest is also how files dropped straight into the bucket start a build: write the
 blobs, then ``manifests/<20-digit ns time>-<persona_id>-v<version>.json``.
@@ -12,60 +13,74 @@ blobs, then ``manifests/<20-digit ns time>-<persona_id>-v<version>.json``.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from persona_core.errors import InvalidInputError, InvalidManifestError
-from persona_core.pack import (
-    PERSONA_ID_BODY,
-    BehaviorPolicy,
-    CameraMode,
-    PersonaId,
-    RefreshPolicy,
-    Sha256Hex,
-    VoiceProfile,
+from persona_core.errors import (
+    InvalidInputError,
+    InvalidManifestError,
+    NotRebuildableError,
+    VersionNotFoundError,
 )
-from persona_core.refs import REF_PATTERN, sha256_hex
-from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, safe_segment
+from persona_core.pack import PERSONA_ID_BODY, BehaviorPolicy, CameraMode, PersonaId, VoiceProfile
+from persona_core.refs import sha256_hex
+from persona_core.store.base import BlobStore, BuildLease, MetadataStore, VersionRecord, safe_segment
+from persona_core.version_inputs import FileKind, RefreshLines, UploadedFile, UploadedInputs, uploaded_inputs
 from persona_core.versions import fail_version_on_error
 
 MANIFEST_PREFIX = "manifests/"
 _MANIFEST_KEY_RE = re.compile(rf"^manifests/(\d{{20}})-({PERSONA_ID_BODY})-v(\d+)\.json$")
-FileKind = Literal["image", "video", "voice"]
+log = logging.getLogger(__name__)
 
 
 class _Edge(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ManifestFile(_Edge):
-    name: str
-    ref: str = Field(pattern=REF_PATTERN)
-    sha256: Sha256Hex
-    kind: FileKind
-    size: int = Field(ge=0)
-    camera_mode: CameraMode | None = None
-
-
-class ManifestInputs(_Edge):
-    files: list[ManifestFile] = Field(min_length=1)
-    behavior_policy: dict[str, Any] | None = None
-    voice: dict[str, Any] | None = None
-    # Drift lines the uploader sets (RefreshPolicy fields); they win over the calibrated ones.
-    refresh_policy: dict[str, Any] | None = None
-
-
-class UploadManifest(_Edge):
+class BuildManifest(_Edge):
     """What the upload sensor reads: which version to build and from which blobs."""
 
     persona_id: PersonaId
     version: int = Field(ge=1)
-    inputs: ManifestInputs
+    inputs: UploadedInputs
+
+
+class FileTags(_Edge):
+    camera_mode: CameraMode | None = None
+
+
+class UploadOptions(_Edge):
+    """The JSON sent with an upload (its ``manifest`` field over HTTP and gRPC, the folder's
+    config files in the CLI): per-file camera-mode tags, behaviour and voice config, and drift
+    lines (RefreshPolicy fields; given identity lines win over the calibrated ones)."""
+
+    files: dict[str, FileTags] = {}
+    behavior: BehaviorPolicy | None = None
+    voice: VoiceProfile | None = None
+    refresh: RefreshLines | None = None
+
+    def camera_mode(self, name: str) -> CameraMode | None:
+        tags = self.files.get(name)
+        return tags.camera_mode if tags is not None else None
+
+
+class StagedFile(Protocol):
+    """One file of a new version, already checked by the caller's gate."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def kind(self) -> FileKind: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +88,6 @@ class _Checked:
     name: str
     data: bytes
     kind: FileKind
-    camera_mode: CameraMode | None
 
 
 def manifest_key(persona_id: str, version: int, now_ns: int | None = None) -> str:
@@ -92,51 +106,120 @@ def submit_version(
     voice: Mapping[str, Any] | None = None,
     camera_modes: Mapping[str, str] | None = None,
     refresh: Mapping[str, Any] | None = None,
-    lease: str | None = None,
+    lease: BuildLease | None = None,
 ) -> VersionRecord:
     """Store ``files`` (name, bytes, kind) as a new ``pending`` version and write its manifest
     (``building`` under ``lease`` when a build here claims it at once: see create_version).
 
-    Everything is validated before anything is written: an unknown persona raises
-    PersonaNotFoundError, a bad name InvalidNameError, any other bad input InvalidInputError.
+    For scripts, tests and the demo, which hold plain values: they are checked here, once, and
+    stored by :func:`store_version`. The doors (HTTP, gRPC, the CLI) use the upload gate,
+    ``persona_core.uploads``, instead. Everything is checked before anything is written: an
+    unknown persona raises PersonaNotFoundError, a bad name InvalidNameError, any other bad
+    input InvalidInputError.
     """
     meta.get_persona(persona_id)
-    checked = _check_files(files, camera_modes or {})
-    behavior_doc = _validated(BehaviorPolicy, behavior, "behavior")
-    voice_doc = _validated(VoiceProfile, voice, "voice")
-    refresh_doc = _validated(RefreshPolicy, refresh, "refresh")
-    if refresh_doc is not None:  # only the fields given, so the unset ones stay calibrated
-        refresh_doc = {k: refresh_doc[k] for k in dict(refresh or {}) if k in refresh_doc}
+    checked = _check_files(files)
+    tags = {name: {"camera_mode": mode} for name, mode in (camera_modes or {}).items()}
+    doc: dict[str, Any] = {"files": tags}
+    for key, value in (("behavior", behavior), ("voice", voice), ("refresh", refresh)):
+        if value is not None:
+            doc[key] = dict(value)
+    try:
+        options = UploadOptions.model_validate(doc)
+    except (ValidationError, TypeError) as exc:
+        raise InvalidInputError(f"upload config is invalid: {_first_error(exc)}") from None
+    unknown = set(options.files) - {f.name for f in checked}
+    if unknown:
+        raise InvalidInputError(f"camera modes given for files not uploaded: {sorted(unknown)}")
+    return store_version(meta, blobs, persona_id, checked, options, lease=lease)
 
-    records = []
-    for f in checked:
+
+def store_version(
+    meta: MetadataStore,
+    blobs: BlobStore,
+    persona_id: str,
+    files: Sequence[StagedFile],
+    options: UploadOptions,
+    *,
+    lease: BuildLease | None = None,
+) -> VersionRecord:
+    """Store ``files`` as a new ``pending`` version (``building`` under ``lease``) and write its
+    manifest. ``files`` and ``options`` passed a gate (``uploads.validate_upload`` or
+    :func:`submit_version`) and are not checked again; an unknown persona raises
+    PersonaNotFoundError before anything is written."""
+    meta.get_persona(persona_id)
+    stored = []
+    for f in files:
         ref = blobs.put(f.data)
-        records.append(
-            ManifestFile(
-                name=f.name,
-                ref=ref,
-                sha256=sha256_hex(f.data),
-                kind=f.kind,
-                size=len(f.data),
-                camera_mode=f.camera_mode,
-            )
-        )
-    inputs = ManifestInputs(
-        files=records, behavior_policy=behavior_doc, voice=voice_doc, refresh_policy=refresh_doc
-    ).model_dump(mode="json")
-    version = meta.create_version(persona_id, inputs, lease=lease)
-    manifest = UploadManifest(persona_id=persona_id, version=version.version, inputs=ManifestInputs(**inputs))
+        stored.append(UploadedFile(name=f.name, ref=ref, sha256=sha256_hex(f.data), kind=f.kind,
+                                   size=len(f.data), camera_mode=options.camera_mode(f.name)))
+    inputs = UploadedInputs(files=stored, behavior_policy=options.behavior, voice=options.voice,
+                            refresh_policy=options.refresh)
+    return _announce(meta, blobs, persona_id, inputs, lease)
+
+
+def resubmit_version(
+    meta: MetadataStore,
+    blobs: BlobStore,
+    persona_id: str,
+    from_version: int | None = None,
+    *,
+    lease: BuildLease | None = None,
+) -> VersionRecord:
+    """A new ``pending`` version (``building`` under ``lease``) holding the uploaded inputs of
+    ``from_version`` (default: the newest), with its manifest, for a rebuild after a threshold
+    or model upgrade. The files are not copied (blobs are content-addressed); the old version
+    and its pack stay as they are.
+
+    Raises, before anything is written: VersionNotFoundError when there is no such version,
+    NotRebuildableError when it was imported from an archive (it holds no files).
+    """
+    if from_version is None:
+        versions = meta.list_versions(persona_id)
+        if not versions:
+            meta.get_persona(persona_id)  # PersonaNotFoundError for an unknown persona
+            raise VersionNotFoundError(f"{persona_id} has no version to rebuild")
+        source = versions[-1]
+    else:
+        source = meta.get_version(persona_id, from_version)
+    try:
+        inputs = uploaded_inputs(source)
+    except NotRebuildableError as exc:
+        raise NotRebuildableError(f"{exc}; {_rebuild_hint(meta, persona_id)}") from None
+    record = _announce(meta, blobs, persona_id, inputs, lease)
+    log.info("%s v%s holds the inputs of v%s", persona_id, record.version, source.version)
+    return record
+
+
+def _announce(
+    meta: MetadataStore, blobs: BlobStore, persona_id: str, inputs: UploadedInputs, lease: BuildLease | None
+) -> VersionRecord:
+    version = meta.create_version(persona_id, inputs.model_dump(mode="json"), lease=lease)
+    manifest = BuildManifest(persona_id=persona_id, version=version.version, inputs=inputs)
     # Without its manifest no build will ever start: say so on the version itself.
     with fail_version_on_error(meta, persona_id, version.version, "manifest not written"):
         blobs.put_object(manifest_key(persona_id, version.version), manifest_bytes(manifest))
     return version
 
 
-def manifest_bytes(manifest: UploadManifest) -> bytes:
+def _rebuild_hint(meta: MetadataStore, persona_id: str) -> str:
+    uploaded = []
+    for record in meta.list_versions(persona_id):
+        try:
+            uploaded_inputs(record)
+        except InvalidInputError:
+            continue
+        uploaded.append(record.version)
+    if not uploaded:
+        return "upload the photos again to build a new version"
+    return f"v{uploaded[-1]} holds uploaded files: rebuild from that version, or upload the photos again"
+
+
+def manifest_bytes(manifest: BuildManifest) -> bytes:
     return json.dumps(manifest.model_dump(mode="json"), sort_keys=True, indent=1).encode()
 
 
-def read_manifest(blobs: BlobStore, key: str) -> UploadManifest:
+def read_manifest(blobs: BlobStore, key: str) -> BuildManifest:
     """Load and validate the manifest at ``key``; InvalidManifestError when it is malformed
     or its name does not match its content (BlobNotFoundError when it does not exist)."""
     match = _MANIFEST_KEY_RE.fullmatch(key)
@@ -144,11 +227,9 @@ def read_manifest(blobs: BlobStore, key: str) -> UploadManifest:
         raise InvalidManifestError(f"{key!r} is not a manifest key (manifests/<ns>-<persona>-v<n>.json)")
     raw = blobs.get_object(key)
     try:
-        manifest = UploadManifest.model_validate_json(raw)
+        manifest = BuildManifest.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise InvalidManifestError(f"{key}: {where}: {first['msg']}") from None
+        raise InvalidManifestError(f"{key}: {_first_error(exc)}") from None
     if (manifest.persona_id, manifest.version) != (match.group(2), int(match.group(3))):
         raise InvalidManifestError(
             f"{key}: its name says {match.group(2)} v{match.group(3)}, "
@@ -157,7 +238,7 @@ def read_manifest(blobs: BlobStore, key: str) -> UploadManifest:
     return manifest
 
 
-def _check_files(files: Sequence[tuple[str, bytes, str]], camera_modes: Mapping[str, str]) -> list[_Checked]:
+def _check_files(files: Sequence[tuple[str, bytes, str]]) -> list[_Checked]:
     if not files:
         raise InvalidInputError("a version needs at least one input file")
     checked: list[_Checked] = []
@@ -174,22 +255,13 @@ def _check_files(files: Sequence[tuple[str, bytes, str]], camera_modes: Mapping[
             raise InvalidInputError(f"file {name!r} is empty or not bytes")
         if kind not in ("image", "video", "voice"):
             raise InvalidInputError(f"file {name!r}: kind must be image, video or voice, not {kind!r}")
-        mode = camera_modes.get(name)
-        try:
-            camera_mode = CameraMode(mode) if mode is not None else None
-        except ValueError:
-            raise InvalidInputError(f"file {name!r}: unknown camera mode {mode!r}") from None
-        checked.append(_Checked(name, bytes(data), cast(FileKind, kind), camera_mode))
-    unknown = set(camera_modes) - seen
-    if unknown:
-        raise InvalidInputError(f"camera modes given for files not uploaded: {sorted(unknown)}")
+        checked.append(_Checked(name, bytes(data), cast(FileKind, kind)))
     return checked
 
 
-def _validated(model: type[BaseModel], doc: Mapping[str, Any] | None, what: str) -> dict[str, Any] | None:
-    if doc is None:
-        return None
-    try:
-        return model.model_validate(dict(doc)).model_dump(mode="json")
-    except (ValidationError, TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{what} config is invalid: {exc}") from None
+def _first_error(exc: Exception) -> str:
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(root)"
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from persona_core.errors import (
     ContentTypeMismatchError,
@@ -35,11 +35,10 @@ from persona_core.errors import (
     UnsupportedMediaTypeError,
     UploadError,
 )
-from persona_core.ingest import submit_version
-from persona_core.pack import BehaviorPolicy, CameraMode, VoiceProfile
+from persona_core.ingest import UploadOptions, store_version
 from persona_core.refs import sha256_hex
 from persona_core.settings import Settings
-from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, safe_segment
+from persona_core.store.base import BlobStore, BuildLease, MetadataStore, VersionRecord, safe_segment
 
 Kind = Literal["image", "video", "voice"]
 
@@ -84,31 +83,12 @@ class ValidatedFile:
     sha256: str
 
 
-class FileTags(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    camera_mode: CameraMode | None = None
-
-
-class UploadManifest(BaseModel):
-    """Optional JSON sent with an upload: per-file camera-mode tags, behaviour and voice config,
-    and drift lines (RefreshPolicy fields; given identity lines win over the calibrated ones)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    files: dict[str, FileTags] = {}
-    behavior: BehaviorPolicy | None = None
-    voice: VoiceProfile | None = None
-    refresh: dict[str, float | int] | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class ValidatedUpload:
-    files: list[ValidatedFile]
-    manifest: UploadManifest
+    """Files and options that passed the gate; stored as they are by :func:`submit_upload`."""
 
-    @property
-    def camera_modes(self) -> dict[str, str]:
-        tagged = self.manifest.files.items()
-        return {name: tags.camera_mode.value for name, tags in tagged if tags.camera_mode is not None}
+    files: list[ValidatedFile]
+    options: UploadOptions
 
 
 # (offset, magic, kind, media type), checked in order; RIFF and ftyp containers need a second look.
@@ -222,25 +202,28 @@ def validate_file(raw: RawFile, settings: Settings) -> ValidatedFile:
     return ValidatedFile(name=name, data=raw.data, kind=kind, media_type=media_type, sha256=sha)
 
 
-def parse_manifest(text: str | bytes | None, max_bytes: int | None = None) -> UploadManifest:
+def parse_manifest(text: str | bytes | None, max_bytes: int | None = None) -> UploadOptions:
+    """The upload's options from its JSON ``manifest`` (none: the defaults); InvalidManifestError
+    naming the first problem (refresh lines out of range or crossed included)."""
     if max_bytes is not None and text is not None and len(text) > max_bytes:
         raise InvalidManifestError(f"manifest is larger than {max_bytes} bytes")
     if text is None or (isinstance(text, (str, bytes)) and not text.strip()):
-        return UploadManifest()
+        return UploadOptions()
     try:
         doc: Any = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidManifestError(f"manifest is not JSON: {exc}") from None
     try:
-        return UploadManifest.model_validate(doc)
+        return UploadOptions.model_validate(doc)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise InvalidManifestError(f"manifest {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")  # a validator's own words
+        raise InvalidManifestError(f"manifest {where}: {message}") from None
 
 
-def validate_upload(files: list[RawFile], manifest: UploadManifest, settings: Settings) -> ValidatedUpload:
-    """Check every file and the manifest; raise the first problem. Stores nothing."""
+def validate_upload(files: list[RawFile], options: UploadOptions, settings: Settings) -> ValidatedUpload:
+    """Check every file and the options; raise the first problem. Stores nothing."""
     if not files:
         raise NoFilesError("an upload needs at least one file")
     if len(files) > settings.max_upload_files:
@@ -253,10 +236,10 @@ def validate_upload(files: list[RawFile], manifest: UploadManifest, settings: Se
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise UploadError(f"duplicate file names: {', '.join(dupes)}")
-    unknown = sorted(set(manifest.files) - set(names))
+    unknown = sorted(set(options.files) - set(names))
     if unknown:
         raise InvalidManifestError(f"manifest names files that were not uploaded: {', '.join(unknown)}")
-    return ValidatedUpload(files=validated, manifest=manifest)
+    return ValidatedUpload(files=validated, options=options)
 
 
 def submit_upload(
@@ -265,18 +248,8 @@ def submit_upload(
     persona_id: str,
     upload: ValidatedUpload,
     *,
-    lease: str | None = None,
+    lease: BuildLease | None = None,
 ) -> VersionRecord:
-    """Store an upload that passed the gate as a new ``pending`` version (see ingest.submit_version)."""
-    manifest = upload.manifest
-    return submit_version(
-        meta,
-        blobs,
-        persona_id,
-        files=[(f.name, f.data, f.kind) for f in upload.files],
-        behavior=manifest.behavior.model_dump(mode="json") if manifest.behavior else None,
-        voice=manifest.voice.model_dump(mode="json") if manifest.voice else None,
-        camera_modes=upload.camera_modes or None,
-        refresh=manifest.refresh,
-        lease=lease,
-    )
+    """Store an upload that passed the gate as a new ``pending`` version, as it is (see
+    ingest.store_version)."""
+    return store_version(meta, blobs, persona_id, upload.files, upload.options, lease=lease)

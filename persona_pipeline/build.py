@@ -3,29 +3,23 @@ resources the UI and the sensor use, for scripts, tests, the demo and benchmarks
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
-from persona_core.errors import VersionNotFoundError
-from persona_core.ingest import ManifestInputs, UploadManifest, manifest_bytes, manifest_key
 from persona_core.settings import Settings
-from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, VersionStatus
+from persona_core.store.base import VersionRecord, VersionStatus
 from persona_core.stores import open_metadata_store
-from persona_core.versions import fail_version_on_error
 from persona_pipeline.definitions import make_defs
 from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.lifecycle import OUTCOME_TAG, fail_version
-from persona_pipeline.defs.partitions import persona_versions, personas
+from persona_pipeline.defs.partitions import ensure_partition, persona_versions, personas
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.instance import project_instance
 from persona_pipeline.partition_keys import partition_key
 from persona_pipeline.steps.config import PipelineConfig
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,13 +64,8 @@ def build_version(
     settings = settings or Settings()
     instance = instance or local_instance(settings)
     key = partition_key(persona_id, version)
-    partitions_name = persona_versions.name
-    if partitions_name is None:  # pragma: no cover - the definition always names it
-        raise RuntimeError("persona_versions has no name")
-    if not instance.has_dynamic_partition(partitions_name, key):
-        instance.add_dynamic_partitions(partitions_name, [key])
-    if not instance.has_dynamic_partition(personas.name or "personas", persona_id):
-        instance.add_dynamic_partitions(personas.name or "personas", [persona_id])  # for the rebuild job
+    ensure_partition(instance, persona_versions, key)
+    ensure_partition(instance, personas, persona_id)  # for the rebuild job
     stores = StoresResource.from_settings(settings)
     # The same job, hooks and resources as the UI and the sensor, in this process; the run is
     # recorded in ``instance`` (the project's, by default), so the UI shows and re-runs it.
@@ -119,36 +108,15 @@ def build_version(
                        tuple(materialized), metadata, errors)
 
 
-def resubmit_version(meta: MetadataStore, blobs: BlobStore, persona_id: str,
-                     from_version: int | None = None, *, lease: str | None = None) -> VersionRecord:
-    """A new ``pending`` version holding the inputs of ``from_version`` (default: the newest),
-    with its manifest, for a rebuild after a threshold or model upgrade. The files are not
-    copied (blobs are content-addressed); the old version and its pack stay as they are."""
-    if from_version is None:
-        versions = meta.list_versions(persona_id)
-        if not versions:
-            meta.get_persona(persona_id)  # PersonaNotFoundError for an unknown persona
-            raise VersionNotFoundError(f"{persona_id} has no version to rebuild")
-        source = versions[-1]
-    else:
-        source = meta.get_version(persona_id, from_version)
-    inputs = ManifestInputs(**source.inputs)
-    record = meta.create_version(persona_id, inputs.model_dump(mode="json"), lease=lease)
-    manifest = UploadManifest(persona_id=persona_id, version=record.version, inputs=inputs)
-    with fail_version_on_error(meta, persona_id, record.version, "manifest not written"):
-        blobs.put_object(manifest_key(persona_id, record.version), manifest_bytes(manifest))
-    log.info("%s v%s holds the inputs of v%s", persona_id, record.version, source.version)
-    return record
-
-
 def _run_failure(result: dg.ExecuteInProcessResult) -> str:
-    message = next((e.message for e in result.all_events if e.is_failure), None)
-    return f"run {result.run_id} failed: {message or 'run failed'}"
+    failure = next((e for e in result.all_events if e.is_failure), None)
+    return f"run {result.run_id} failed: {(_step_error(failure) if failure else '') or 'run failed'}"
 
 
 def _step_error(event: dg.DagsterEvent) -> str:
-    # The step's own exception message is what a person needs, not Dagster's wrapper line.
-    error = event.step_failure_data.error if event.step_failure_data else None
+    # The step's own exception message is what a person needs, not Dagster's wrapper line; a run
+    # that failed outside any step (a resource's set-up) carries its cause the same way.
+    error = getattr(event.event_specific_data, "error", None)
     while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
     if error is None:

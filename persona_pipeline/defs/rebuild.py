@@ -7,20 +7,19 @@ coordinator; the upload sensor then builds each new version. Published packs nev
 
 import dagster as dg
 
-from persona_pipeline.defs.partitions import persona_versions, personas
+from persona_core.ingest import resubmit_version
+from persona_pipeline.defs.partitions import ensure_partition, persona_versions, personas
 from persona_pipeline.defs.resources import REBUILD_JOB, StoresResource
 from persona_pipeline.partition_keys import partition_key
 
 
 @dg.op(description="A new pending version holding the newest version's inputs, with its manifest.")
 def resubmit_newest_version(context: dg.OpExecutionContext, stores: StoresResource) -> dg.Output[int]:
-    from persona_pipeline.build import resubmit_version  # noqa: PLC0415 - build imports these definitions
-
     persona_id = context.partition_key
     newest = stores.meta().list_versions(persona_id)
     record = resubmit_version(stores.meta(), stores.blobs(), persona_id)
     key = partition_key(persona_id, record.version)
-    context.instance.add_dynamic_partitions(persona_versions.name or "persona_versions", [key])
+    ensure_partition(context.instance, persona_versions, key)
     context.log.info(f"{persona_id} v{record.version} holds the inputs of v{newest[-1].version}")
     return dg.Output(record.version, metadata={"from_version": newest[-1].version, "new_partition": key})
 

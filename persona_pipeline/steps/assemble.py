@@ -110,12 +110,7 @@ def input_records(inputs: VersionInputs, qc_rows: dict[str, tuple[bool, str]],
 
 
 def voice_profile(inputs: VersionInputs, voice: VoiceEmbedding, blobs: BlobStore) -> VoiceProfile:
-    cfg = dict(inputs.voice_config or {})
-    cfg.pop("defaults_applied", None)
-    try:
-        given = VoiceProfile.model_validate(cfg)
-    except ValueError as exc:
-        raise InvalidInputError(f"voice config is invalid: {exc}") from None
+    given = inputs.voice_config or VoiceProfile()
     ref = None
     if voice.vector is not None:
         ref = row_ref(blobs.put(matrix_to_bytes(voice.vector[None, :])), 0)
@@ -131,11 +126,7 @@ def voice_profile(inputs: VersionInputs, voice: VoiceEmbedding, blobs: BlobStore
 def behavior_policy(inputs: VersionInputs) -> BehaviorPolicy:
     if inputs.behavior_policy is None:
         return default_behavior_policy()
-    doc = {k: v for k, v in inputs.behavior_policy.items() if k != "defaults_applied"}
-    try:
-        return BehaviorPolicy.model_validate(doc)
-    except ValueError as exc:
-        raise InvalidInputError(f"behaviour config is invalid: {exc}") from None
+    return inputs.behavior_policy.model_copy(update={"defaults_applied": False})
 
 
 def refresh_policy(inputs: VersionInputs, identity_vectors: np.ndarray, identity_model: str) -> RefreshPolicy:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from persona_core.errors import InvalidInputError
 from persona_core.pack import CameraMode
@@ -100,12 +103,22 @@ class PipelineConfig:
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> PipelineConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(doc) - known
+    def from_dict(cls, doc: Mapping[str, Any]) -> PipelineConfig:
+        """Fields by name (the defaults for the rest), each checked against its type and range;
+        InvalidInputError naming the first unknown key or bad value."""
+        if not isinstance(doc, Mapping):
+            raise InvalidInputError("pipeline config must be an object of PipelineConfig fields")
+        unknown = set(doc) - set(cls.__dataclass_fields__)
         if unknown:
             raise InvalidInputError(f"unknown pipeline config keys: {sorted(unknown)}")
-        values = dict(doc)
-        if "required_modes" in values:
-            values["required_modes"] = tuple(values["required_modes"])
-        return cls(**values)
+        try:
+            return _ADAPTER.validate_python(dict(doc))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            message = first["msg"].removeprefix("Value error, ")
+            raise InvalidInputError(f"pipeline config {where}: {message}" if where
+                                    else f"pipeline config: {message}") from None
+
+
+_ADAPTER = TypeAdapter(PipelineConfig)

@@ -12,19 +12,20 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from persona_core.errors import InvalidInputError, PersonaCoreError
+from persona_core.pack import BehaviorPolicy, VoiceProfile
 from persona_core.refs import sha256_hex
 from persona_core.store.base import BlobStore
+from persona_core.version_inputs import UploadedFile, UploadedInputs
 from persona_core.vision.errors import BadFrameError
 from persona_core.vision.frames import every_nth_frame, open_video
 from persona_pipeline.models.base import SILENCE_RMS
 from persona_pipeline.steps.cache import StepCache
-from persona_pipeline.steps.config import MODES, PipelineConfig
+from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.images import dhash, encode_jpeg, hamming
 
 IMAGE, VIDEO, VOICE = "image", "video", "voice"
@@ -53,17 +54,6 @@ class VoiceInput:
 
 
 @dataclass(frozen=True, slots=True)
-class InputFile:
-    """One uploaded file as the manifest lists it (provenance)."""
-
-    name: str
-    sha256: str
-    kind: str
-    ref: str
-    camera_mode: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Rejection:
     name: str
     sha256: str
@@ -75,42 +65,20 @@ class Rejection:
 class VersionInputs:
     persona_id: str
     version: int
-    files: tuple[InputFile, ...]
+    files: tuple[UploadedFile, ...]
     images: tuple[ImageInput, ...]
     voices: tuple[VoiceInput, ...]
     rejected: tuple[Rejection, ...]
-    behavior_policy: dict[str, Any] | None
-    voice_config: dict[str, Any] | None
+    behavior_policy: BehaviorPolicy | None
+    voice_config: VoiceProfile | None
     counters: dict[str, int] = field(default_factory=dict)
-    refresh_policy: dict[str, Any] | None = None  # drift lines given with the upload (they win)
-
-
-def parse_files(inputs_doc: dict[str, Any]) -> list[InputFile]:
-    """The ``files`` list of a version's inputs JSON, validated."""
-    raw = inputs_doc.get("files")
-    if not isinstance(raw, list):
-        raise InvalidInputError("version inputs have no 'files' list")
-    files = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            raise InvalidInputError(f"files[{i}] is not an object")
-        kind = item.get("kind")
-        if kind not in (IMAGE, VIDEO, VOICE):
-            raise InvalidInputError(f"files[{i}] kind {kind!r} is not image, video or voice")
-        mode = item.get("camera_mode")
-        if mode is not None and mode not in MODES:
-            raise InvalidInputError(f"files[{i}] camera_mode {mode!r} is not one of {MODES}")
-        try:
-            files.append(InputFile(str(item["name"]), str(item["sha256"]), kind, str(item["ref"]), mode))
-        except KeyError as exc:
-            raise InvalidInputError(f"files[{i}] lacks {exc.args[0]!r}") from None
-    return files
+    refresh_policy: dict[str, float | int] | None = None  # drift lines given with the upload (they win)
 
 
 def load_inputs(
     persona_id: str,
     version: int,
-    inputs_doc: dict[str, Any],
+    uploaded: UploadedInputs,
     blobs: BlobStore,
     config: PipelineConfig,
     *,
@@ -118,7 +86,7 @@ def load_inputs(
     sample_rate: int = 16000,
 ) -> VersionInputs:
     """Resolve a version's inputs; unreadable videos and voice clips become rejections."""
-    files = parse_files(inputs_doc)
+    files = uploaded.files
     images: list[ImageInput] = []
     voices: list[VoiceInput] = []
     rejected: list[Rejection] = []
@@ -128,7 +96,7 @@ def load_inputs(
     )
     for f in files:
         if f.kind == IMAGE:
-            images.append(ImageInput(f.name, f.sha256, f.ref, f.camera_mode))
+            images.append(ImageInput(f.name, f.sha256, f.ref, _mode(f)))
         elif f.kind == VIDEO:
             try:
                 images.extend(_video_frames(f, blobs, config, frame_cache))
@@ -151,9 +119,6 @@ def load_inputs(
                 rejected.append(Rejection(f.name, f.sha256, f.kind, "audio is silent"))
                 continue
             voices.append(VoiceInput(f.name, f.sha256, np.asarray(wav, dtype=np.float32), sample_rate))
-    behavior = inputs_doc.get("behavior_policy")
-    voice_cfg = inputs_doc.get("voice")
-    refresh = inputs_doc.get("refresh_policy")
     return VersionInputs(
         persona_id=persona_id,
         version=version,
@@ -161,11 +126,15 @@ def load_inputs(
         images=tuple(images),
         voices=tuple(voices),
         rejected=tuple(rejected),
-        behavior_policy=behavior if isinstance(behavior, dict) else None,
-        voice_config=voice_cfg if isinstance(voice_cfg, dict) else None,
+        behavior_policy=uploaded.behavior_policy,
+        voice_config=uploaded.voice,
         counters={f"frames_{k}": v for k, v in frame_cache.counters().items()},
-        refresh_policy=refresh if isinstance(refresh, dict) else None,
+        refresh_policy=uploaded.refresh_policy,
     )
+
+
+def _mode(f: UploadedFile) -> str | None:
+    return f.camera_mode.value if f.camera_mode is not None else None
 
 
 def sample_video(data: bytes, suffix: str, config: PipelineConfig) -> list[tuple[float, np.ndarray]]:
@@ -202,7 +171,7 @@ def _distinct_frames(cap: cv2.VideoCapture, config: PipelineConfig) -> list[tupl
 
 
 def _video_frames(
-    f: InputFile, blobs: BlobStore, config: PipelineConfig, cache: StepCache
+    f: UploadedFile, blobs: BlobStore, config: PipelineConfig, cache: StepCache
 ) -> list[ImageInput]:
     cached = cache.get_json(f.sha256)
     if cached is None:
@@ -213,6 +182,6 @@ def _video_frames(
             cached.append({"t": t, "ref": blobs.put(data), "sha256": sha256_hex(data)})
         cache.put_json(f.sha256, cached, f.name)
     return [
-        ImageInput(f"{f.name}@{c['t']:.2f}s", c["sha256"], c["ref"], f.camera_mode, f.name, c["t"])
+        ImageInput(f"{f.name}@{c['t']:.2f}s", c["sha256"], c["ref"], _mode(f), f.name, c["t"])
         for c in cached
     ]

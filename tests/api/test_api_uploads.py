@@ -98,7 +98,7 @@ def test_upload_creates_a_pending_version_and_its_build_manifest(registry: Regis
         "walk.avi": ("video", None),
     }
     assert written.inputs.behavior_policy is not None
-    assert written.inputs.behavior_policy["persona_card"] == "calm"
+    assert written.inputs.behavior_policy.persona_card == "calm"
     for f in written.inputs.files:
         assert registry.blobs.exists(f.ref)
 

@@ -14,6 +14,7 @@ from pipeline_support import FACES, clip_bytes
 from persona_core.errors import InvalidInputError
 from persona_core.refs import sha256_hex
 from persona_core.store.local import LocalBlobStore
+from persona_core.version_inputs import UploadedInputs
 from persona_core.vision.align import ARCFACE_TEMPLATE_112
 from persona_core.vision.registry import default_model
 from persona_pipeline.defs.resources import PipelineConfigResource
@@ -136,15 +137,15 @@ def test_video_is_sampled_into_frames_without_near_duplicates(tmp_path: Path, bl
     stills = [cv2.resize(cv2.imread(str(FACES / n)), (320, 400)) for n in names]
     data = clip_bytes(stills, repeat=10)  # 3 s at 10 fps, each still held for 1 s
     files = [{"name": "clip.avi", "ref": blobs.put(data), "sha256": sha256_hex(data), "kind": "video",
-              "camera_mode": "A_SELFIE"},
+              "size": len(data), "camera_mode": "A_SELFIE"},
              {"name": "broken.mp4", "ref": blobs.put(b"not a video"), "sha256": sha256_hex(b"not a video"),
-              "kind": "video"}]
+              "kind": "video", "size": 11}]
     config = PipelineConfig(video_frames_per_second=2.0)  # 6 samples, two of each still
-    first = load_inputs("p", 1, {"files": files}, blobs, config)
+    first = load_inputs("p", 1, UploadedInputs.model_validate({"files": files}), blobs, config)
     assert [i.name for i in first.images] == ["clip.avi@0.00s", "clip.avi@1.00s", "clip.avi@2.00s"]
     assert all(i.camera_mode == "A_SELFIE" and i.source_video == "clip.avi" for i in first.images)
     assert [(r.name, r.reason.split(":")[0]) for r in first.rejected] == [("broken.mp4", "video unreadable")]
-    again = load_inputs("p", 2, {"files": files[:1]}, blobs, config)
+    again = load_inputs("p", 2, UploadedInputs.model_validate({"files": files[:1]}), blobs, config)
     assert again.counters == {"frames_computed": 0, "frames_cached": 1}
     assert again.images == first.images
 

@@ -12,6 +12,7 @@ import pytest
 
 from persona_core.refs import sha256_hex
 from persona_core.store.local import LocalBlobStore
+from persona_core.version_inputs import UploadedInputs
 from persona_pipeline.models.audio import load_wav
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.inputs import load_inputs
@@ -41,9 +42,11 @@ def test_silent_and_tiny_clips_are_rejected_with_reasons(blobs: LocalBlobStore) 
         "one_ms.wav": _wav(np.full(16, 1000)),
     }
     files = [
-        {"name": n, "ref": blobs.put(d), "sha256": sha256_hex(d), "kind": "voice"} for n, d in clips.items()
+        {"name": n, "ref": blobs.put(d), "sha256": sha256_hex(d), "kind": "voice", "size": len(d)}
+        for n, d in clips.items()
     ]
-    got = load_inputs("p", 1, {"files": files}, blobs, PipelineConfig(), load_wav=load_wav)
+    uploaded = UploadedInputs.model_validate({"files": files})
+    got = load_inputs("p", 1, uploaded, blobs, PipelineConfig(), load_wav=load_wav)
     assert [v.name for v in got.voices] == ["speech.wav"]
     assert {r.name: r.reason for r in got.rejected} == {
         "silent.wav": "audio is silent",
