@@ -16,10 +16,12 @@ from typer.testing import CliRunner
 
 from persona_cli.common import ExitCode
 from persona_cli.main import app
+from persona_core.ingest import submit_version
 from persona_core.publish import publish_pack
 from persona_core.settings import Settings
 from persona_core.stores import open_blob_store, open_metadata_store
 from persona_core.testing import make_pack
+from registry_api.key_store import ApiKeyStore
 
 runner = CliRunner()
 
@@ -189,7 +191,7 @@ def test_keys_create_list_revoke(home: Path) -> None:
     assert code == 0
     assert json.loads(stdout)["revoked_at"] is not None
     meta = open_metadata_store(Settings(home=home))
-    assert meta.verify_api_key(created["api_key"]) is None
+    assert ApiKeyStore.of(meta).verify_api_key(created["api_key"]) is None
     meta.close()
 
 
@@ -251,3 +253,78 @@ def test_build_two_photos_is_blocked_with_exit_5(tmp_path: Path) -> None:
     code, _, stderr = cli(home, "build", str(folder), "--persona", "obama")
     assert code == ExitCode.BLOCKED
     assert "[build_blocked]" in stderr
+
+
+def _stored(home: Path) -> tuple[list[dict[str, object]], list[str]]:
+    """The versions (as `versions --json` shows them) and the build manifests under ``home``."""
+    code, stdout, _ = cli(home, "--json", "versions", "alice")
+    assert code == 0
+    s = Settings(home=home)
+    blobs = open_blob_store(s)
+    try:
+        return json.loads(stdout), blobs.list_objects("manifests/")
+    finally:
+        blobs.close()
+
+
+@pytest.mark.dagster
+@pytest.mark.parametrize(("thresholds", "says"), [
+    ('{"blurmin": 40}', "unknown pipeline config keys: ['blurmin']"),
+    ('{"blur_min": "sharp"}', "pipeline config blur_min: Input should be a valid number"),
+    ('{"required_modes": ["D_DRONE"]}', "unknown camera mode 'D_DRONE'"),
+    ('{"workers": 0}', "workers and video_max_frames must be >= 1"),
+    ('{"blur_min": 40', "--thresholds is not JSON"),
+    ("[40]", "--thresholds must be a JSON object"),
+])
+def test_rebuild_with_bad_thresholds_creates_nothing(home: Path, thresholds: str, says: str) -> None:
+    """A bad threshold is refused (exit 2, the cause named) before a version exists."""
+    before = _stored(home)
+    code, stdout, stderr = cli(home, "--json", "rebuild", "alice", "--from-version", "1",
+                               "--thresholds", thresholds)
+    assert code == ExitCode.USAGE, stdout + stderr
+    error = json.loads(stdout)["error"]
+    assert error["code"] == "invalid_input"
+    assert says in error["message"]
+    assert _stored(home) == before
+
+
+@pytest.mark.dagster
+def test_rebuild_after_pack_import_is_refused_with_a_typed_error(home: Path, tmp_path: Path) -> None:
+    """An imported pack carries no input files: rebuilding it is refused (exit 2, JSON error or
+    one line), never a traceback, and nothing is written."""
+    archive = tmp_path / "alice.personapack"
+    assert cli(home, "pack", "export", "alice", "-o", str(archive))[0] == 0
+    other = tmp_path / "other"
+    assert cli(other, "pack", "import", str(archive))[0] == 0
+    before = _stored(other)
+
+    code, stdout, stderr = cli(other, "--json", "rebuild", "alice")
+    assert code == ExitCode.USAGE, stdout + stderr
+    error = json.loads(stdout)["error"]
+    assert error["code"] == "not_rebuildable"
+    assert error["message"].startswith("alice v1 was imported from a .personapack archive")
+    assert "upload the photos again" in error["message"]
+    code, stdout, stderr = cli(other, "rebuild", "alice", "--from-version", "1")
+    assert code == ExitCode.USAGE
+    assert stderr.startswith("error [not_rebuildable]: alice v1 was imported")
+    assert "Traceback" not in stdout + stderr
+    assert _stored(other) == before
+
+
+@pytest.mark.dagster
+def test_rebuilding_an_imported_version_names_the_version_with_uploads(home: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "alice.personapack"
+    assert cli(home, "pack", "export", "alice", "-o", str(archive))[0] == 0
+    other = tmp_path / "other"
+    assert cli(other, "pack", "import", str(archive))[0] == 0
+    s = Settings(home=other)
+    meta, blobs = open_metadata_store(s), open_blob_store(s)
+    submit_version(meta, blobs, "alice", [("front.jpg", (FACES / "obama.jpg").read_bytes(), "image")])
+    meta.close()
+    blobs.close()
+    before = _stored(other)
+
+    code, stdout, _ = cli(other, "--json", "rebuild", "alice", "--from-version", "1")
+    assert code == ExitCode.USAGE
+    assert "v2 holds uploaded files: rebuild from that version" in json.loads(stdout)["error"]["message"]
+    assert _stored(other) == before
