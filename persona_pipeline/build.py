@@ -14,7 +14,7 @@ from persona_core.store.base import VersionRecord, VersionStatus
 from persona_core.stores import open_metadata_store
 from persona_pipeline.definitions import make_defs
 from persona_pipeline.defs.jobs import build_persona_version
-from persona_pipeline.defs.lifecycle import OUTCOME_TAG, fail_version
+from persona_pipeline.defs.lifecycle import OUTCOME_TAG, fail_version, failure_cause
 from persona_pipeline.defs.partitions import ensure_partition, persona_versions, personas
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.instance import project_instance
@@ -85,7 +85,7 @@ def build_version(
     meta = open_metadata_store(settings)
     try:
         record = meta.get_version(persona_id, version)
-        errors = tuple(_step_error(e) for e in result.all_events if e.is_step_failure)
+        errors = tuple(failure_cause(e) for e in result.all_events if e.is_step_failure)
         if not result.success and fail_version(meta, key, _run_failure(result)):
             # A failure outside any step body (resource set-up, IO manager load) ends it too.
             record = meta.get_version(persona_id, version)
@@ -110,18 +110,4 @@ def build_version(
 
 def _run_failure(result: dg.ExecuteInProcessResult) -> str:
     failure = next((e for e in result.all_events if e.is_failure), None)
-    return f"run {result.run_id} failed: {(_step_error(failure) if failure else '') or 'run failed'}"
-
-
-def _step_error(event: dg.DagsterEvent) -> str:
-    # The step's own exception message is what a person needs, not Dagster's wrapper line; a run
-    # that failed outside any step (a resource's set-up) carries its cause the same way.
-    error = getattr(event.event_specific_data, "error", None)
-    while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-        error = error.cause
-    if error is None:
-        return event.message or ""
-    # The message reads "<module>.<Class>: <text>"; the class name alone is enough.
-    message, name = error.message.strip(), error.cls_name or ""
-    head, _, text = message.partition(": ")
-    return f"{name}: {text}" if name and head.endswith(name) else message
+    return f"run {result.run_id} failed: {(failure_cause(failure) if failure else '') or 'run failed'}"

@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 
 from persona_pipeline.defs.assets import build_assets
-from persona_pipeline.defs.build_lease import BuildLeaseResource
+from persona_pipeline.defs.build_lease import build_lease
 from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.lifecycle import stuck_builds_sensor, version_run_failure_sensor
 from persona_pipeline.defs.rebuild import rebuild_newest_version
@@ -30,7 +30,7 @@ def make_defs(io_manager: Any = None, resources: dict[str, Any] | None = None) -
         "pipeline_config": PipelineConfigResource(),
     }
     # Every build run holds its version's lease (the job's failure hook requires it).
-    resources.setdefault("build_lease", BuildLeaseResource(stores=resources["stores"]))
+    resources.setdefault("build_lease", build_lease)
     if io_manager is not None:
         resources["io_manager"] = io_manager
     return dg.Definitions(

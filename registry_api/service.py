@@ -35,7 +35,6 @@ from persona_core.pack import check_persona_id
 from persona_core.refs import parse_ref
 from persona_core.signing import MAX_TTL_S, verify_blob_signature
 from persona_core.store.base import (
-    ApiKeyRecord,
     BlobStore,
     MetadataStore,
     PersonaRecord,
@@ -49,6 +48,7 @@ from persona_core.versions import settle_dead_build
 from registry_api.auth import KeyVerifier, Principal
 from registry_api.config import ApiSettings
 from registry_api.errors import PersonaForbiddenError, RequestTooLargeError
+from registry_api.key_store import ApiKeyRecord, ApiKeyStore
 
 LATEST: Literal["latest"] = "latest"
 # ASCII digits only: str.isdigit() also accepts "²" or "١", which int() then refuses or reads.
@@ -142,7 +142,7 @@ class RegistryService:
         self._latest_lock = threading.Lock()
 
     def _verify_key(self, plaintext: str) -> ApiKeyRecord | None:
-        return self.metadata.verify_api_key(plaintext)
+        return ApiKeyStore.of(self.metadata).verify_api_key(plaintext)
 
     # -- personas -------------------------------------------------------------------------
 
@@ -201,8 +201,10 @@ class RegistryService:
         return self._settled(self.metadata.get_version(persona_id, self._resolve_number(persona_id, spec)))
 
     def _settled(self, record: VersionRecord) -> VersionRecord:
-        """A version whose build process is gone is failed the moment someone looks at it."""
-        return settle_dead_build(self.metadata, record, ttl_s=self.settings.lease_ttl_s)
+        """A version whose build process is gone (or that no build picked up in time) is failed
+        the moment someone looks at it."""
+        return settle_dead_build(self.metadata, record, ttl_s=self.settings.lease_ttl_s,
+                                 pending_timeout_s=self.settings.pending_timeout_s)
 
     # -- packs ----------------------------------------------------------------------------
 

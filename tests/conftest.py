@@ -74,6 +74,18 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
+@pytest.fixture(params=[SQLITE, POSTGRES])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all (a PostgreSQL one not migrated by the deploy step)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    server: PostgresService = request.getfixturevalue("postgres_server")
+    url = server.create_database(migrated=False)
+    yield url
+    server.drop_database(url)
+
+
 @pytest.fixture
 def metadata_store(database_url: str) -> Iterator[SqlMetadataStore]:
     store = SqlMetadataStore.open(database_url)

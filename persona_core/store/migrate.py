@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -14,11 +15,13 @@ from alembic.script import ScriptDirectory
 
 from persona_core.errors import SchemaOutdatedError
 from persona_core.store.engine import Database
+from persona_core.store.tables import VERSION_TABLE
 
 __all__ = ["MIGRATE_COMMAND", "current_revision", "downgrade", "head_revision", "require_head", "upgrade"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATE_COMMAND = "persona-core migrate"
+_LEGACY_VERSION_TABLE = "alembic_version"
 
 
 def _config() -> Config:
@@ -38,7 +41,25 @@ def head_revision() -> str:
 def current_revision(db: Database) -> str | None:
     """The database's revision; None for an empty database."""
     with db.tx(write=False) as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _revision(conn) or _legacy_revision(conn)
+
+
+def _revision(conn: sa.Connection) -> str | None:
+    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def _legacy_revision(conn: sa.Connection) -> str | None:
+    """A revision of ours in the shared ``alembic_version`` table, where releases before
+    0002 recorded it (another tool's revision there is not ours)."""
+    if not sa.inspect(conn).has_table(_LEGACY_VERSION_TABLE):
+        return None
+    rows = conn.execute(sa.text(f"SELECT version_num FROM {_LEGACY_VERSION_TABLE}")).scalars().all()  # noqa: S608
+    ours = _known_revisions() & set(rows)
+    return next(iter(ours)) if ours else None
+
+
+def _known_revisions() -> set[str]:
+    return {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
 
 
 def require_head(db: Database) -> None:
@@ -48,8 +69,7 @@ def require_head(db: Database) -> None:
         return
     if current is None:
         raise SchemaOutdatedError(f"the database has no persona-core schema: run `{MIGRATE_COMMAND}`")
-    known = {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
-    if current not in known:
+    if current not in _known_revisions():
         raise SchemaOutdatedError(f"the database schema {current!r} is newer than this code ({head!r}): "
                                   "upgrade persona-core")
     raise SchemaOutdatedError(f"the database schema is at {current!r}, this code needs {head!r}: "
@@ -71,5 +91,17 @@ def _run(db: Database, action: object, revision: str) -> None:
     cfg = _config()
     with db.tx(write=True, watched=False) as conn:
         cfg.attributes["connection"] = conn
+        _move_legacy_revision(cfg, conn)
         action(cfg, revision)  # type: ignore[operator]
+
+
+def _move_legacy_revision(cfg: Config, conn: sa.Connection) -> None:
+    """Carry a revision recorded in ``alembic_version`` (before 0002) over to our own table."""
+    legacy = None if _revision(conn) else _legacy_revision(conn)
+    if legacy is None:
+        return
+    command.stamp(cfg, legacy)
+    conn.execute(sa.text(f"DELETE FROM {_LEGACY_VERSION_TABLE} WHERE version_num = :v"), {"v": legacy})  # noqa: S608
+    if conn.execute(sa.text(f"SELECT count(*) FROM {_LEGACY_VERSION_TABLE}")).scalar_one() == 0:  # noqa: S608
+        conn.execute(sa.text(f"DROP TABLE {_LEGACY_VERSION_TABLE}"))
 

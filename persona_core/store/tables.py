@@ -13,6 +13,9 @@ Timestamp = sa.DateTime(timezone=True)
 STATUSES = ("pending", "building", "blocked", "failed", "published")
 
 metadata = sa.MetaData()
+# Alembic's record of this schema's revision. Not `alembic_version`: a deployment may keep
+# Dagster's storage (which has its own `alembic_version`) in the same database.
+VERSION_TABLE = "persona_alembic_version"
 
 personas = sa.Table(
     "personas",

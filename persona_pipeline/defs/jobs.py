@@ -7,12 +7,13 @@ import dagster as dg
 
 from persona_pipeline.defs.assets import GROUP
 from persona_pipeline.defs.lifecycle import fail_version_on_step_failure
+from persona_pipeline.defs.resources import BUILD_JOB
 
 # Partitioned by persona_versions through its assets. In-process: one process per run
 # loads the models once; the multiprocess executor is
 # ~3x slower on two cores.
 build_persona_version = dg.define_asset_job(
-    "build_persona_version",
+    BUILD_JOB,
     selection=dg.AssetSelection.groups(GROUP),
     executor_def=dg.in_process_executor,
     hooks={fail_version_on_step_failure},

@@ -14,7 +14,7 @@ import dagster as dg
 from persona_core.errors import ImmutableVersionError, InvalidTransitionError, NotFoundError
 from persona_core.store.base import MetadataStore, VersionStatus
 from persona_core.versions import RunCause, dead_build_cause, settle_dead_builds
-from persona_pipeline.defs.resources import PARTITION_TAG, StoresResource
+from persona_pipeline.defs.resources import BUILD_JOB, PARTITION_TAG, StoresResource
 from persona_pipeline.partition_keys import parse_partition_key
 
 OUTCOME_TAG = "persona/outcome"
@@ -28,12 +28,15 @@ def set_outcome(instance: dg.DagsterInstance, run_id: str, outcome: str) -> None
 
 def fail_version(meta: MetadataStore, partition: str | None, reason: str, run_id: str | None = None) -> bool:
     """Mark the partition's version ``failed`` unless it already ended (published, blocked,
-    failed) or, with ``run_id``, is being built by another run; True when it was marked."""
+    failed); with ``run_id``, only while that run holds it (a run that failed before it claimed
+    the version, e.g. on a bad Launchpad config, or a run of another build, changes nothing).
+    True when it was marked."""
     if not partition:
         return False
     persona_id, version = parse_partition_key(partition)
+    expected = _UNFINISHED if run_id is None else (VersionStatus.BUILDING,)
     try:
-        meta.transition(persona_id, version, VersionStatus.FAILED, reasons=[reason], expected=_UNFINISHED,
+        meta.transition(persona_id, version, VersionStatus.FAILED, reasons=[reason], expected=expected,
                         run_id=run_id)
     except (ImmutableVersionError, InvalidTransitionError, NotFoundError):
         return False
@@ -51,6 +54,21 @@ def fail_version_on_step_failure(context: dg.HookContext) -> None:
     step = context.op.name if context.op else context.step_key
     if fail_version(context.resources.stores.meta(), partition, f"{step}: {error}", context.run_id):
         set_outcome(context.instance, context.run_id, "failed")
+
+
+def failure_cause(event: dg.DagsterEvent) -> str:
+    """The failure's own error (a step's exception, a resource's set-up error) as "<Class>: <text>"."""
+    # The step's own exception message is what a person needs, not Dagster's wrapper line; a run
+    # that failed outside any step (a resource's set-up) carries its cause the same way.
+    error = getattr(event.event_specific_data, "error", None)
+    while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    if error is None:
+        return event.message or ""
+    # The message reads "<module>.<Class>: <text>"; the class name alone is enough.
+    message, name = error.message.strip(), error.cls_name or ""
+    head, _, text = message.partition(": ")
+    return f"{name}: {text}" if name and head.endswith(name) else message
 
 
 def run_cause_from(instance: dg.DagsterInstance) -> RunCause:
@@ -79,9 +97,10 @@ def run_cause_from(instance: dg.DagsterInstance) -> RunCause:
 )
 def version_run_failure_sensor(context: dg.RunFailureSensorContext, stores: StoresResource) -> None:
     run = context.dagster_run
+    if run.job_name != BUILD_JOB:
+        return  # a rebuild run's partition is a persona, not a version: it holds no version
     partition = run.tags.get(PARTITION_TAG)
-    message = context.failure_event.message or "run failed"
-    reason = f"run {run.run_id} failed: {message}"
+    reason = f"run {run.run_id} failed: {failure_cause(context.failure_event) or 'run failed'}"
     if partition:
         # A killed worker (run monitoring failed the run) is named as such, not generically.
         record = stores.meta().get_version(*parse_partition_key(partition))

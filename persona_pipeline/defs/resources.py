@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from persona_pipeline.steps.qc import FaceTaggers
 
 PARTITION_TAG = "dagster/partition"
+BUILD_JOB = "build_persona_version"
 REBUILD_JOB = "rebuild_newest_version"
 
 
@@ -40,7 +41,7 @@ class StoresResource(dg.ConfigurableResource):
     ``settings`` holds :class:`~persona_core.settings.Settings` fields by name (``{"home":
     "/data"}``); every other field comes from the ``PERSONA_*`` environment, read by the
     settings module (embedded default: SQLite file and blob folder under ``PERSONA_HOME``).
-    The build lease of a run is not held here: see ``BuildLeaseResource``.
+    The build lease of a run is not held here: see the ``build_lease`` resource.
     """
 
     settings_fields: dict[str, Any] = Field(default_factory=dict, description="Settings fields by name.")

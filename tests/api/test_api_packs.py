@@ -17,8 +17,9 @@ from persona_core.publish import publish_pack
 from persona_core.refs import sha256_hex
 from persona_core.schema import validate_pack_document
 from persona_core.signing import sign_blob_url
+from persona_core.store.engine import Database
 from persona_core.store.local import LocalBlobStore
-from persona_core.store.metadata import SqlMetadataStore, create_engine
+from persona_core.store.metadata import SqlMetadataStore
 from persona_core.testing import make_pack
 from registry_api.main import create_app
 
@@ -214,7 +215,7 @@ def test_health_and_readiness(registry: Registry) -> None:
 
 def test_readiness_fails_when_the_database_is_unreachable(tmp_path: Path) -> None:
     # A PostgreSQL URL on a port where nothing listens.
-    meta = SqlMetadataStore(create_engine("postgresql+psycopg://u:p@127.0.0.1:9/none?connect_timeout=2"))
+    meta = SqlMetadataStore(Database.connect("postgresql+psycopg://u:p@127.0.0.1:9/none?connect_timeout=2"))
     settings = registry_settings(tmp_path)
     blobs = LocalBlobStore(tmp_path / "blobs", b"secret", settings.public_base_url)
     with TestClient(create_app(settings, metadata=meta, blobs=blobs)) as http:

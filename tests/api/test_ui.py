@@ -20,6 +20,7 @@ from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 from persona_core.testing import make_pack
 from registry_api.config import ApiSettings
+from registry_api.key_store import ApiKeyStore
 from registry_api.main import create_app
 from registry_api.routes import ui
 from registry_api.server import BackgroundServer, reserve_socket
@@ -69,7 +70,7 @@ def viewer_stores(home: Path, public_base_url: str = "http://testserver") -> Vie
     )
     publish_pack(meta, blobs, pack)
     meta.create_version("alice", {})
-    meta.set_status(
+    meta.transition(
         "alice",
         2,
         VersionStatus.BLOCKED,
@@ -79,8 +80,8 @@ def viewer_stores(home: Path, public_base_url: str = "http://testserver") -> Vie
         ],
     )
     keys = {
-        "read": meta.create_api_key("viewer", ["read"])[1],
-        "bob": meta.create_api_key("bob-only", ["read"], persona_ids=["bob"])[1],
+        "read": ApiKeyStore.of(meta).create_api_key("viewer", ["read"])[1],
+        "bob": ApiKeyStore.of(meta).create_api_key("bob-only", ["read"], persona_ids=["bob"])[1],
     }
     return Viewer(
         settings,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
+from persona_core.store.tables import VERSION_TABLE
 from persona_core.store.tables import metadata as target_metadata
 
 # Any constant works; it only has to be the same for every process migrating this database.
@@ -13,7 +14,8 @@ _PG_MIGRATION_LOCK = 0x70657273  # "pers"
 
 
 def _run(connection: sa.Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                      version_table=VERSION_TABLE)
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             # Two processes opening a fresh database at once (registry + Dagster) would race
@@ -34,7 +36,8 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=context.config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata)
+    context.configure(url=context.config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
+                      version_table=VERSION_TABLE)
     with context.begin_transaction():
         context.run_migrations()
 else:
