@@ -26,8 +26,8 @@ from bench.common import record
 from persona_core.ingest import submit_version
 from persona_core.refs import sha256_hex
 from persona_core.settings import Settings
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_core.store.local import LocalBlobStore
-from persona_core.stores import open_blob_store, open_metadata_store
 from persona_core.vision.registry import load_detector, load_identity
 from persona_pipeline.build import build_version
 from persona_pipeline.models import load_matter, load_style

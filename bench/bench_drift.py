@@ -26,7 +26,7 @@ from bench.common import percentiles, record
 from persona_core.ingest import submit_version
 from persona_core.runtime import DriftMeter, PackCache, StorePackSource
 from persona_core.settings import Settings
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_pipeline.build import build_version
 from persona_pipeline.steps.config import PipelineConfig
 
@@ -39,7 +39,7 @@ _FRESH_LOAD = """
 import json, sys, time
 from persona_core.runtime import DriftMeter, PackCache, StorePackSource
 from persona_core.settings import Settings
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 s = Settings(home=sys.argv[1])
 source = StorePackSource(open_metadata_store(s), open_blob_store(s))
 pack = PackCache(sys.argv[2], source).load("bench-drift", 1)

@@ -28,7 +28,7 @@ from persona_core.errors import (
 )
 from persona_core.settings import Settings
 from persona_core.store.base import BlobStore, MetadataStore
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 
 
 class ExitCode(IntEnum):

@@ -225,7 +225,7 @@ def serve(
 def migrate(json_out: JsonOpt = False) -> None:
     """Create or upgrade the metadata database schema (idempotent). Run it once per deploy,
     before the registry and Dagster start: they only check the schema, they never migrate it."""
-    from persona_core.stores import migrate_metadata_store  # noqa: PLC0415
+    from persona_core.store.from_settings import migrate_metadata_store  # noqa: PLC0415
 
     before, after = migrate_metadata_store(settings())
     if want_json(json_out):

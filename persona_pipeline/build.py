@@ -11,7 +11,7 @@ import dagster as dg
 
 from persona_core.settings import Settings
 from persona_core.store.base import VersionRecord, VersionStatus
-from persona_core.stores import open_metadata_store
+from persona_core.store.from_settings import open_metadata_store
 from persona_pipeline.definitions import make_defs
 from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.lifecycle import OUTCOME_TAG, fail_version, failure_cause

@@ -16,7 +16,7 @@ from persona_core.errors import InvalidInputError
 from persona_core.ingest import submit_version
 from persona_core.settings import Settings
 from persona_core.store.base import BuildLease
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_pipeline.build import BuildResult, build_version
 from persona_pipeline.steps.config import MODES, PipelineConfig
 

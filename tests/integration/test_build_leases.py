@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 from persona_cli.main import app
 from persona_core.settings import Settings
 from persona_core.store.base import BuildLease, MetadataStore, VersionStatus
-from persona_core.stores import open_metadata_store
+from persona_core.store.from_settings import open_metadata_store
 from persona_core.versions import DIED_PREFIX, LeaseKeeper, mark_dead_builds
 
 HOLDER = """
 import sys, time
 from persona_core.settings import Settings
-from persona_core.stores import open_metadata_store
+from persona_core.store.from_settings import open_metadata_store
 from persona_core.versions import LeaseKeeper
 meta = open_metadata_store(Settings(home=sys.argv[1]))
 LeaseKeeper(meta, "alice", 1, run_id="run-1", heartbeat_s=0.2).start()
@@ -118,7 +118,7 @@ BORN_AND_KILLED = """
 import os, signal, sys
 from persona_core.ingest import submit_version
 from persona_core.settings import Settings
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_core.store.base import BuildLease
 s = Settings(home=sys.argv[1])
 submit_version(open_metadata_store(s), open_blob_store(s), "alice", [("a.wav", b"RIFF", "voice")],

@@ -23,7 +23,7 @@ from persona_core.errors import VersionNotFoundError
 from persona_core.publish import publish_pack
 from persona_core.settings import Settings
 from persona_core.store.base import BlobStore, MetadataStore, VersionStatus
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_core.testing import make_pack
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]

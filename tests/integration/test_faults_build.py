@@ -20,7 +20,7 @@ from services import settings_env
 from test_faults import BACKENDS, COLUMNS, TALLY, backend_settings, pack_is_whole, report
 
 from persona_core.settings import Settings
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_core.versions import DIED_PREFIX
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.models, pytest.mark.dagster]

@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from persona_core.store.metadata import SqlMetadataStore
 from persona_core.store import migrate
 from persona_core.store.engine import Database
+from persona_core.store.metadata import SqlMetadataStore
 from persona_core.store.tables import VERSION_TABLE
 from persona_core.store.tables import metadata as tables_metadata
 

@@ -19,8 +19,8 @@ from persona_core.errors import VersionNotFoundError
 from persona_core.publish import publish_pack
 from persona_core.settings import Settings
 from persona_core.store.base import VersionStatus
+from persona_core.store.from_settings import open_blob_store
 from persona_core.store.metadata import SqlMetadataStore
-from persona_core.stores import open_blob_store
 from persona_core.testing import make_pack
 
 CHILD = Path(__file__).with_name("crash_publish_child.py")

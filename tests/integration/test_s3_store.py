@@ -11,8 +11,8 @@ from store_helpers import overwrite_blob
 
 from persona_core.errors import IntegrityError, InvalidInputError, StoreUnavailableError
 from persona_core.refs import ref_for
+from persona_core.store.from_settings import open_blob_store
 from persona_core.store.s3 import S3BlobStore
-from persona_core.stores import open_blob_store
 
 pytestmark = pytest.mark.s3
 

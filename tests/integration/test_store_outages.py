@@ -16,7 +16,7 @@ from services import PostgresService, S3Service, start_postgres, start_seaweedfs
 from test_faults import outage_row
 
 from persona_core.errors import StoreUnavailableError
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from registry_api.config import ApiSettings
 from registry_api.key_store import ApiKeyStore
 from registry_api.main import create_app

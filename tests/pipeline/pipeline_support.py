@@ -14,7 +14,7 @@ import pytest
 from persona_core.ingest import submit_version
 from persona_core.settings import Settings
 from persona_core.store.base import BlobStore, MetadataStore, VersionRecord
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_pipeline.steps.config import PipelineConfig
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

@@ -15,7 +15,7 @@ from pipeline_support import FACES, OBAMA
 
 from persona_core.pack import PersonaPack
 from persona_core.settings import Settings
-from persona_core.stores import open_blob_store, open_metadata_store
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 
 pytestmark = [pytest.mark.dagster, pytest.mark.models, pytest.mark.slow]
 

@@ -301,7 +301,7 @@ def test_opencv_and_onnxruntime_load_only_when_a_meter_is_made(packs: Packs) -> 
         "import json, sys\n"
         "from persona_core.runtime import DriftMeter, PackCache, StorePackSource\n"
         "from persona_core.settings import Settings\n"
-        "from persona_core.stores import open_blob_store, open_metadata_store\n"
+        "from persona_core.store.from_settings import open_blob_store, open_metadata_store\n"
         "heavy = lambda: sorted({'cv2', 'onnxruntime'} & {m.split('.')[0] for m in sys.modules})\n"
         "before = heavy()\n"
         "s = Settings()\n"

@@ -9,10 +9,10 @@ import pytest
 from persona_core.errors import InvalidInputError, InvalidNameError
 from persona_core.ingest import manifest_key
 from persona_core.settings import Settings
+from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 from persona_core.store.s3 import S3BlobStore
-from persona_core.stores import open_blob_store, open_metadata_store
 
 
 def test_embedded_default_is_sqlite_and_a_local_folder(tmp_path: Path) -> None:
