@@ -142,14 +142,15 @@ def identity_stability(
 ) -> Stability:
     """Identity groups of the candidates on the identity model's scale (``link``: the model's
     identity-drift fail line; ``config.instability_floor`` for a model without a measured scale).
-    One group, or a clear majority: the other photos are outliers. Two or more sizeable groups
-    without a clear majority: ``blocked_reason`` names every group and its files."""
+    One group, or a clear majority: the other photos are outliers. Two or more groups without a
+    clear majority (a pair below the line is two people, one photo each): ``blocked_reason``
+    names every group and its files."""
     threshold = r4(config.instability_floor if link is None else link)
     shas = sorted(vectors, key=lambda s: names[s])
-    if len(shas) < 3:
+    if len(shas) < 2:  # a pair is the least that can hold two people
         scores = {names[s]: 1.0 for s in shas}
         return Stability(scores, threshold, 1.0, 0.0, {}, groups=[[names[s] for s in shas]] if shas else [],
-                         note=f"{len(shas)} candidate(s): at least 3 are needed to tell an outlier")
+                         note=f"{len(shas)} candidate(s): at least 2 are needed to compare identities")
     mat = np.stack([vectors[s] for s in shas]).astype(np.float64)
     mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
     sims = mat @ mat.T
@@ -163,9 +164,9 @@ def identity_stability(
     sizeable = [g for g in index_groups if len(g) >= max(2, math.ceil(GROUP_MIN_FRACTION * n))]
     majority = index_groups[0]
     runner_up = len(sizeable[1]) if len(sizeable) > 1 else 0
-    clear = runner_up == 0 or (
-        len(majority) >= MAJORITY_MIN_FRACTION * n and len(majority) >= MAJORITY_RATIO * runner_up
-    )
+    # The majority's share applies even when every other group is a single photo: two photos
+    # of two people (or three of three) have no majority to publish.
+    clear = len(majority) >= MAJORITY_MIN_FRACTION * n and len(majority) >= MAJORITY_RATIO * runner_up
     listing = "; ".join(f"group {k + 1} ({len(g)}): {', '.join(g)}" for k, g in enumerate(groups))
     if not clear:
         reason = (f"{len(groups)} people in this set, no clear majority ({listing}); the largest group "

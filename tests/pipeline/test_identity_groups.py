@@ -1,6 +1,7 @@
 """Identity groups at build time, on the identity model's calibrated scale: a set of photos of
 three people is blocked as "3 people in this set" with each group's files; a set with a clear
-majority publishes the majority and names the rest as outliers."""
+majority publishes the majority and names the rest as outliers; two photos of two people are
+two people, blocked even with the anchor gate lowered to one photo."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 from pipeline_support import FACES, OBAMA, Home
 
+from persona_core.errors import VersionNotFoundError
 from persona_core.pack import PersonaPack
 from persona_core.store.base import VersionStatus
-from persona_core.vision.registry import default_model
+from persona_core.vision.calibration import FAIL_MARGIN
+from persona_core.vision.registry import default_model, default_model_name, get_entry
 from persona_pipeline.build import build_version
 from persona_pipeline.steps.config import PipelineConfig
 
@@ -106,3 +109,36 @@ def test_a_clear_majority_publishes_and_names_the_rest(tmp_path: Path) -> None:
         assert not records[name].accepted
         assert records[name].reason.startswith("identity outlier")
         assert records[name].sha256 not in anchored
+
+
+def test_two_photos_of_two_people_are_two_people_and_never_published(tmp_path: Path) -> None:
+    """Two photos are enough to tell two people apart: a pair whose similarity is below the
+    identity model's impostor line is "2 people in this set", with no majority to publish, so
+    the version is blocked naming both files, even when the anchor gate asks for one photo."""
+    home = Home(tmp_path)
+    version = home.upload("pair", ["obama1.jpg", "biden2.jpg"]).version
+    # Both photos are close-ups (A_SELFIE): one of them would meet this gate on its own.
+    lowered = PipelineConfig(required_modes=("A_SELFIE",), min_anchors_per_mode={"A_SELFIE": 1})
+    with dg.instance_for_test() as instance:
+        result = build_version("pair", version, home.settings, instance, config=lowered)
+    assert result.status == VersionStatus.BLOCKED, result.record.reasons
+    assert "persona_pack" not in result.materialized
+    with pytest.raises(VersionNotFoundError):
+        home.meta.get_published("pair", version)
+    check = result.checks["identity_stability"]
+    meta = check["metadata"]
+    assert meta["people"] == 2
+    assert meta["groups"] == [["biden2.jpg"], ["obama1.jpg"]]
+    assert meta["outliers"] == {}
+    scale = get_entry(default_model_name("identity")).identity_scale
+    assert scale is not None
+    # The line is the model's impostor line (what a pack's identity calibration fails below).
+    assert meta["threshold"] == scale.default_fail == round(scale.impostor_p99_9 + FAIL_MARGIN, 2)
+    assert meta["scores"]["obama1.jpg"] == meta["scores"]["biden2.jpg"] < meta["threshold"]
+    assert not check["passed"]
+    # The only reason is the identity verdict, naming both groups and their files.
+    [reason] = result.record.reasons
+    assert reason.startswith("2 people in this set, no clear majority "
+                             "(group 1 (1): biden2.jpg; group 2 (1): obama1.jpg)")
+    assert not result.checks["enough_anchors"]["passed"]
+    assert result.metadata["anchor_sets"]["anchors_per_mode"]["A_SELFIE"] == 2

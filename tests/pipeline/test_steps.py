@@ -127,9 +127,49 @@ def test_identity_stability_flags_the_outsider_with_a_set_derived_threshold() ->
     assert list(st.outliers) == ["x.jpg"]
     assert st.threshold >= PipelineConfig().instability_floor
     assert all(st.scores[f"s{i}.jpg"] > st.threshold for i in range(5))
-    few = identity_stability({k: vecs[k] for k in ("s0", "x")}, names, PipelineConfig())
-    assert not few.outliers
-    assert "at least 3" in few.note
+
+
+def _people(*people: int, seed: int = 2) -> dict[str, np.ndarray]:
+    """Unit vectors named p<person>_<photo>: photos of one person are close, people are not."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for person, photos in enumerate(people):
+        base = rng.standard_normal(128)
+        for k in range(photos):
+            v = base + 0.6 * rng.standard_normal(128)
+            out[f"p{person}_{k}"] = (v / np.linalg.norm(v)).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("people", "groups", "blocked"),
+    [
+        ((2,), 1, False),  # a pair of one person: one group, nothing to report
+        ((1, 1), 2, True),  # a pair of two people: no majority, never published as one
+        ((1, 1, 1), 3, True),  # three photos of three people: no majority either
+        ((2, 1), 2, False),  # two of three agree: the third is an outlier
+        ((4, 1, 1), 3, False),  # 4 of 6 photos (67 %) and no second group of two: clear
+        ((2, 1, 1), 3, True),  # 2 of 4 photos is not a majority, however small the rest
+    ],
+)
+def test_identity_groups_judge_any_set_of_two_or_more_photos(
+    people: tuple[int, ...], groups: int, blocked: bool
+) -> None:
+    """The same verdict from two photos up: the largest group is published (the rest named as
+    outliers) only when it holds at least 60 % of the photos and twice the next group of two or
+    more; otherwise the set is blocked with every group and its files named."""
+    vecs = _people(*people)
+    names = {k: f"{k}.jpg" for k in vecs}
+    st = identity_stability(vecs, names, PipelineConfig())
+    assert st.people == groups
+    assert bool(st.blocked_reason) == blocked
+    if blocked:
+        assert not st.outliers
+        assert st.blocked_reason.startswith(f"{groups} people in this set, no clear majority (group 1 (")
+        for name in names.values():
+            assert name in st.blocked_reason
+    else:
+        assert sorted(st.outliers) == sorted(n for n in names.values() if not n.startswith("p0_"))
 
 
 def test_video_is_sampled_into_frames_without_near_duplicates(tmp_path: Path, blobs: LocalBlobStore) -> None:
