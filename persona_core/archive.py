@@ -40,6 +40,7 @@ from persona_core.publish import check_embedding_rows, publish_pack
 from persona_core.refs import parse_ref, sha256_hex
 from persona_core.schema import validate_pack_document
 from persona_core.store.base import BlobStore, MetadataStore, VersionRecord, VersionStatus
+from persona_core.store.tracked import TrackedBlobStore
 from persona_core.version_inputs import ImportedFrom, ImportedInputs
 from persona_core.versions import fail_version_on_error
 
@@ -384,12 +385,13 @@ def import_pack(
                     f"{persona_id} v{pack.version} was taken concurrently; retry with renumber"
                 )
             pack = pack.model_copy(update={"version": record.version})
-        # Blobs first; publish_pack re-verifies them, stores the pack JSON and flips the
-        # version in one transaction (as publish does).
+        # Blobs first (held by the new version from the moment they are written); publish_pack
+        # re-verifies them, stores the pack JSON and flips the version in one transaction.
+        tracked = TrackedBlobStore(blobs, meta.refs, persona_id, record.version)
         for ref, data in sorted(verified.blobs.items()):
-            if blobs.put(data) != ref:
+            if tracked.put(data) != ref:
                 raise IntegrityError(f"blob store stored {ref} under another hash")
-        published = publish_pack(meta, blobs, pack)
+        published = publish_pack(meta, tracked, pack)
     return _result(published, verified, created_persona=created_persona, already_present=False)
 
 

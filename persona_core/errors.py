@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class PersonaCoreError(Exception):
     """Base class; ``code`` is stable and safe to show to API clients."""
@@ -51,6 +53,25 @@ class BlobNotFoundError(NotFoundError):
 
 class AlreadyExistsError(PersonaCoreError):
     code = "already_exists"
+
+
+class ErasedError(PersonaCoreError):
+    """What was asked for has been erased (or its erasure is under way): 410 Gone. Carries when
+    the erasure started and, once it is done, when it ended."""
+
+    code = "erased"
+
+    def __init__(self, message: str, *, started_at: datetime, erased_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.started_at, self.erased_at = started_at, erased_at
+
+
+class PersonaErasedError(ErasedError):
+    code = "persona_erased"
+
+
+class VersionErasedError(ErasedError):
+    code = "version_erased"
 
 
 class ImmutableVersionError(PersonaCoreError):

@@ -31,6 +31,8 @@ from persona_core.errors import (
 from persona_core.pack import PERSONA_ID_BODY, BehaviorPolicy, CameraMode, PersonaId, VoiceProfile
 from persona_core.refs import sha256_hex
 from persona_core.store.base import BlobStore, BuildLease, MetadataStore, VersionRecord, safe_segment
+from persona_core.store.ref_index import BLOB, Held
+from persona_core.store.tracked import TrackedBlobStore
 from persona_core.version_inputs import FileKind, RefreshLines, UploadedFile, UploadedInputs, uploaded_inputs
 from persona_core.versions import fail_version_on_error
 
@@ -149,13 +151,15 @@ def store_version(
     PersonaNotFoundError before anything is written."""
     meta.get_persona(persona_id)
     stored = []
+    data = {}
     for f in files:
         ref = blobs.put(f.data)
+        data[ref] = f.data
         stored.append(UploadedFile(name=f.name, ref=ref, sha256=sha256_hex(f.data), kind=f.kind,
                                    size=len(f.data), camera_mode=options.camera_mode(f.name)))
     inputs = UploadedInputs(files=stored, behavior_policy=options.behavior, voice=options.voice,
                             refresh_policy=options.refresh)
-    return _announce(meta, blobs, persona_id, inputs, lease)
+    return _announce(meta, blobs, persona_id, inputs, lease=lease, data=data)
 
 
 def resubmit_version(
@@ -186,19 +190,28 @@ def resubmit_version(
         inputs = uploaded_inputs(source)
     except NotRebuildableError as exc:
         raise NotRebuildableError(f"{exc}; {_rebuild_hint(meta, persona_id)}") from None
-    record = _announce(meta, blobs, persona_id, inputs, lease)
+    record = _announce(meta, blobs, persona_id, inputs, lease=lease)
     log.info("%s v%s holds the inputs of v%s", persona_id, record.version, source.version)
     return record
 
 
 def _announce(
-    meta: MetadataStore, blobs: BlobStore, persona_id: str, inputs: UploadedInputs, lease: BuildLease | None
+    meta: MetadataStore, blobs: BlobStore, persona_id: str, inputs: UploadedInputs, *,
+    lease: BuildLease | None, data: Mapping[str, bytes] | None = None,
 ) -> VersionRecord:
     version = meta.create_version(persona_id, inputs.model_dump(mode="json"), lease=lease)
+    tracked = TrackedBlobStore(blobs, meta.refs, persona_id, version.version)
+    with fail_version_on_error(meta, persona_id, version.version, "upload not stored"):
+        # Held from now on. A GC that deleted one of these content-addressed blobs since it was
+        # written (another upload's old copy) is waited out, and the blob is written again.
+        tracked.hold(*(Held(BLOB, f.ref) for f in inputs.files))
+        for ref, chunk in (data or {}).items():
+            if not blobs.exists(ref):
+                blobs.put(chunk)
     manifest = BuildManifest(persona_id=persona_id, version=version.version, inputs=inputs)
     # Without its manifest no build will ever start: say so on the version itself.
     with fail_version_on_error(meta, persona_id, version.version, "manifest not written"):
-        blobs.put_object(manifest_key(persona_id, version.version), manifest_bytes(manifest))
+        tracked.put_object(manifest_key(persona_id, version.version), manifest_bytes(manifest))
     return version
 
 

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     # A `pending` version no build has claimed after this long (no daemon, a lost manifest) is
     # failed with "no build service picked this up"; it can be re-run.
     pending_timeout_s: float = Field(default=30 * 60, gt=0)
+    # Retention (persona-core gc, the daily Dagster schedule): versions that never published are
+    # erased after retention_days; a blob or object nothing holds is deleted once it is older
+    # than gc_grace_s (longer than any upload takes, so a blob an upload is reusing survives).
+    retention_days: float = Field(default=30.0, gt=0)
+    gc_grace_s: float = Field(default=24 * 3600.0, ge=0)
     # Logging (persona_core.logging.configure_logging): JSON lines for log shippers.
     log_json: bool = False
     log_level: str = "INFO"

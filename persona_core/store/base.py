@@ -7,13 +7,17 @@ import os
 import re
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from persona_core.errors import InvalidNameError
+
+if TYPE_CHECKING:
+    from persona_core.store.ref_index import RefIndex
+    from persona_core.store.tombstones import Tombstones
 
 # Object keys outside the content-addressed area (uploads, manifests) are built only
 # from validated segments: no "..", no absolute paths, no control characters.
@@ -30,6 +34,15 @@ def safe_segment(name: str) -> str:
 def safe_key(*segments: str) -> str:
     """An object key joined from validated segments."""
     return "/".join(safe_segment(s) for s in segments)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """A blob ref (``sha256:<hex>``) or an object key, and when it was last written."""
+
+    name: str
+    modified_at: datetime
+    size: int
 
 
 class BlobStore(ABC):
@@ -66,6 +79,23 @@ class BlobStore(ABC):
     def ping(self) -> None:
         """Raise StoreUnavailableError when the store cannot be reached."""
 
+    @abstractmethod
+    def delete(self, ref: str) -> bool:
+        """Remove a blob; False when it was not there. Only erasure and GC call this, after
+        the reference index said nothing holds it (persona_core.store.ref_index)."""
+
+    @abstractmethod
+    def delete_object(self, key: str) -> bool:
+        """Remove a named object; False when it was not there."""
+
+    @abstractmethod
+    def iter_blobs(self) -> Iterator[StoredItem]:
+        """Every blob in the store with its age, in no particular order (GC's sweep)."""
+
+    @abstractmethod
+    def iter_objects(self, prefix: str = "") -> Iterator[StoredItem]:
+        """Every named object under ``prefix`` with its age."""
+
     def close(self) -> None:  # noqa: B027 - optional hook: most stores hold nothing to release
         """Release what the store holds (connections, clients); idempotent. No-op by default."""
 
@@ -76,6 +106,8 @@ class VersionStatus(StrEnum):
     BLOCKED = "blocked"
     FAILED = "failed"
     PUBLISHED = "published"
+    ERASING = "erasing"  # an erasure has started: reads answer 410 Gone from now on
+    ERASED = "erased"  # a tombstone: what the version held is gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +261,19 @@ class MetadataStore(ABC):
     def publish(self, pack: PublishedPack, checks: list[dict[str, Any]]) -> VersionRecord:
         """In one transaction: record the pack and flip the version to ``published``.
         Raises ImmutableVersionError if it is already published."""
+
+    @property
+    @abstractmethod
+    def refs(self) -> RefIndex:
+        """Which blobs and objects each version holds (persona_core.store.ref_index)."""
+
+    @property
+    @abstractmethod
+    def tombstones(self) -> Tombstones:
+        """Erasure jobs, persona tombstones and the audit log (persona_core.store.tombstones)."""
+
+    def compact(self) -> None:  # noqa: B027 - optional hook
+        """Leave no copy of deleted rows in the database's files (after an erasure)."""
 
     @abstractmethod
     def get_published(self, persona_id: str, version: int | None = None) -> PublishedPack:

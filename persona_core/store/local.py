@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from persona_core.errors import BlobNotFoundError, IntegrityError, InvalidInputError, StoreUnavailableError
 from persona_core.fsio import atomic_write
 from persona_core.refs import parse_ref, sha256_hex
 from persona_core.signing import sign_blob_url
-from persona_core.store.base import BlobStore, safe_segment
+from persona_core.store.base import BlobStore, StoredItem, safe_segment
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -25,6 +28,22 @@ def _write(path: Path, data: bytes) -> None:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StoreUnavailableError(f"blob folder is full: {exc.strerror}") from None
         raise
+
+
+_SHA256_NAME = re.compile(r"[0-9a-f]{64}")
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _item(name: str, path: Path) -> StoredItem:
+    stat = path.stat()
+    return StoredItem(name, datetime.fromtimestamp(stat.st_mtime, UTC), stat.st_size)
 
 
 class LocalBlobStore(BlobStore):
@@ -96,6 +115,24 @@ class LocalBlobStore(BlobStore):
 
     def signed_url(self, ref: str, ttl_s: int) -> str:
         return sign_blob_url(self._base_url, self._secret, ref, ttl_s)
+
+    def delete(self, ref: str) -> bool:
+        return _unlink(self.blob_path(ref))
+
+    def delete_object(self, key: str) -> bool:
+        return _unlink(self._object_path(key))
+
+    def iter_blobs(self) -> Iterator[StoredItem]:
+        for shard in sorted(self._blobs.iterdir()) if self._blobs.is_dir() else []:
+            for path in shard.iterdir() if shard.is_dir() else []:
+                if _SHA256_NAME.fullmatch(path.name):
+                    yield _item(f"sha256:{path.name}", path)
+
+    def iter_objects(self, prefix: str = "") -> Iterator[StoredItem]:
+        for key in self.list_objects(prefix):
+            path = self._object_path(key)
+            if path.is_file():
+                yield _item(key, path)
 
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):

@@ -35,7 +35,9 @@ from persona_core.errors import (
     InvalidInputError,
     InvalidNameError,
     InvalidTransitionError,
+    PersonaErasedError,
     PersonaNotFoundError,
+    VersionErasedError,
     VersionNotFoundError,
 )
 from persona_core.pack import PERSONA_ID_PATTERN
@@ -51,6 +53,8 @@ from persona_core.store.base import (
     VersionStatus,
 )
 from persona_core.store.engine import Database, aware, utc_now
+from persona_core.store.ref_index import BLOB, Held, RefIndex
+from persona_core.store.tombstones import Tombstones
 
 PERSONA_ID_RE = re.compile(PERSONA_ID_PATTERN)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -117,6 +121,12 @@ class SqlMetadataStore(MetadataStore):
                     )
                 )
         except sa_exc.IntegrityError:
+            try:
+                self.get_persona(persona_id)
+            except PersonaErasedError as erased:
+                # Documented choice: an erased persona's id is retired, never handed out again.
+                msg = f"persona {persona_id!r} was erased; its id is not reused"
+                raise AlreadyExistsError(msg) from erased
             raise AlreadyExistsError(f"persona {persona_id!r} already exists") from None
         except (TypeError, ValueError, sa_exc.StatementError) as exc:
             raise InvalidInputError(f"persona metadata is not JSON-serialisable: {exc}") from None
@@ -142,14 +152,20 @@ class SqlMetadataStore(MetadataStore):
     def get_persona(self, persona_id: str) -> PersonaRecord:
         with self._db.tx(write=False) as conn:
             row = conn.execute(sa.select(t.personas).where(t.personas.c.persona_id == persona_id)).first()
-        if row is None:
-            raise PersonaNotFoundError(f"persona {persona_id!r} not found")
+            if row is None:
+                raise PersonaNotFoundError(f"persona {persona_id!r} not found")
+            self._must_not_be_erased(conn, row)
         return _persona(row)
 
     def list_personas(self, limit: int = 50, after: str | None = None) -> list[PersonaRecord]:
         if not 1 <= limit <= 1000:
             raise InvalidInputError("limit must be in 1..1000")
-        query = sa.select(t.personas).order_by(t.personas.c.persona_id).limit(limit)
+        query = (
+            sa.select(t.personas)
+            .where(t.personas.c.erased_at.is_(None))
+            .order_by(t.personas.c.persona_id)
+            .limit(limit)
+        )
         if after is not None:
             query = query.where(t.personas.c.persona_id > after)
         with self._db.tx(write=False) as conn:
@@ -166,12 +182,11 @@ class SqlMetadataStore(MetadataStore):
             try:
                 with self._db.tx(write=True) as conn:
                     persona = conn.execute(
-                        self._db.locked(
-                            sa.select(t.personas.c.persona_id).where(t.personas.c.persona_id == persona_id)
-                        )
+                        self._db.locked(sa.select(t.personas).where(t.personas.c.persona_id == persona_id))
                     ).first()
                     if persona is None:
                         raise PersonaNotFoundError(f"persona {persona_id!r} not found")
+                    self._must_not_be_erased(conn, persona)
                     latest = conn.execute(
                         sa.select(sa.func.coalesce(sa.func.max(v.c.version), 0)).where(
                             v.c.persona_id == persona_id
@@ -271,6 +286,10 @@ class SqlMetadataStore(MetadataStore):
                 # A published version carries no build reasons (its lease goes with the commit).
                 version_states.transition(conn, pack.persona_id, pack.version, _S.PUBLISHED, reasons=[],
                                           checks=list(checks), published_at=now)
+                # Held by the version in the same transaction: GC never sees a published pack's
+                # blob unheld.
+                held = [Held(BLOB, ref.partition("#")[0]) for ref in (pack.pack_ref, *pack.blob_refs)]
+                RefIndex(self._db).record_in(conn, pack.persona_id, pack.version, held)
                 conn.execute(
                     sa.insert(t.published_packs).values(
                         persona_id=pack.persona_id,
@@ -288,8 +307,13 @@ class SqlMetadataStore(MetadataStore):
         return self.get_version(pack.persona_id, pack.version)
 
     def get_published(self, persona_id: str, version: int | None = None) -> PublishedPack:
-        p = t.published_packs
-        query = sa.select(p).where(p.c.persona_id == persona_id)
+        p, v = t.published_packs, t.persona_versions
+        # A pack whose version is being erased is never served, from the erasure's first commit.
+        query = (
+            sa.select(p)
+            .join(v, sa.and_(v.c.persona_id == p.c.persona_id, v.c.version == p.c.version))
+            .where(p.c.persona_id == persona_id, v.c.status == _S.PUBLISHED.value)
+        )
         query = (
             query.where(p.c.version == version) if version is not None else query.order_by(p.c.version.desc())
         )
@@ -297,9 +321,32 @@ class SqlMetadataStore(MetadataStore):
             row = conn.execute(query.limit(1)).first()
             if row is None:
                 self._persona_must_exist(conn, persona_id)
+                if version is not None:
+                    self._version_must_not_be_erased(conn, persona_id, version)
                 which = f"v{version}" if version is not None else "any version"
                 raise VersionNotFoundError(f"persona {persona_id!r} has no published pack for {which}")
         return PublishedPack(row.persona_id, row.version, row.pack_ref, row.content_hash, list(row.blob_refs))
+
+    @property
+    def refs(self) -> RefIndex:
+        return RefIndex(self._db)
+
+    @property
+    def tombstones(self) -> Tombstones:
+        return Tombstones(self._db)
+
+    def compact(self) -> None:
+        """Leave no copy of deleted rows in the database files: SQLite writes deleted content
+        over (``secure_delete``) and this folds the write-ahead log back; PostgreSQL vacuums the
+        tables an erasure touches."""
+        if self._db.is_postgres:
+            with self._db.engine.connect() as conn:
+                autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+                for table in ("persona_versions", "personas", "published_packs", "version_refs"):
+                    autocommit.exec_driver_sql(f"VACUUM {table}")
+            return
+        with self._db.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def ping(self) -> None:
         self._db.ping()
@@ -307,9 +354,33 @@ class SqlMetadataStore(MetadataStore):
 
     # -- helpers ----------------------------------------------------------------------
     def _persona_must_exist(self, conn: sa.Connection, persona_id: str) -> None:
-        found = conn.execute(sa.select(t.personas.c.persona_id).where(t.personas.c.persona_id == persona_id))
-        if found.first() is None:
+        found = conn.execute(sa.select(t.personas).where(t.personas.c.persona_id == persona_id)).first()
+        if found is None:
             raise PersonaNotFoundError(f"persona {persona_id!r} not found")
+        self._must_not_be_erased(conn, found)
+
+    @staticmethod
+    def _must_not_be_erased(conn: sa.Connection, persona: Any) -> None:
+        if persona.erased_at is None:
+            return
+        e = t.erasures
+        finished = conn.execute(
+            sa.select(e.c.finished_at).where(e.c.persona_id == persona.persona_id, e.c.version.is_(None))
+        ).scalar()
+        started = aware(persona.erased_at) or persona.erased_at
+        raise PersonaErasedError(f"persona {persona.persona_id!r} was erased", started_at=started,
+                                 erased_at=aware(finished))
+
+    @staticmethod
+    def _version_must_not_be_erased(conn: sa.Connection, persona_id: str, version: int) -> None:
+        v = t.persona_versions
+        status = conn.execute(
+            sa.select(v.c.status, v.c.updated_at).where(v.c.persona_id == persona_id, v.c.version == version)
+        ).first()
+        if status is not None and status.status in (_S.ERASING.value, _S.ERASED.value):
+            at = aware(status.updated_at) or status.updated_at
+            raise VersionErasedError(f"{persona_id} v{version} was erased", started_at=at,
+                                     erased_at=at if status.status == _S.ERASED.value else None)
 
     def _raise_missing(self, conn: sa.Connection, persona_id: str, version: int) -> None:
         self._persona_must_exist(conn, persona_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -26,7 +27,7 @@ from persona_core.errors import (
 )
 from persona_core.refs import parse_ref, sha256_hex
 from persona_core.signing import MAX_TTL_S
-from persona_core.store.base import BlobStore, safe_segment
+from persona_core.store.base import BlobStore, StoredItem, safe_segment
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _NO_BUCKET = {"NoSuchBucket"}
@@ -148,6 +149,41 @@ class S3BlobStore(BlobStore):
                     "get_object", Params={"Bucket": self.bucket, "Key": self.blob_key(ref)}, ExpiresIn=ttl_s
                 )
             )
+
+    def delete(self, ref: str) -> bool:
+        return self._delete(self.blob_key(ref))
+
+    def delete_object(self, key: str) -> bool:
+        return self._delete(self.object_key(key))
+
+    def iter_blobs(self) -> Iterator[StoredItem]:
+        base = self.prefix + "blobs/sha256/"
+        for key, modified, size in self._list(base):
+            digest = key.rpartition("/")[2]
+            yield StoredItem(f"sha256:{digest}", modified, size)
+
+    def iter_objects(self, prefix: str = "") -> Iterator[StoredItem]:
+        if ".." in prefix or prefix.startswith("/"):
+            raise InvalidInputError(f"bad prefix {prefix!r}")
+        base = self.prefix + "objects/"
+        for key, modified, size in self._list(base + prefix):
+            yield StoredItem(key[len(base):], modified, size)
+
+    def _list(self, prefix: str) -> Iterator[tuple[str, datetime, int]]:
+        with self._errors(f"listing {prefix!r}"):
+            paginator = self._s3.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix,
+                                       PaginationConfig={"PageSize": self.list_page_size})
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield obj["Key"], obj["LastModified"], int(obj.get("Size", 0))
+
+    def _delete(self, key: str) -> bool:
+        if self._stored_checksum(key) is None:
+            return False
+        with self._errors(f"deleting {key!r}"):
+            self._s3.delete_object(Bucket=self.bucket, Key=key)
+        return True
 
     # -- bucket -----------------------------------------------------------------------
     def ping(self) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 # JSONB on PostgreSQL (indexable, compact), plain JSON text on SQLite.
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 Timestamp = sa.DateTime(timezone=True)
-STATUSES = ("pending", "building", "blocked", "failed", "published")
+STATUSES = ("pending", "building", "blocked", "failed", "published", "erasing", "erased")
 
 metadata = sa.MetaData()
 # Alembic's record of this schema's revision. Not `alembic_version`: a deployment may keep
@@ -23,6 +23,7 @@ personas = sa.Table(
     sa.Column("persona_id", sa.String(63), primary_key=True),
     sa.Column("metadata", Json, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("erased_at", Timestamp, nullable=True),  # a tombstone: the id is retired
 )
 
 persona_versions = sa.Table(
@@ -80,4 +81,56 @@ api_keys = sa.Table(
     sa.Column("persona_ids", Json, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("revoked_at", Timestamp, nullable=True),
+)
+
+# One row per erasure job (a persona, or one version): who, why, when; no biometric content.
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("persona_id", sa.String(63), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),  # None: the whole persona
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("reason", sa.String(1000), nullable=False),
+    sa.Column("versions", Json, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.CheckConstraint("state IN ('erasing', 'erased')", name="ck_erasures_state"),
+    sa.Index("ix_erasures_persona", "persona_id"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("persona_id", sa.String(63), nullable=True),
+    sa.Column("detail", Json, nullable=False),
+)
+
+# Which blobs ("blob": a sha256 ref) and named objects ("object": a key) each version holds:
+# what an erasure deletes unless another version still holds it, and what GC keeps.
+version_refs = sa.Table(
+    "version_refs",
+    metadata,
+    sa.Column("persona_id", sa.String(63), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("ref", sa.String(300), primary_key=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.CheckConstraint("kind IN ('blob', 'object')", name="ck_version_refs_kind"),
+    sa.Index("ix_version_refs_ref", "kind", "ref"),
+)
+
+# A blob or object whose deletion is under way (between the check that nothing holds it and
+# the delete in the store): an upload that records a reference to it meanwhile writes it again.
+gc_deleting = sa.Table(
+    "gc_deleting",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("ref", sa.String(300), primary_key=True),
+    sa.Column("started_at", Timestamp, nullable=False),
 )

@@ -7,8 +7,8 @@ writers (a read-time settle and a live heartbeat, a sensor and a hook) can never
 no move is decided on a row read earlier. Facts about who builds a version live in columns
 (``lease_host``, ``lease_pid``, ``lease_run_id``, ``heartbeat_at``), never in its reasons.
 
-Room for the states later features add (retracted, erasing, erased): one entry in the enum and
-one line in :data:`ALLOWED` each.
+A state a later feature adds (retracted) is one entry in the enum and one line in
+:data:`ALLOWED`.
 """
 
 from __future__ import annotations
@@ -36,14 +36,18 @@ __all__ = ["ALLOWED", "allowed_from", "born", "claim", "heartbeat", "settle", "t
 S = VersionStatus
 
 # from -> where it may go. ``pending`` is where a version is born (or ``building``, when its
-# builder creates it under its own lease); ``published`` is final. building -> building is a
-# claim handed over inside one process (the CLI's lease to its run's).
+# builder creates it under its own lease); ``published`` is final but for erasure; ``erased``
+# is final. building -> building is a claim handed over inside one process (the CLI's lease
+# to its run's).
 ALLOWED: Final[Mapping[VersionStatus, frozenset[VersionStatus]]] = MappingProxyType({
-    S.PENDING: frozenset({S.BUILDING, S.BLOCKED, S.FAILED, S.PUBLISHED}),
-    S.BUILDING: frozenset({S.BUILDING, S.BLOCKED, S.FAILED, S.PUBLISHED}),
-    S.BLOCKED: frozenset({S.BUILDING, S.BLOCKED, S.FAILED}),
-    S.FAILED: frozenset({S.BUILDING, S.BLOCKED, S.FAILED}),
-    S.PUBLISHED: frozenset(),
+    S.PENDING: frozenset({S.BUILDING, S.BLOCKED, S.FAILED, S.PUBLISHED, S.ERASING}),
+    S.BUILDING: frozenset({S.BUILDING, S.BLOCKED, S.FAILED, S.PUBLISHED, S.ERASING}),
+    S.BLOCKED: frozenset({S.BUILDING, S.BLOCKED, S.FAILED, S.ERASING}),
+    S.FAILED: frozenset({S.BUILDING, S.BLOCKED, S.FAILED, S.ERASING}),
+    S.PUBLISHED: frozenset({S.ERASING}),  # the one move out of published: its erasure
+    # An erasure is a resumable job: erasing again resumes it; erased is final (a tombstone).
+    S.ERASING: frozenset({S.ERASING, S.ERASED}),
+    S.ERASED: frozenset(),
 })
 
 _NO_LEASE: Final[dict[str, Any]] = {"lease_host": None, "lease_pid": None, "lease_run_id": None,
@@ -111,6 +115,9 @@ def transition(
         values["checks"] = list(checks)
     if to is S.PUBLISHED:
         values["published_at"] = published_at or now
+    if to is S.ERASED:
+        # A tombstone keeps no content: no file names, hashes, checks or build reasons.
+        values.update(inputs={}, checks=[], reasons=[])
     if not _cas(conn, persona_id, version, where, values):
         caller = holder.describe() if holder is not None else (f"run {run_id}" if run_id else "")
         _refuse(conn, persona_id, version, to, caller)

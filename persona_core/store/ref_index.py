@@ -1,0 +1,194 @@
+"""Which blobs and named objects each version holds (``version_refs``), and the handshake that
+keeps a deletion from racing an upload that reuses the same bytes.
+
+Blobs are content-addressed, so one photo uploaded for two people is one blob held by two
+versions. Erasure and GC delete a blob only when no version outside what they erase holds it.
+The race: GC finds a blob nobody holds while an upload of the same bytes is recording its
+reference. Both sides take a per-reference lock in the database (PostgreSQL: an advisory
+transaction lock on the ref; SQLite: its single writer), so one of two orders holds:
+
+* the upload recorded its reference first: the deleter sees it and keeps the blob;
+* the deleter marked the blob (``gc_deleting``) first: the upload sees the mark, waits until
+  the deletion is over and writes the bytes again.
+
+Writers therefore record a reference *before* they write the bytes (:meth:`RefIndex.record`).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from persona_core.errors import StoreUnavailableError, VersionErasedError
+from persona_core.store import tables as t
+from persona_core.store.engine import Database, aware, utc_now
+
+__all__ = ["BLOB", "OBJECT", "Held", "RefIndex", "RefKind"]
+
+RefKind = Literal["blob", "object"]
+BLOB: RefKind = "blob"
+OBJECT: RefKind = "object"
+_r, _d = t.version_refs, t.gc_deleting
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One reference a version holds."""
+
+    kind: RefKind
+    ref: str
+
+
+class RefIndex:
+    """The reference index in the metadata database (shares its connection pool)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record(self, persona_id: str, version: int, held: Iterable[Held]) -> list[Held]:
+        """Record that the version holds ``held`` (idempotent); returns those whose deletion is
+        under way: write them (again) only after :meth:`wait_deleted`. A version being erased
+        holds nothing new: VersionErasedError (a build still running stops there)."""
+        items = sorted(set(held), key=lambda h: (h.kind, h.ref))
+        if not items:
+            return []
+        with self._db.tx(write=True) as conn:
+            _must_be_live(conn, persona_id, version)
+            return self.record_in(conn, persona_id, version, items)
+
+    def record_in(
+        self, conn: sa.Connection, persona_id: str, version: int, held: Iterable[Held]
+    ) -> list[Held]:
+        """:meth:`record` inside the caller's transaction (publish records its pack's blobs in
+        the transaction that publishes it)."""
+        items = sorted(set(held), key=lambda h: (h.kind, h.ref))
+        if not items:
+            return []
+        for h in items:
+            self._lock(conn, h)
+        dialect = postgresql if self._db.is_postgres else sqlite
+        now = utc_now()
+        rows = [
+            {"persona_id": persona_id, "version": version, "kind": h.kind, "ref": h.ref, "created_at": now}
+            for h in items
+        ]
+        conn.execute(dialect.insert(_r).values(rows).on_conflict_do_nothing())
+        return self._deleting(conn, items)
+
+    def wait_deleted(self, held: Collection[Held], timeout_s: float = 60.0) -> None:
+        """Wait until no deletion of ``held`` is under way (a deleter ends within seconds)."""
+        deadline = time.monotonic() + timeout_s
+        pending = list(held)
+        while pending:
+            with self._db.tx(write=False) as conn:
+                pending = self._deleting(conn, pending)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise StoreUnavailableError(
+                    f"a deletion of {len(pending)} blob(s) did not end in {timeout_s:g} s"
+                )
+            time.sleep(0.05)
+
+    def held_by(self, persona_id: str, versions: Collection[int] | None = None) -> list[Held]:
+        """What the persona's versions (all, or ``versions``) hold."""
+        query = sa.select(_r.c.kind, _r.c.ref).where(_r.c.persona_id == persona_id).distinct()
+        if versions is not None:
+            query = query.where(_r.c.version.in_(list(versions)))
+        with self._db.tx(write=False) as conn:
+            return [Held(row.kind, row.ref) for row in conn.execute(query)]
+
+    def holders(self, held: Held) -> list[tuple[str, int]]:
+        """(persona, version) of every version that holds ``held``."""
+        query = sa.select(_r.c.persona_id, _r.c.version).where(_r.c.kind == held.kind, _r.c.ref == held.ref)
+        with self._db.tx(write=False) as conn:
+            return [(row.persona_id, row.version) for row in conn.execute(query)]
+
+    def all_held(self, kind: RefKind) -> set[str]:
+        """Every reference of ``kind`` some version holds (GC's mark)."""
+        with self._db.tx(write=False) as conn:
+            return set(conn.execute(sa.select(_r.c.ref).where(_r.c.kind == kind).distinct()).scalars())
+
+    def begin_delete(
+        self, held: Held, *, except_persona: str | None = None, except_versions: Collection[int] = ()
+    ) -> bool:
+        """Mark ``held`` as being deleted, unless a version holds it (other than the erased
+        ``except_persona`` versions ``except_versions``, or all its versions when that is
+        empty). True when the caller may now delete it from the store, then call
+        :meth:`end_delete`."""
+        with self._db.tx(write=True) as conn:
+            self._lock(conn, held)
+            holders = sa.select(_r.c.persona_id).where(_r.c.kind == held.kind, _r.c.ref == held.ref)
+            if except_persona is not None:
+                mine = _r.c.persona_id == except_persona
+                if except_versions:
+                    mine = sa.and_(mine, _r.c.version.in_(list(except_versions)))
+                holders = holders.where(sa.not_(mine))
+            if conn.execute(holders.limit(1)).first() is not None:
+                return False
+            dialect = postgresql if self._db.is_postgres else sqlite
+            conn.execute(
+                dialect.insert(_d)
+                .values(kind=held.kind, ref=held.ref, started_at=utc_now())
+                .on_conflict_do_nothing()
+            )
+            return True
+
+    def end_delete(
+        self, held: Held, *, persona_id: str | None = None, versions: Collection[int] = ()
+    ) -> None:
+        """The deletion of ``held`` is over: unmark it, and drop the erased versions' rows."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(sa.delete(_d).where(_d.c.kind == held.kind, _d.c.ref == held.ref))
+            if persona_id is not None:
+                self._forget(conn, persona_id, versions, held)
+
+    def forget(self, persona_id: str, versions: Collection[int], held: Held) -> None:
+        """The erased versions no longer hold ``held`` (which stays: someone else holds it)."""
+        with self._db.tx(write=True) as conn:
+            self._forget(conn, persona_id, versions, held)
+
+    def stale_deletions(self, older_than_s: float) -> Iterator[Held]:
+        """Marks left by a deleter that died between mark and unmark (resumed by GC)."""
+        cutoff = utc_now().timestamp() - older_than_s
+        with self._db.tx(write=False) as conn:
+            rows = conn.execute(sa.select(_d.c.kind, _d.c.ref, _d.c.started_at)).all()
+        for row in rows:
+            if row.started_at.timestamp() < cutoff:
+                yield Held(row.kind, row.ref)
+
+    @staticmethod
+    def _forget(conn: sa.Connection, persona_id: str, versions: Collection[int], held: Held) -> None:
+        where = sa.and_(_r.c.persona_id == persona_id, _r.c.kind == held.kind, _r.c.ref == held.ref)
+        if versions:
+            where = sa.and_(where, _r.c.version.in_(list(versions)))
+        conn.execute(sa.delete(_r).where(where))
+
+    def _lock(self, conn: sa.Connection, held: Held) -> None:
+        if self._db.is_postgres:  # SQLite's write transaction already excludes every other writer
+            key = zlib.crc32(f"{held.kind}:{held.ref}".encode())
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+    @staticmethod
+    def _deleting(conn: sa.Connection, items: Collection[Held]) -> list[Held]:
+        if not items:
+            return []
+        keys = [sa.and_(_d.c.kind == h.kind, _d.c.ref == h.ref) for h in items]
+        rows = conn.execute(sa.select(_d.c.kind, _d.c.ref).where(sa.or_(*keys))).all()
+        return [Held(row.kind, row.ref) for row in rows]
+
+
+def _must_be_live(conn: sa.Connection, persona_id: str, version: int) -> None:
+    v = t.persona_versions
+    row = conn.execute(
+        sa.select(v.c.status, v.c.updated_at).where(v.c.persona_id == persona_id, v.c.version == version)
+    ).first()
+    if row is not None and row.status in ("erasing", "erased"):
+        at = aware(row.updated_at) or row.updated_at
+        raise VersionErasedError(f"{persona_id} v{version} is being erased", started_at=at)

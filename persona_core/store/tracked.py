@@ -1,0 +1,64 @@
+"""A blob store for the writers of one version (its upload, its build, its import): every blob
+and named object written through it is first recorded as held by that version, so erasure
+finds it and GC keeps it (see persona_core.store.ref_index for the handshake with deleters)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from persona_core.refs import sha256_hex
+from persona_core.store.base import BlobStore, StoredItem
+from persona_core.store.ref_index import BLOB, OBJECT, Held, RefIndex
+
+
+class TrackedBlobStore(BlobStore):
+    def __init__(self, inner: BlobStore, index: RefIndex, persona_id: str, version: int) -> None:
+        self.inner, self.index = inner, index
+        self.persona_id, self.version = persona_id, version
+
+    def hold(self, *held: Held) -> None:
+        """Record references before their bytes are written; wait out a deletion under way."""
+        deleting = self.index.record(self.persona_id, self.version, held)
+        if deleting:
+            self.index.wait_deleted(deleting)
+
+    def put(self, data: bytes) -> str:
+        self.hold(Held(BLOB, f"sha256:{sha256_hex(data)}"))
+        return self.inner.put(data)
+
+    def put_object(self, key: str, data: bytes) -> None:
+        self.hold(Held(OBJECT, key))
+        self.inner.put_object(key, data)
+
+    def get(self, ref: str) -> bytes:
+        return self.inner.get(ref)
+
+    def exists(self, ref: str) -> bool:
+        return self.inner.exists(ref)
+
+    def get_object(self, key: str) -> bytes:
+        return self.inner.get_object(key)
+
+    def list_objects(self, prefix: str, start_after: str | None = None) -> list[str]:
+        return self.inner.list_objects(prefix, start_after)
+
+    def signed_url(self, ref: str, ttl_s: int) -> str:
+        return self.inner.signed_url(ref, ttl_s)
+
+    def ping(self) -> None:
+        self.inner.ping()
+
+    def delete(self, ref: str) -> bool:
+        return self.inner.delete(ref)
+
+    def delete_object(self, key: str) -> bool:
+        return self.inner.delete_object(key)
+
+    def iter_blobs(self) -> Iterator[StoredItem]:
+        return self.inner.iter_blobs()
+
+    def iter_objects(self, prefix: str = "") -> Iterator[StoredItem]:
+        return self.inner.iter_objects(prefix)
+
+    def close(self) -> None:
+        """Nothing: the store it wraps belongs to whoever opened it."""
