@@ -231,13 +231,12 @@ class SqlMetadataStore(MetadataStore):
 
     def list_versions(self, persona_id: str) -> list[VersionRecord]:
         with self._db.tx(write=False) as conn:
+            self._persona_must_exist(conn, persona_id)  # unknown or erased: the typed error
             rows = conn.execute(
                 _version_query()
                 .where(t.persona_versions.c.persona_id == persona_id)
                 .order_by(t.persona_versions.c.version)
             ).all()
-            if not rows:
-                self._persona_must_exist(conn, persona_id)
         return [_version(r) for r in rows]
 
     def transition(
