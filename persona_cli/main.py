@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,7 +35,7 @@ from persona_cli.common import (
     state,
     want_json,
 )
-from persona_cli.progress import spinner
+from persona_cli.progress import steps
 from persona_core.errors import InvalidInputError
 from persona_core.logging import configure_logging
 from persona_core.pack import check_persona_id
@@ -88,8 +89,10 @@ def demo(json_out: JsonOpt = False) -> None:
 
     quiet = want_json(json_out)
     s = settings()
-    # With --json the human summary goes to stderr so stdout holds only the JSON document.
-    summary = run_demo(s.home, progress=not quiet, console=err() if quiet else None)
+    # With --json the human summary goes to stderr so stdout holds only the JSON document; the
+    # progress lines go to stderr either way.
+    with steps():
+        summary = run_demo(s.home, progress=False, console=err() if quiet else None)
     if quiet:
         emit_json(summary)
     _exit_for_status(summary, json_out)
@@ -120,10 +123,11 @@ def build(
     meta, blobs = open_stores(s)
     meta.ensure_persona(persona, {})  # parallel first builds of a new persona all get it
     started = time.perf_counter()
-    with spinner(f"uploading {len(inputs.upload.files)} files", enabled=not quiet):
+    with steps() as say:
+        say(f"uploading {len(inputs.upload.files)} files")
         # Born under this process's lease: killed anywhere from here on, `versions` fails it.
         record = submit_upload(meta, blobs, persona, inputs.upload, lease=BuildLease.here())
-    result = _build_here(meta, s, persona, record.version, quiet)
+        result = _build_here(meta, s, persona, record.version, say)
     from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415 - pipeline stack on demand
 
     summary = summarize(result, round(time.perf_counter() - started, 2))
@@ -138,9 +142,11 @@ def build(
     _exit_for_status(summary, json_out)
 
 
-def _build_here(meta: MetadataStore, s: Settings, persona_id: str, version: int, quiet: bool, *,
-                config: dict[str, Any] | None = None) -> BuildResult:
-    """Build in this process, recorded in the project's Dagster instance (`make dagster`)."""
+def _build_here(meta: MetadataStore, s: Settings, persona_id: str, version: int, say: Callable[[str], None],
+                *, config: dict[str, Any] | None = None) -> BuildResult:
+    """Build in this process, recorded in the project's Dagster instance (`make dagster`), saying
+    each step as it ends (``say``: a :func:`~persona_cli.progress.steps` line)."""
+    say(f"building {persona_id} v{version}")
     # Claimed at once: the upload sensor leaves a version that is not pending alone, and a
     # killed CLI leaves a lease that `versions` and the stuck-builds sensor fail.
     lease = LeaseKeeper(meta, persona_id, version, heartbeat_s=s.lease_heartbeat_s)
@@ -150,11 +156,10 @@ def _build_here(meta: MetadataStore, s: Settings, persona_id: str, version: int,
         from persona_pipeline.steps.config import PipelineConfig  # noqa: PLC0415
     finally:
         lease.stop()  # the run holds its own lease from its first step on
-    with spinner(f"building {persona_id} v{version} (first build loads the models)", enabled=not quiet):
-        # Dagster logs a blocked gate as an ERROR with a stack trace; the summary says it in
-        # one line, so its run log shows only with --verbose.
-        return build_version(persona_id, version, s, log_level="INFO" if state().verbose else "CRITICAL",
-                             config=PipelineConfig.from_dict(config) if config else None)
+    # Dagster logs a blocked gate as an ERROR with a stack trace; the summary says it in
+    # one line, so its run log shows only with --verbose.
+    return build_version(persona_id, version, s, log_level="INFO" if state().verbose else "CRITICAL",
+                         config=PipelineConfig.from_dict(config) if config else None)
 
 
 def _exit_for_status(summary: dict[str, Any], json_out: bool) -> None:
@@ -260,8 +265,9 @@ def rebuild(
     config = _thresholds(thresholds)
     meta, blobs = open_stores(s)
     started = time.perf_counter()
-    record = resubmit_version(meta, blobs, persona_id, from_version, lease=BuildLease.here())
-    result = _build_here(meta, s, persona_id, record.version, quiet, config=config)
+    with steps() as say:
+        record = resubmit_version(meta, blobs, persona_id, from_version, lease=BuildLease.here())
+        result = _build_here(meta, s, persona_id, record.version, say, config=config)
     summary = summarize(result, round(time.perf_counter() - started, 2))
     if quiet:
         emit_json(summary)

@@ -124,9 +124,7 @@ def load_model(
         raise NonCommercialModelError(
             f"model {name!r} is licensed {entry.licence}; pass opt_in_noncommercial=True to use it"
         )
-    root = Path(model_dir).expanduser().resolve() if model_dir else model_dir_from_env()
-    chosen = tuple(providers) if providers else runtime_providers()
-    key = (name, str(root) if root else None, chosen)
+    root, chosen, key = _cache_key(name, model_dir, providers)
     with _LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
@@ -147,6 +145,28 @@ def load_model(
         model.weight_paths = tuple(paths)
         _CACHE[key] = model
         return model
+
+
+def is_built(
+    task: str,
+    name: str = "",
+    model_dir: Path | str | None = None,
+    providers: tuple[str, ...] | None = None,
+) -> bool:
+    """Whether this process has built the task's model ``name`` ("" = the default) for
+    ``model_dir`` already, so that loading it is instant; a builder says "loading models"
+    only for the ones that are not."""
+    entry = get_entry(name or default_model_name(task))
+    with _LOCK:
+        return _cache_key(entry.name, model_dir, providers)[2] in _CACHE
+
+
+def _cache_key(
+    name: str, model_dir: Path | str | None, providers: tuple[str, ...] | None
+) -> tuple[Path | None, tuple[str, ...], tuple[str, str | None, tuple[str, ...]]]:
+    root = Path(model_dir).expanduser().resolve() if model_dir else model_dir_from_env()
+    chosen = tuple(providers) if providers else runtime_providers()
+    return root, chosen, (name, str(root) if root else None, chosen)
 
 
 def load_task_model(

@@ -7,8 +7,9 @@ metadata (counts, timings, cache counters, thresholds next to observed values)."
 import base64
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import numpy as np
@@ -45,9 +46,27 @@ progress_log = logging.getLogger("persona_pipeline.build")
 _COMMON: dict[str, Any] = {"partitions_def": persona_versions, "group_name": GROUP}
 
 
+T = TypeVar("T")
+
+
 def _report(context: dg.AssetExecutionContext, message: str) -> None:
     context.log.info(message)
     progress_log.info("%s %s", context.partition_key, message)
+
+
+def _with_models(context: dg.AssetExecutionContext, models: ModelsResource, fields: tuple[str, ...],
+                 load: Callable[[], T]) -> T:
+    """``load()``, said before and timed after when it builds models this process has not built
+    yet: the first build's model loads take seconds with nothing else to show."""
+    names = models.unloaded(*fields)
+    if not names:
+        return load()
+    step = context.asset_key.to_user_string()
+    _report(context, f"{step}: loading models {', '.join(names)}")
+    started = time.perf_counter()
+    loaded = load()
+    _report(context, f"{step}: models loaded in {time.perf_counter() - started:.1f} s")
+    return loaded
 
 
 @dg.asset(**_COMMON, output_required=False,
@@ -78,7 +97,7 @@ def inputs(
     if has_voice:
         from persona_pipeline.models.audio import load_wav  # noqa: PLC0415 - audio stack only when needed
 
-        wav_loader, rate = load_wav, models.voice_model().sample_rate
+        wav_loader, rate = load_wav, _with_models(context, models, ("voice",), models.voice_model).sample_rate
     result = load_inputs(persona_id, version, uploaded, blobs, pipeline_config.to_config(),
                          load_wav=wav_loader, sample_rate=rate)
     _report(context, f"inputs: {len(result.images)} image(s)/frame(s), {len(result.voices)} voice clip(s), "
@@ -111,7 +130,9 @@ def qc(
     pipeline_config: PipelineConfigResource,
 ) -> dg.Output[QcResult]:
     config = pipeline_config.to_config()
-    result = run_qc(inputs.images, stores.blobs(), models.detector_model(), config, models.taggers())
+    detector, taggers = _with_models(context, models, ("detector", "face_mesh", "pose", "expression"),
+                                     lambda: (models.detector_model(), models.taggers()))
+    result = run_qc(inputs.images, stores.blobs(), detector, config, taggers)
     rejected = result.rejected()
     _report(context, f"qc: {len(result.passed())} passed, {len(rejected)} rejected "
                      f"({result.counters['qc_computed']} computed, {result.counters['qc_cached']} cached)")
@@ -135,8 +156,8 @@ def faces(  # noqa: PLR0917 - Dagster passes upstream values and resources by na
     context: dg.AssetExecutionContext, inputs: VersionInputs, qc: QcResult, stores: StoresResource,
     models: ModelsResource, pipeline_config: PipelineConfigResource,
 ) -> dg.Output[FacesResult]:
-    result = extract_faces(inputs.images, qc, stores.blobs(), models.detector_model(),
-                           pipeline_config.to_config())
+    detector = _with_models(context, models, ("detector",), models.detector_model)
+    result = extract_faces(inputs.images, qc, stores.blobs(), detector, pipeline_config.to_config())
     _report(context, f"faces: {len(result.faces)} aligned crop(s)")
     meta = {"faces": len(result.faces), "seconds": result.seconds, **result.counters}
     return dg.Output(result, metadata=meta)
@@ -146,7 +167,8 @@ def faces(  # noqa: PLR0917 - Dagster passes upstream values and resources by na
 def face_embeddings(
     context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
 ) -> dg.Output[Embeddings]:
-    result = embed_faces(faces, stores.blobs(), models.identity_model())
+    model = _with_models(context, models, ("identity",), models.identity_model)
+    result = embed_faces(faces, stores.blobs(), model)
     return _embeddings_output(context, "face_embeddings", result)
 
 
@@ -154,7 +176,8 @@ def face_embeddings(
 def style_embeddings(
     context: dg.AssetExecutionContext, faces: FacesResult, stores: StoresResource, models: ModelsResource,
 ) -> dg.Output[Embeddings]:
-    result = embed_styles(faces, stores.blobs(), models.style_model())
+    model = _with_models(context, models, ("style",), models.style_model)
+    result = embed_styles(faces, stores.blobs(), model)
     return _embeddings_output(context, "style_embeddings", result)
 
 
@@ -170,7 +193,7 @@ def _embeddings_output(
 def voice_embedding(
     context: dg.AssetExecutionContext, inputs: VersionInputs, stores: StoresResource, models: ModelsResource,
 ) -> dg.Output[VoiceEmbedding]:
-    model = models.voice_model() if inputs.voices else None
+    model = _with_models(context, models, ("voice",), models.voice_model) if inputs.voices else None
     result = embed_voice(inputs.voices, stores.blobs(), model)
     _report(context, f"voice_embedding: {len(result.clips)} clip(s)"
                      + (f", clip consistency {result.clip_similarity}" if result.clips else " (defaults)"))
@@ -247,7 +270,8 @@ def masks(
     context: dg.AssetExecutionContext, anchor_sets: AnchorSelection, stores: StoresResource,
     models: ModelsResource,
 ) -> dg.Output[MasksResult]:
-    result = make_masks([c.face for c in anchor_sets.ordered()], stores.blobs(), models.matting_model())
+    matter = _with_models(context, models, ("matting",), models.matting_model)
+    result = make_masks([c.face for c in anchor_sets.ordered()], stores.blobs(), matter)
     _report(context, f"masks: {len(result.mask_refs)} mask(s)" + ("" if result.model else " (masks off)"))
     return dg.Output(result, metadata={"masks": len(result.mask_refs), "model": result.model,
                                        "seconds": result.seconds, **result.counters})

@@ -14,7 +14,13 @@ from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_core.vision.base import FaceDetector, IdentityEmbedder
 from persona_core.vision.errors import ModelTaskMismatchError, NonCommercialModelError
-from persona_core.vision.registry import get_entry, load_detector, load_identity
+from persona_core.vision.registry import (
+    default_model_name,
+    get_entry,
+    is_built,
+    load_detector,
+    load_identity,
+)
 from persona_pipeline.models import (
     load_expression,
     load_face_mesh,
@@ -135,6 +141,20 @@ class ModelsResource(dg.ConfigurableResource):
         if not self.masks:
             return None
         return load_matter(self.matting, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
+    def unloaded(self, *fields: str) -> list[str]:
+        """The names of the models behind ``fields`` (this class's model fields) that this
+        process has not built yet; a model turned off (masks, no expression classifier) is none."""
+        register_builder_models()
+        names = []
+        for field in fields:
+            name = getattr(self, field)
+            if (field == "matting" and not self.masks) or (field == "expression" and not name):
+                continue
+            task = _MODEL_TASKS[field]
+            if not is_built(task, name, self.model_dir):
+                names.append(name or default_model_name(task))
+        return names
+
 
     def voice_model(self) -> VoiceEmbedder:
         return load_voice(self.voice, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)

@@ -6,16 +6,23 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from open_files import open_files_under
+from rich.console import Console
 from typer.testing import CliRunner
 
 from persona_cli.common import ExitCode
 from persona_cli.main import app
+from persona_cli.progress import BUILD_PROGRESS_LOGGER, steps
 from persona_core.ingest import submit_version
 from persona_core.publish import publish_pack
 from persona_core.settings import Settings
@@ -224,6 +231,7 @@ def test_build_refuses_an_empty_folder(home: Path, tmp_path: Path) -> None:
 
 
 FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "photos"
 
 
 @pytest.mark.slow
@@ -253,6 +261,54 @@ def test_build_two_photos_is_blocked_with_exit_5(tmp_path: Path) -> None:
     code, _, stderr = cli(home, "build", str(folder), "--persona", "obama")
     assert code == ExitCode.BLOCKED
     assert "[build_blocked]" in stderr
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["pipe", "terminal"])
+def test_build_progress_lines_carry_the_time_since_the_start(terminal: bool) -> None:
+    """The builder's step lines and the command's own, each with its seconds, in a pipe as they
+    come and on a terminal above a spinner; the builder's logger is left as it was."""
+    sink = io.StringIO()
+    console = Console(file=sink, force_terminal=terminal, width=200)
+    log = logging.getLogger(BUILD_PROGRESS_LOGGER)
+    before = (log.level, log.propagate, list(log.handlers))
+    with steps(console) as say:
+        say("uploading 2 files")
+        log.info("%s %s", "obama.v1", "qc: loading models yunet")
+        log.debug("not a progress line")
+    lines = [ln for ln in sink.getvalue().splitlines() if ln.strip().endswith(("files", "yunet"))]
+    assert [ln.split("s ", 1)[1] for ln in lines] == ["uploading 2 files", "obama.v1 qc: loading models yunet"]
+    assert all(float(ln.split("s ", 1)[0].split()[-1]) >= 0.0 for ln in lines)
+    assert "not a progress line" not in sink.getvalue()
+    assert (log.level, log.propagate, list(log.handlers)) == before
+
+
+@pytest.mark.slow
+@pytest.mark.models
+@pytest.mark.dagster
+def test_build_in_a_pipe_prints_each_step_as_it_ends(tmp_path: Path) -> None:
+    """`persona-core build` in a pipe: a line per step (and around the model loads) on stderr,
+    each with its time, read while the build still runs; with --json stdout is one document."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERSONA_", "DAGSTER_"))}
+    env["PERSONA_HOME"] = str(tmp_path / "home")
+    exe = Path(sys.executable).with_name("persona-core")
+    proc = subprocess.Popen([str(exe), "--json", "build", str(EXAMPLES), "--persona", "alice"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None and proc.stdout is not None
+    arrived: list[tuple[float, str]] = []
+    for line in proc.stderr:
+        arrived.append((time.monotonic(), line.rstrip("\n")))
+    stdout = proc.stdout.read()
+    assert proc.wait(timeout=600) == 0, "\n".join(ln for _, ln in arrived)
+    assert json.loads(stdout)["status"] == "published"
+    said = [ln.split("s ", 1)[1] for _, ln in arrived if re.match(r"^ *\d+\.\ds ", ln)]
+    for step in ("inputs", "qc", "faces", "face_embeddings", "style_embeddings", "anchor_sets", "masks",
+                 "persona_pack"):
+        assert any(s.startswith(f"alice.v1 {step}: ") for s in said), (step, said)
+    assert any("qc: loading models " in s for s in said)
+    assert any(re.search(r"qc: models loaded in \d+\.\d s", s) for s in said)
+    at = {ln.split("s ", 1)[1].split(":")[0]: t for t, ln in arrived if " alice.v1 " in ln}
+    # Each line came as its step ended, not all at once when the process exited.
+    assert at["alice.v1 persona_pack"] - at["alice.v1 qc"] > 0.5
 
 
 def _stored(home: Path) -> tuple[list[dict[str, object]], list[str]]:
