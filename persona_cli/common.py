@@ -38,6 +38,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     INTEGRITY = 4
     BLOCKED = 5
+    DRIFT = 6
 
 
 # "\b" keeps click from re-wrapping the list into one paragraph.
@@ -49,6 +50,7 @@ Exit codes:
   3  not found (persona, version, published pack, API key)
   4  integrity or verification failure (tampered archive or blob, hash mismatch)
   5  build blocked by a quality gate
+  6  drift: a frame at or over the --fail-on level (drift --fail-on warn|fail)
 
 Settings come from PERSONA_* environment variables (PERSONA_HOME, PERSONA_DATABASE_URL,
 PERSONA_BLOB_URL, PERSONA_S3_*, PERSONA_SIGNING_SECRET, ...)."""

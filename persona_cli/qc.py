@@ -2,7 +2,8 @@
 
 Per photo: the QC verdict and its reason, and each tag with its confidence (expression, eyes
 open, mouth closed, head pose, lighting, camera mode with its evidence), so an uploader can
-check photos before uploading them. A file that cannot be read gets an entry with its reason.
+check photos before uploading them. A file that cannot be read gets an entry with its reason,
+and the command then exits 2 once every photo has its entry.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from persona_cli.common import JsonOpt, emit_json, handle_errors, out, want_json
+from persona_cli.common import ExitCode, JsonOpt, emit_json, fail, handle_errors, out, want_json
 from persona_core.errors import InvalidInputError
 from persona_core.pack import CameraMode
 
@@ -39,7 +40,7 @@ def judge_photos(paths: list[Path], *, camera_mode: str = "", expression_model: 
         try:
             data = path.read_bytes()
         except OSError as exc:
-            reports.append({"file": str(path), "passed": False,
+            reports.append({"file": str(path), "passed": False, "readable": False,
                             "reason": f"cannot read file: {exc.strerror or exc}",
                             **dict.fromkeys(("expression", "eyes_open", "mouth_closed", "head_pose",
                                              "lighting", "camera_mode"))})
@@ -47,7 +48,7 @@ def judge_photos(paths: list[Path], *, camera_mode: str = "", expression_model: 
         sha = hashlib.sha256(data).hexdigest()
         item = ImageInput(path.name, sha, f"sha256:{sha}", camera_mode=camera_mode or None)
         row = verdict(item, measure(data, detector, config, taggers), config)
-        reports.append({"file": str(path), **tag_report(row, config)})
+        reports.append({"file": str(path), "readable": True, **tag_report(row, config)})
     return reports
 
 
@@ -78,14 +79,18 @@ def qc(  # noqa: PLR0917 - typer maps each parameter to an option
     json_out: JsonOpt = False,
 ) -> None:
     """Judge photos without building: QC verdict and reason, tags with confidences, camera mode
-    with its evidence. A photo that fails QC or cannot be read is reported, not an error."""
+    with its evidence. A photo that fails QC (a corrupt one included) is a verdict, exit 0; a
+    file that cannot be read (missing, a folder, no permission) is reported too, then exits 2."""
     if camera_mode and camera_mode not in {m.value for m in CameraMode}:
         raise InvalidInputError(f"unknown camera mode {camera_mode!r}; expected one of "
                                 f"{[m.value for m in CameraMode]}")
     reports = judge_photos(list(photos), camera_mode=camera_mode, expression_model=expression_model,
                            model_dir=model_dir, opt_in_noncommercial=opt_in_noncommercial)
+    unreadable = [r["file"] for r in reports if not r["readable"]]
     if want_json(json_out):
         emit_json(reports)
+        if unreadable:
+            raise typer.Exit(int(ExitCode.USAGE))  # the document names them; keep it one
     else:
         table = Table("file", "passed", "camera mode", "expression", "eyes open", "mouth closed",
                       "yaw/pitch/roll", "reason", title="photo QC")
@@ -94,3 +99,6 @@ def qc(  # noqa: PLR0917 - typer maps each parameter to an option
                           _cell(r["expression"]), _cell(r["eyes_open"]), _cell(r["mouth_closed"]),
                           _cell(r["head_pose"]), r["reason"])
         out().print(table)
+    if unreadable:
+        fail(ExitCode.USAGE, "unreadable_file", f"cannot read {len(unreadable)} of {len(reports)} "
+             f"file(s): {', '.join(unreadable)}")

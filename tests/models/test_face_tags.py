@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from persona_cli.common import ExitCode
 from persona_cli.main import app
 from persona_core.vision.registry import default_model
 from persona_pipeline.models import face_measures
@@ -116,7 +117,8 @@ def test_qc_command_reports_each_photo_with_tags_and_bad_files(tmp_path: Path) -
     missing = tmp_path / "missing.jpg"
     result = CliRunner().invoke(app, ["--json", "qc", str(FACES / "obama1.jpg"), str(FACES / "corrupt.jpg"),
                                       str(FACES / "two_people.jpg"), str(missing)])
-    assert result.exit_code == 0, result.output
+    # Every file gets its entry; one that cannot be read then makes the command exit 2.
+    assert result.exit_code == ExitCode.USAGE, result.output
     docs = json.loads(result.stdout[result.stdout.index("["):])
     names = [Path(d["file"]).name for d in docs]
     assert names == ["obama1.jpg", "corrupt.jpg", "two_people.jpg", "missing.jpg"]
@@ -136,6 +138,18 @@ def test_qc_command_reports_each_photo_with_tags_and_bad_files(tmp_path: Path) -
     assert "face count" in two["reason"]
     assert gone["passed"] is False
     assert gone["reason"].startswith("cannot read file")
+    assert [d["readable"] for d in docs] == [True, True, True, False]
+
+
+def test_qc_of_a_missing_file_exits_2_and_a_corrupt_one_is_a_verdict(tmp_path: Path) -> None:
+    """`qc missing.jpg` fails loudly (exit 2, the file named); a corrupt photo is QC's verdict (exit 0)."""
+    missing = tmp_path / "missing.jpg"
+    result = CliRunner().invoke(app, ["qc", str(missing)])
+    assert result.exit_code == ExitCode.USAGE
+    assert f"error [unreadable_file]: cannot read 1 of 1 file(s): {missing}" in result.stderr
+    result = CliRunner().invoke(app, ["qc", str(FACES / "corrupt.jpg")])
+    assert result.exit_code == 0, result.output
+    assert "unreadable image" in result.stdout
 
 
 @pytest.mark.parametrize("name", ["stock_emotions_b_1.jpg", "stock_emotions_b_4.jpg"])

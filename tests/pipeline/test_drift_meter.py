@@ -116,6 +116,38 @@ def test_leave_one_out_through_the_cli_json(packs: Packs) -> None:
             assert rows[other]["reason"] == "identity_drift_fail"
 
 
+def test_fail_on_fail_exits_6_on_the_impostor_and_names_every_missed_criterion(packs: Packs) -> None:
+    """Without --fail-on a failing frame is only reported (exit 0); with --fail-on fail the other
+    person's photo makes the command exit 6, and the verdict names identity, background and
+    flicker, not only the first of them; a genuine photo alone passes --fail-on warn."""
+    exe = Path(sys.executable).with_name("persona-core")
+    env = {**os.environ, "PERSONA_HOME": str(packs.home.settings.home)}
+
+    def drift(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(exe), *args, "--persona", "obama"], capture_output=True, text=True,
+                              env=env, timeout=180, check=False)
+
+    frames = [str(FACES / "obama.jpg"), str(FACES / "biden.jpg")]
+    assert drift("--json", "drift", *frames).returncode == 0
+    run = drift("--json", "drift", *frames, "--fail-on", "fail")
+    assert run.returncode == 6, run.stderr
+    doc = json.loads(run.stdout)
+    assert (doc["verdict"], doc["fail_on"]) == ("fail", "fail")
+    genuine, impostor = doc["frames"]
+    assert (genuine["verdict"], genuine["missed"]) == ("ok", [])
+    assert impostor["verdict"] == "fail"
+    missed = {m["criterion"]: m for m in impostor["missed"]}
+    assert set(missed) == {"identity_drift_fail", "background_drift", "flicker"}
+    assert missed["identity_drift_fail"]["observed"] < missed["identity_drift_fail"]["threshold"]
+    assert impostor["reason"] == "identity_drift_fail"  # the refresh decision: its first reason
+
+    run = drift("drift", *frames, "--fail-on", "fail")
+    assert run.returncode == 6
+    assert "error [drift_over_limit]: 1 of 2 frames reach --fail-on fail" in run.stderr
+    assert all(name in run.stderr for name in missed)
+    assert drift("drift", str(FACES / "obama.jpg"), "--fail-on", "warn").returncode == 0
+
+
 def test_the_pack_records_its_calibration_and_the_dagster_metadata_shows_it(packs: Packs) -> None:
     pack = packs.load("obama").pack
     cal = pack.refresh_policy.identity_calibration
