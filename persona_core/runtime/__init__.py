@@ -4,7 +4,14 @@ Imports nothing heavy (no dagster, torch or fastapi): a renderer can embed it wi
 numpy and pydantic.
 """
 
-from persona_core.runtime.cache import CachedPack, PackCache, PackSource, StorePackSource, embedding_blob_refs
+from persona_core.runtime.cache import (
+    CachedPack,
+    ErasureNotice,
+    PackCache,
+    PackSource,
+    StorePackSource,
+    embedding_blob_refs,
+)
 from persona_core.runtime.clamp import (
     ActorEvent,
     ActorEventDict,
@@ -40,6 +47,7 @@ __all__ = [
     "DriftStats",
     "DriftStatsLike",
     "DriftTrend",
+    "ErasureNotice",
     "Frame",
     "FrameDrift",
     "FrameDriftDoc",

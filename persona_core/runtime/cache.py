@@ -16,6 +16,13 @@ The disk file is written to a temp name and renamed, so readers never see half a
 Files are named by persona and version (packs are immutable); the directory should be
 writable only by the service, as a local attacker who can rewrite a file can also rewrite
 the hashes inside it.
+
+Erasure: a pack can be erased at the registry (the person asked for it). A source answering
+:class:`~persona_core.errors.ErasedError` (the registry's 410 Gone) makes the cache forget
+the pack (every version, for a persona's erasure) from memory and disk before the error
+reaches the caller. A pinned version the cache already holds is served without asking the
+source, so fleets also poll the registry's erasure feed and call :meth:`PackCache.forget_erased`
+(or :meth:`PackCache.purge`, or ``persona-core cache purge``).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -37,9 +45,11 @@ from pydantic import ValidationError
 
 from persona_core.embeddings import matrix_from_bytes
 from persona_core.errors import (
+    ErasedError,
     IntegrityError,
     InvalidInputError,
     PackValidationError,
+    PersonaErasedError,
     StoreUnavailableError,
     VersionNotFoundError,
 )
@@ -56,6 +66,9 @@ _T = TypeVar("_T")
 _PERSONA_ID_RE = re.compile(PERSONA_ID_PATTERN)
 _FILE_RE = re.compile(r"^v([1-9][0-9]{0,9})\.pcpk$")
 SUFFIX = ".pcpk"
+# A load that a purge of its persona overtakes starts over (its result is not kept); a purge
+# is rare, so a load that loses this many times in a row is reported instead of looping.
+_PURGE_RETRIES = 3
 
 
 @runtime_checkable
@@ -213,6 +226,17 @@ class CachedPack:
         return PersonaPack.model_validate(doc)
 
 
+class ErasureNotice(Protocol):
+    """One erasure as the registry's erasure feed lists it: a whole persona (``version`` is
+    None) or one version of it."""
+
+    @property
+    def persona_id(self) -> str: ...
+
+    @property
+    def version(self) -> int | None: ...
+
+
 class PackCache:
     """Packs by (persona_id, version), from memory, then ``cache_dir``, then ``source``.
 
@@ -220,7 +244,8 @@ class PackCache:
     newest published version; which version that is is remembered for ``latest_ttl_s``
     seconds, and when the source is unreachable the newest version on disk is used.
     At most ``max_packs`` packs stay in memory (oldest loaded is dropped first; it comes
-    back from disk on its next load).
+    back from disk on its next load). A pack the source says was erased is forgotten
+    (module docstring: Erasure).
     """
 
     def __init__(
@@ -243,11 +268,14 @@ class PackCache:
         # blocks loads of another; ``_lock`` only guards the dicts, never I/O.
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, int | None], threading.Lock] = {}
+        # Purges so far, per persona: a load keeps its pack only if none happened meanwhile.
+        self._purges: dict[str, int] = {}
 
     def load(self, persona_id: str, version: int | None = None) -> CachedPack:
         """The verified pack; raises VersionNotFoundError / PersonaNotFoundError when the
-        source has no such published pack (or, offline, it is not on disk), IntegrityError
-        when any verified hash does not match."""
+        source has no such published pack (or, offline, it is not on disk), PersonaErasedError
+        / VersionErasedError when the source says it was erased (the cache has forgotten it by
+        then), IntegrityError when any verified hash does not match."""
         if version is None:
             entry = self._latest.get(persona_id)
             if entry is not None and entry[1] > time.monotonic():
@@ -271,6 +299,38 @@ class PackCache:
             if disk:
                 self.path_for(persona_id, version).unlink(missing_ok=True)
 
+    def purge(self, persona_id: str, versions: Collection[int] | None = None) -> list[int]:
+        """Forget a persona's packs, every version (``versions=None``) or only ``versions``:
+        from memory and from the disk cache, with any stale temp file of its folder. A load of
+        the persona under way starts over, so it keeps nothing purged. Returns the versions
+        whose files were removed."""
+        _check_key(persona_id, 1)
+        for v in versions or ():
+            _check_key(persona_id, v)
+        removed = [v for v in self.cached_versions(persona_id) if versions is None or v in versions]
+        # Files first, then memory: a load that read a file before it went sees the purge count
+        # change below and starts over.
+        for v in removed:
+            self.path_for(persona_id, v).unlink(missing_ok=True)
+        _remove_stale_temp_files(self.cache_dir / persona_id)
+        with self._lock:
+            self._purges[persona_id] = self._purges.get(persona_id, 0) + 1
+            for key in list(self._mem):
+                if key[0] == persona_id and (versions is None or key[1] in versions):
+                    del self._mem[key]
+            self._latest.pop(persona_id, None)
+        return removed
+
+    def forget_erased(self, erasures: Iterable[ErasureNotice]) -> int:
+        """Purge what the registry's erasure feed lists (``RegistryClient.erasures``, the
+        poll ``GET /v1/erasures?since=``): a whole persona or one version each. Returns how
+        many cached pack files were removed."""
+        removed = 0
+        for erasure in erasures:
+            which = None if erasure.version is None else (erasure.version,)
+            removed += len(self.purge(erasure.persona_id, which))
+        return removed
+
     def cached_versions(self, persona_id: str) -> list[int]:
         """Versions of a persona present in the disk cache, ascending."""
         _check_key(persona_id, 1)
@@ -284,52 +344,101 @@ class PackCache:
         with self._lock:
             return self._key_locks.setdefault((persona_id, version), threading.Lock())
 
+    def _purge_count(self, persona_id: str) -> int:
+        with self._lock:
+            return self._purges.get(persona_id, 0)
+
     def _load_version(self, persona_id: str, version: int) -> CachedPack:
         path = self.path_for(persona_id, version)
         with self._key_lock(persona_id, version):
-            pack = self._mem.get((persona_id, version))
-            if pack is None:
-                pack = self._from_disk(path, persona_id, version)
+            for _ in range(_PURGE_RETRIES):
+                purges = self._purge_count(persona_id)
+                fetched = False
+                pack = self._mem.get((persona_id, version)) or self._from_disk(path, persona_id, version)
                 if pack is None:
                     if self.source is None:
                         raise VersionNotFoundError(
                             f"{persona_id} v{version} is not cached and there is no source"
                         )
-                    data = self.source.pack_document(persona_id, version)
-                    pack = self._install(self.source, persona_id, version, data)
-                self._remember(pack)
-            return pack
+                    pack, fetched = self._fetch(self.source, persona_id, version), True
+                if self._keep(pack, purges, fetched=fetched):
+                    return pack
+        raise _purged_while_loading(persona_id)
 
     def _load_latest(self, persona_id: str) -> CachedPack:
         _check_key(persona_id, 1)
         with self._key_lock(persona_id, None):
-            pack = self._resolve_latest(persona_id)
-            self._remember(pack)
-            with self._lock:
-                self._latest[persona_id] = (pack, time.monotonic() + self.latest_ttl_s)
-            return pack
+            for _ in range(_PURGE_RETRIES):
+                purges = self._purge_count(persona_id)
+                pack, fetched = self._resolve_latest(persona_id)
+                if self._keep(pack, purges, fetched=fetched, latest=True):
+                    return pack
+        raise _purged_while_loading(persona_id)
 
-    def _resolve_latest(self, persona_id: str) -> CachedPack:
+    def _resolve_latest(self, persona_id: str) -> tuple[CachedPack, bool]:
+        """The newest pack, and whether it was fetched from the source just now."""
         data: bytes | None = None
         source = self.source
         if source is not None:
             try:
-                data = source.pack_document(persona_id, None)
+                with self._forgetting_erased(persona_id, None):
+                    data = source.pack_document(persona_id, None)
             except StoreUnavailableError:
                 log.warning("pack source unavailable; serving the newest cached version of %s", persona_id)
         if source is None or data is None:
             versions = self.cached_versions(persona_id)
             if not versions:
                 raise VersionNotFoundError(f"no cached version of {persona_id} and no reachable source")
-            return self._load_version(persona_id, versions[-1])
+            return self._load_version(persona_id, versions[-1]), False
         version = _version_of(data)
         known = self._mem.get((persona_id, version)) or self._from_disk(
             self.path_for(persona_id, version), persona_id, version
         )
         # The newest version may already be here: same bytes, no blob fetches.
         if known is not None and known.pack_ref == "sha256:" + hashlib.sha256(data).hexdigest():
-            return known
-        return self._install(source, persona_id, version, data)
+            return known, False
+        return self._fetch(source, persona_id, version, data), True
+
+    def _fetch(
+        self, source: PackSource, persona_id: str, version: int, data: bytes | None = None
+    ) -> CachedPack:
+        with self._forgetting_erased(persona_id, version):
+            if data is None:
+                data = source.pack_document(persona_id, version)
+            return self._install(source, persona_id, version, data)
+
+    @contextmanager
+    def _forgetting_erased(self, persona_id: str, version: int | None) -> Iterator[None]:
+        """An erasure answer from the source purges what it names before it goes on up: the
+        persona's every version, or that version (or, asked for the newest, every version:
+        which one went is not said, and what is still live can be fetched again)."""
+        try:
+            yield
+        except ErasedError as exc:
+            only = None if isinstance(exc, PersonaErasedError) or version is None else (version,)
+            removed = self.purge(persona_id, only)
+            log.warning(
+                "%s%s was erased at the registry; purged from the cache (%d files)",
+                persona_id, "" if only is None else f" v{version}", len(removed),
+            )
+            raise
+
+    def _keep(self, pack: CachedPack, purges: int, *, fetched: bool, latest: bool = False) -> bool:
+        """Remember ``pack`` unless its persona was purged since the load began (``purges``);
+        then a file this load wrote goes too, and the load starts over."""
+        key = (pack.persona_id, pack.version)
+        with self._lock:
+            if self._purges.get(pack.persona_id, 0) == purges:
+                if key not in self._mem and len(self._mem) >= self.max_packs:
+                    oldest = next(iter(self._mem))
+                    del self._mem[oldest]
+                self._mem[key] = pack
+                if latest:
+                    self._latest[pack.persona_id] = (pack, time.monotonic() + self.latest_ttl_s)
+                return True
+        if fetched and pack.path is not None:
+            pack.path.unlink(missing_ok=True)
+        return False
 
     def _from_disk(self, path: Path, persona_id: str, version: int) -> CachedPack | None:
         try:
@@ -375,14 +484,6 @@ class PackCache:
         atomic_write(path, file_bytes)
         return CachedPack(file_bytes, f"fetched {persona_id} v{pack.version}", path, matrices_verified=True)
 
-    def _remember(self, pack: CachedPack) -> None:
-        key = (pack.persona_id, pack.version)
-        with self._lock:
-            if key not in self._mem and len(self._mem) >= self.max_packs:
-                oldest = next(iter(self._mem))
-                del self._mem[oldest]
-            self._mem[key] = pack
-
 
 def embedding_blob_refs(pack: PersonaPack) -> list[str]:
     """Every embedding matrix blob a pack points at (rows collapsed), sorted."""
@@ -421,6 +522,27 @@ def _version_of(data: bytes) -> int:
     if type(version) is not int or version < 1:
         raise IntegrityError(f"pack document has a bad version {version!r}")
     return version
+
+
+def _purged_while_loading(persona_id: str) -> StoreUnavailableError:
+    return StoreUnavailableError(f"{persona_id} was purged while loading, {_PURGE_RETRIES} times in a row")
+
+
+def _remove_stale_temp_files(folder: Path, older_than_s: float = 60.0) -> None:
+    """Temp files a crashed write left (``.tmp-*``); a younger one is a write in flight, whose
+    pack the purge count keeps from being used."""
+    cutoff = time.time() - older_than_s
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = folder / name
+        try:
+            if name.startswith(".tmp-") and path.stat().st_mtime < cutoff:
+                path.unlink()
+        except FileNotFoundError:
+            continue
 
 
 def _check_key(persona_id: Any, version: Any) -> None:
