@@ -116,10 +116,24 @@ def _qc_table_metadata(qc: QcResult) -> dg.TableMetadataValue:
     kinds = {"int64": "int", "float64": "float", "bool": "bool"}
     schema = dg.TableSchema(columns=[dg.TableColumn(c, kinds.get(str(table[c].dtype), "string"))
                                      for c in table.columns if c != "sha256"])
-    records = [dg.TableRecord({k: (v.item() if isinstance(v, np.generic) else v)
+    records = [dg.TableRecord({k: (_evidence_cell(v) if k == "mode_evidence" else
+                                   v.item() if isinstance(v, np.generic) else v)
                                for k, v in row.items() if k != "sha256"})
                for row in table.to_dict(orient="records")]
     return dg.MetadataValue.table(records, schema)
+
+
+def _evidence_cell(raw: str) -> str:
+    """The camera mode's evidence in one short line: its JSON (in ``mode_evidence`` whole) made
+    every row of the UI's QC table several hundred pixels tall."""
+    if not raw:
+        return ""
+    ev = json.loads(raw)
+    parts = [f"face {ev.get('face_frac', 0):.2f}", f"below {ev.get('frame_below_face', 0):.1f}",
+             str(ev.get("lowest_body_part") or "none"), "facing" if ev.get("facing_camera") else "not facing"]
+    if ev.get("mirror_cue"):
+        parts.append(f"mirror {ev['mirror_cue']:.2f}")
+    return ", ".join(parts)
 
 
 @dg.asset(**_COMMON, description="Per-image QC (resolution, blur, exposure, faces, pose, partial face, "
@@ -140,6 +154,8 @@ def qc(
         _report(context, f"qc: rejected {name}: {reason}")
     return dg.Output(result, metadata={
         "qc_table": _qc_table_metadata(result),
+        "mode_evidence": dg.MetadataValue.json({r.name: json.loads(r.mode_evidence)
+                                                for r in result.table.itertuples() if r.mode_evidence}),
         "passed": len(result.passed()),
         "rejected": dg.MetadataValue.json([{"name": n, "reason": r} for n, r in rejected]),
         "thresholds": dg.MetadataValue.json({k: config.as_dict()[k] for k in (
