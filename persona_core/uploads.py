@@ -116,6 +116,11 @@ _CONTAINER = {
 }
 
 
+# Every media type sniff() can answer: what a served blob's Content-Type may be besides
+# application/octet-stream (the registry's OpenAPI lists them).
+SNIFFED_MEDIA_TYPES: tuple[str, ...] = tuple(sorted({m for *_, m in _MAGIC} | {"video/mp4", "audio/mpeg"}))
+
+
 def sniff(data: bytes) -> tuple[Kind, str] | None:
     """(kind, media type) from magic bytes, or None for anything not accepted."""
     head = data[:16]

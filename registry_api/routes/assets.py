@@ -10,12 +10,24 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from persona_core.uploads import SNIFFED_MEDIA_TYPES, sniff
 from registry_api.deps import ServiceDep, authenticate
 from registry_api.routes.common import PROBLEMS
 from registry_api.schemas import ResolvedUrl, ResolveRequest
 from registry_api.service import AssetBytes, RegistryService, SignedUrl
 
 router = APIRouter(tags=["assets"])
+
+OCTET_STREAM = "application/octet-stream"
+# A blob is served as what its bytes are (the upload gate's magic numbers), so a browser shows
+# a JPEG behind a signed URL instead of downloading it; anything else is octet-stream.
+_BLOB_CONTENT = {t: {"schema": {"type": "string", "format": "binary"}}
+                 for t in (*SNIFFED_MEDIA_TYPES, OCTET_STREAM)}
+
+
+def blob_media_type(data: bytes) -> str:
+    sniffed = sniff(data)
+    return sniffed[1] if sniffed else OCTET_STREAM
 
 
 # The body is documented here and parsed in the route (see resolve_asset); the schema itself
@@ -34,8 +46,9 @@ _RESOLVE_BODY = {
     openapi_extra=_RESOLVE_BODY,
     responses={
         200: {
-            "description": "`mode=url`: a signed, expiring URL. `mode=bytes`: the blob itself.",
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "`mode=url`: a signed, expiring URL. `mode=bytes`: the blob itself, typed "
+                           "by its bytes (image/jpeg, image/png, ...; application/octet-stream otherwise).",
+            "content": _BLOB_CONTENT,
         },
         **PROBLEMS(400, 401, 403, 404, 413),
         422: {**PROBLEMS(422)[422], "description": "Validation Error"},
@@ -58,7 +71,7 @@ async def resolve_asset(request: Request) -> Response:
     if asset is None:
         asset = await run_in_threadpool(service.resolve_asset, who, body.ref, body.mode, body.ttl_s)
     if isinstance(asset, AssetBytes):
-        return Response(asset.data, media_type="application/octet-stream", headers={"X-Blob-Ref": asset.ref})
+        return Response(asset.data, media_type=blob_media_type(asset.data), headers={"X-Blob-Ref": asset.ref})
     doc = {"ref": asset.ref, "url": asset.url, "expires_at": asset.expires_at}
     return Response(json.dumps(doc, separators=(",", ":")), media_type="application/json")
 
@@ -76,7 +89,8 @@ def _resolve_request(raw: bytes) -> ResolveRequest:
     response_class=Response,
     openapi_extra={"security": []},
     responses={
-        200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        200: {"description": "The blob, typed by its bytes (image/jpeg, image/png, ...; "
+                             "application/octet-stream otherwise).", "content": _BLOB_CONTENT},
         **PROBLEMS(403, 404, 422),
     },
 )
@@ -93,6 +107,6 @@ def signed_blob(
     data = service.signed_blob(digest, exp, sig)
     return Response(
         data,
-        media_type="application/octet-stream",
+        media_type=blob_media_type(data),
         headers={"ETag": f'"{digest}"', "Cache-Control": "private, max-age=300"},
     )

@@ -142,6 +142,7 @@ def test_resolve_url_gives_a_signed_url_whose_bytes_hash_to_the_ref(registry: Re
         blob = registry.http.get(f"{url.path}?{url.query}")  # no API key: the signature is the credential
         assert blob.status_code == 200
         assert f"sha256:{sha256_hex(blob.content)}" == ref
+        assert blob.headers["content-type"] == "image/png"  # typed by its bytes: a browser shows it
 
 
 def test_resolve_bytes_and_row_refs(registry: Registry) -> None:
@@ -151,13 +152,26 @@ def test_resolve_bytes_and_row_refs(registry: Registry) -> None:
         "/v1/assets/resolve", json={"ref": ref, "mode": "bytes"}, headers=registry.headers("read")
     )
     assert r.status_code == 200
-    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-type"] == "image/png"  # what its bytes are, as a signed URL serves it
     assert f"sha256:{sha256_hex(r.content)}" == ref
     row = registry.pack.identity.face_embedding_refs[2]
     matrix = registry.http.post(
         "/v1/assets/resolve", json={"ref": row, "mode": "bytes"}, headers=registry.headers("read")
     )
     assert f"sha256:{sha256_hex(matrix.content)}" == row.split("#")[0]
+    assert matrix.headers["content-type"] == "application/octet-stream"  # not an image or a clip
+
+
+def test_a_signed_url_serves_a_jpeg_as_image_jpeg(registry: Registry) -> None:
+    """A JPEG behind a signed URL answers image/jpeg, so a browser shows it instead of saving it."""
+    jpeg = (Path(__file__).resolve().parents[1] / "fixtures" / "faces" / "obama.jpg").read_bytes()
+    ref = registry.blobs.put(jpeg)
+    secret = registry.settings.signing_secret.get_secret_value().encode()
+    url = urlparse(sign_blob_url("", secret, ref, 60))
+    r = registry.http.get(f"{url.path}?{url.query}")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/jpeg"
+    assert r.content == jpeg
 
 
 def test_resolve_refuses_unknown_and_malformed_refs(registry: Registry) -> None:
