@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from persona_cli import api_keys, drift, pack, qc
+from persona_cli import api_keys, cache, drift, pack, qc
 from persona_cli.common import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -56,6 +56,7 @@ app = typer.Typer(
 )
 app.add_typer(pack.app, name="pack")
 app.add_typer(api_keys.app, name="keys")
+app.add_typer(cache.app, name="cache")
 app.command(name="qc")(qc.qc)
 app.command(name="drift")(drift.drift)
 

@@ -23,6 +23,7 @@ from persona_core.runtime.clamp import (
 )
 from persona_core.runtime.drift import DriftStats, DriftStatsLike
 from persona_core.runtime.drift_meter import DriftMeter, Frame, FrameDrift, FrameDriftDoc, IdentityVerdict
+from persona_core.runtime.erasure_feed import ErasureEntry, ErasureFeedSource, ErasurePage, follow_erasures
 from persona_core.runtime.refresh import (
     DriftTrend,
     PolicySource,
@@ -47,7 +48,10 @@ __all__ = [
     "DriftStats",
     "DriftStatsLike",
     "DriftTrend",
+    "ErasureEntry",
+    "ErasureFeedSource",
     "ErasureNotice",
+    "ErasurePage",
     "Frame",
     "FrameDrift",
     "FrameDriftDoc",
@@ -65,5 +69,6 @@ __all__ = [
     "anchor_refresh_policy",
     "behavior_policy_clamp",
     "embedding_blob_refs",
+    "follow_erasures",
     "select_anchor",
 ]
