@@ -24,13 +24,19 @@ def create(
         list[str] | None,
         typer.Option("--persona", "-p", help="Restrict the key to these personas; repeatable."),
     ] = None,
+    allow_duplicate: Annotated[
+        bool, typer.Option("--allow-duplicate", help="Create it even when an unrevoked key has this name "
+                           "(rotation: create, then revoke the old key).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create a key. Its secret is printed once and never stored: keep it now."""
+    """Create a key. Its secret is printed once and never stored: keep it now. A name already
+    held by an unrevoked key is refused (exit 2, already_exists) unless --allow-duplicate."""
     from registry_api.api_keys import create_key  # noqa: PLC0415 - the api extra, only when used
 
     with metadata_store(settings()) as meta:
-        info, plaintext = create_key(meta, name, scope or ["read"], persona or None)
+        info, plaintext = create_key(meta, name, scope or ["read"], persona or None,
+                                     allow_duplicate=allow_duplicate)
     if want_json(json_out):
         emit_json({**info.to_dict(), "api_key": plaintext})
         return

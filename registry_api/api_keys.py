@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from persona_core.errors import InvalidInputError
+from persona_core.errors import AlreadyExistsError, InvalidInputError
 from persona_core.pack import PersonaId
 from persona_core.store.base import MetadataStore
 from registry_api.auth import SCOPES
@@ -54,9 +54,14 @@ class KeyInfo:
 
 
 def create_key(
-    metadata: MetadataStore, name: str, scopes: list[str], persona_ids: list[str] | None = None
+    metadata: MetadataStore, name: str, scopes: list[str], persona_ids: list[str] | None = None, *,
+    allow_duplicate: bool = False,
 ) -> tuple[KeyInfo, str]:
-    """A new key and its plaintext (shown once). Scopes: read, build, admin (admin ⊇ build ⊇ read)."""
+    """A new key and its plaintext (shown once). Scopes: read, build, admin (admin ⊇ build ⊇ read).
+
+    A name is who or what the key is for, so a second unrevoked key under the same name is
+    AlreadyExistsError (naming the one there) unless ``allow_duplicate``: rotating a key is
+    create with ``allow_duplicate``, then revoke the old one."""
     if not name.strip():
         raise InvalidInputError("an API key needs a name")
     unknown = sorted(set(scopes) - set(SCOPES))
@@ -70,6 +75,13 @@ def create_key(
         if not persona_ids:
             raise InvalidInputError("persona_ids, when given, must name at least one persona")
     keys = ApiKeyStore.of(metadata)
+    if not allow_duplicate:
+        same = [k.key_id for k in keys.list_api_keys() if k.name == name.strip() and k.revoked_at is None]
+        if same:
+            raise AlreadyExistsError(
+                f"an API key named {name.strip()!r} exists ({', '.join(same)}); revoke it first, "
+                "or allow a second key under that name (rotation: create, then revoke the old one)"
+            )
     record, plaintext = keys.create_api_key(name.strip(), sorted(set(scopes)), persona_ids)
     return KeyInfo.of(record), plaintext
 

@@ -202,6 +202,26 @@ def test_keys_create_list_revoke(home: Path) -> None:
     meta.close()
 
 
+def test_keys_create_refuses_a_name_an_unrevoked_key_holds(home: Path) -> None:
+    """A second key under the same name is refused (exit 2, already_exists, the key named) unless
+    --allow-duplicate; once the first is revoked the name is free again."""
+    code, stdout, _ = cli(home, "--json", "keys", "create", "ci", "--scope", "read")
+    first = json.loads(stdout)["key_id"]
+    code, stdout, stderr = cli(home, "--json", "keys", "create", "ci", "--scope", "admin")
+    assert code == ExitCode.USAGE, stdout + stderr
+    error = json.loads(stdout)["error"]
+    assert error["code"] == "already_exists"
+    assert f"an API key named 'ci' exists ({first})" in error["message"]
+    assert [k["key_id"] for k in json.loads(cli(home, "--json", "keys", "list")[1])] == [first]
+
+    code, stdout, _ = cli(home, "--json", "keys", "create", "ci", "--allow-duplicate")
+    assert code == 0
+    second = json.loads(stdout)["key_id"]
+    assert cli(home, "keys", "revoke", first)[0] == 0
+    assert cli(home, "keys", "revoke", second)[0] == 0
+    assert cli(home, "keys", "create", "ci")[0] == 0
+
+
 @pytest.mark.parametrize(
     "args",
     [
