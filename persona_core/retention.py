@@ -28,14 +28,13 @@ from persona_core.erasure import Purger, erase, resume_unfinished
 from persona_core.errors import PersonaCoreError
 from persona_core.ingest import MANIFEST_PREFIX
 from persona_core.store.base import BlobStore, MetadataStore, StoredItem, VersionStatus
-from persona_core.store.ref_index import BLOB, OBJECT, Held, RefKind
+from persona_core.store.ref_index import BLOB, OBJECT, STALE_MARK_S, Held, RefKind
 
 __all__ = ["GcReport", "collect_garbage"]
 
 S = VersionStatus
 NEVER_PUBLISHED = (S.FAILED, S.BLOCKED, S.PENDING)
 SWEPT_PREFIXES = ("cache/", MANIFEST_PREFIX)
-STALE_MARK_S = 600.0  # a deleter marks, deletes and unmarks within seconds
 _MANIFEST_NAME = re.compile(r"^manifests/\d{20}-(?P<persona>.+)-v(?P<version>\d+)\.json$")
 
 

@@ -20,7 +20,8 @@ import time
 import zlib
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,7 +30,11 @@ from persona_core.errors import StoreUnavailableError, VersionErasedError
 from persona_core.store import tables as t
 from persona_core.store.engine import Database, aware, utc_now
 
-__all__ = ["BLOB", "OBJECT", "Held", "RefIndex", "RefKind"]
+__all__ = ["BLOB", "OBJECT", "STALE_MARK_S", "Held", "RefIndex", "RefKind"]
+
+# A deleter's mark lives for one store call (seconds); one older than this was left by a
+# deleter that died between mark and unmark.
+STALE_MARK_S = 30.0
 
 RefKind = Literal["blob", "object"]
 BLOB: RefKind = "blob"
@@ -82,12 +87,21 @@ class RefIndex:
         return self._deleting(conn, items)
 
     def wait_deleted(self, held: Collection[Held], timeout_s: float = 60.0) -> None:
-        """Wait until no deletion of ``held`` is under way (a deleter ends within seconds)."""
+        """Wait until no deletion of ``held`` is under way. A deleter marks, deletes and
+        unmarks within seconds (its store calls time out well before); a mark older than
+        :data:`STALE_MARK_S` was left by a deleter that died, and is cleared here."""
         deadline = time.monotonic() + timeout_s
         pending = list(held)
         while pending:
-            with self._db.tx(write=False) as conn:
-                pending = self._deleting(conn, pending)
+            with self._db.tx(write=True) as conn:
+                stale_before = utc_now().timestamp() - STALE_MARK_S
+                marks = conn.execute(self._marks(pending)).all()
+                pending = []
+                for mark in marks:
+                    if _age_mark(mark.started_at) < stale_before:
+                        conn.execute(sa.delete(_d).where(_d.c.kind == mark.kind, _d.c.ref == mark.ref))
+                    else:
+                        pending.append(Held(mark.kind, mark.ref))
             if not pending:
                 return
             if time.monotonic() > deadline:
@@ -160,7 +174,7 @@ class RefIndex:
         with self._db.tx(write=False) as conn:
             rows = conn.execute(sa.select(_d.c.kind, _d.c.ref, _d.c.started_at)).all()
         for row in rows:
-            if row.started_at.timestamp() < cutoff:
+            if _age_mark(row.started_at) < cutoff:
                 yield Held(row.kind, row.ref)
 
     @staticmethod
@@ -176,12 +190,14 @@ class RefIndex:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
     @staticmethod
-    def _deleting(conn: sa.Connection, items: Collection[Held]) -> list[Held]:
+    def _marks(items: Collection[Held]) -> sa.Select[Any]:
+        keys = [sa.and_(_d.c.kind == h.kind, _d.c.ref == h.ref) for h in items]
+        return sa.select(_d.c.kind, _d.c.ref, _d.c.started_at).where(sa.or_(*keys))
+
+    def _deleting(self, conn: sa.Connection, items: Collection[Held]) -> list[Held]:
         if not items:
             return []
-        keys = [sa.and_(_d.c.kind == h.kind, _d.c.ref == h.ref) for h in items]
-        rows = conn.execute(sa.select(_d.c.kind, _d.c.ref).where(sa.or_(*keys))).all()
-        return [Held(row.kind, row.ref) for row in rows]
+        return [Held(row.kind, row.ref) for row in conn.execute(self._marks(items))]
 
 
 def _must_be_live(conn: sa.Connection, persona_id: str, version: int) -> None:
@@ -192,3 +208,8 @@ def _must_be_live(conn: sa.Connection, persona_id: str, version: int) -> None:
     if row is not None and row.status in ("erasing", "erased"):
         at = aware(row.updated_at) or row.updated_at
         raise VersionErasedError(f"{persona_id} v{version} is being erased", started_at=at)
+
+
+def _age_mark(started_at: datetime) -> float:
+    """The mark's start as a POSIX time (SQLite hands back naive UTC datetimes)."""
+    return (aware(started_at) or started_at).timestamp()
