@@ -95,6 +95,32 @@ class CameraModeTag(_Model):
     evidence: dict[str, str | float | bool] = {}
 
 
+class RenderCriterion(StrEnum):
+    """What a single-reference renderer wants of its first frame, most important first."""
+
+    MOUTH_CLOSED = "mouth_closed"
+    NEUTRAL = "neutral"  # neutral expression, with confidence
+    EYES_OPEN = "eyes_open"
+    NEAR_FRONTAL = "near_frontal"
+    SHARP = "sharp"
+
+
+class CanonicalChoice(_Model):
+    """Why an anchor is its mode's canonical one (the image a single-reference renderer takes):
+    the mode's photos are ranked by the render criteria in ``RenderCriterion`` order (a photo
+    that meets an earlier one beats every photo that misses it), then by quality."""
+
+    render_ready: bool  # meets every criterion
+    met: list[RenderCriterion]
+    missed: list[RenderCriterion]
+    candidates: Annotated[int, Field(ge=1)]  # the mode's usable photos it was chosen from
+    reason: str
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class AnchorMetadata(_Model):
     expression_tag: Expression
     head_pose: HeadPose
@@ -106,6 +132,9 @@ class AnchorMetadata(_Model):
     eyes_open: BoolTag | None = None
     mouth_closed: BoolTag | None = None
     camera_mode: CameraModeTag | None = None
+    # On the canonical anchor only. Left out of the JSON when absent, so a pack built before
+    # it existed keeps its content hash.
+    canonical_choice: CanonicalChoice | None = Field(default=None, exclude_if=_absent)
 
 
 class AnchorQuality(_Model):

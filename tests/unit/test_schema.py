@@ -12,7 +12,14 @@ import pytest
 from pydantic import ValidationError
 
 from persona_core.errors import PackValidationError
-from persona_core.pack import PersonaPack, canonical_json, content_hash
+from persona_core.pack import (
+    CameraMode,
+    CanonicalChoice,
+    PersonaPack,
+    RenderCriterion,
+    canonical_json,
+    content_hash,
+)
 from persona_core.schema import SCHEMA_PATH, generated_schema, validate_pack_document
 from persona_core.store.local import LocalBlobStore
 from persona_core.testing import make_pack
@@ -92,6 +99,25 @@ def test_broken_pack_is_refused_by_schema_and_types_naming_the_field(
     assert field in str(schema_err.value), f"{case}: {schema_err.value}"
     with pytest.raises(ValidationError):
         PersonaPack.model_validate(doc)
+
+
+def test_a_pack_from_before_the_canonical_choice_loads_and_keeps_its_hash(good: Doc) -> None:
+    """Packs built before anchors recorded ``canonical_choice`` have no such key: they validate,
+    load and hash as they did; a pack that records it validates and hashes it as content."""
+    assert "canonical_choice" not in json.dumps(good)
+    old = PersonaPack.model_validate(good)
+    validate_pack_document(old.to_json_dict())
+    assert old.to_json_dict() == good
+    assert old.compute_content_hash() == good["content_hash"]
+    choice = CanonicalChoice(render_ready=True, met=list(RenderCriterion), missed=[], candidates=2,
+                             reason="render-ready")
+    doc = copy.deepcopy(good)
+    doc["anchor_sets"]["A_SELFIE"][0]["metadata"]["canonical_choice"] = choice.model_dump(mode="json")
+    validate_pack_document(doc)
+    chosen = PersonaPack.model_validate(doc)
+    assert chosen.anchor_sets[CameraMode.A_SELFIE][0].metadata.canonical_choice == choice
+    assert chosen.to_json_dict() == doc
+    assert content_hash(doc) != good["content_hash"]
 
 
 def test_canonical_bytes_do_not_depend_on_key_order(good: Doc) -> None:
