@@ -1,5 +1,6 @@
 """Step ``anchor_sets``: QC-passed faces grouped by camera mode, tagged, scored, identity
-outliers and near-duplicates removed, ranked by quality and diversity, one canonical per mode.
+outliers and near-duplicates removed, one canonical per mode chosen for rendering
+(``steps/canonical.py``), the rest ranked by quality and diversity after it.
 
 Also computes what the two anchor checks read: the per-mode counts against their minimum
 (the blocking gate) and each candidate's identity similarity to the others (stability).
@@ -15,11 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from persona_core.pack import IdentityCalibration
+from persona_core.pack import CanonicalChoice, IdentityCalibration
 from persona_core.vision.base import IdentityScale
 from persona_core.vision.calibration import calibrate
 from persona_core.vision.errors import UnknownModelError
 from persona_core.vision.registry import get_entry
+from persona_pipeline.steps.canonical import choose_canonical
 from persona_pipeline.steps.config import MODES, PipelineConfig
 from persona_pipeline.steps.embeddings import Embeddings
 from persona_pipeline.steps.faces import FaceRecord, FacesResult
@@ -101,6 +103,7 @@ class AnchorSelection:
     gate_counts: dict[str, dict[str, int]]  # required mode -> {"observed", "threshold"}
     gate_reasons: list[str] = field(default_factory=list)
     calibration: IdentityCalibration | None = None  # derived from the anchors (uploader lines not applied)
+    canonical: dict[str, CanonicalChoice] = field(default_factory=dict)  # mode -> why its first anchor
 
     @property
     def gate_passed(self) -> bool:
@@ -223,15 +226,7 @@ def select_anchors(
             dropped[f.name] = (f"identity outlier: similarity {stability.outliers[f.name]:.4f} to the "
                                f"majority's photos is below {stability.threshold:.4f} (another person?)")
             continue
-        row = rows[f.sha256]
-        cands.append(Candidate(
-            face=f, mode=row.camera_mode, mode_source=row.mode_source, expression=row.expression,
-            lighting=row.lighting, head_pose=(r4(row.yaw), r4(row.pitch), r4(row.roll)),
-            quality=_quality(row, score, config), identity_score=score,
-            expression_confidence=float(row.expression_confidence), eye_open=float(row.eye_open),
-            mouth_open=float(row.mouth_open), mode_confidence=float(row.mode_confidence),
-            framing=row.framing, mode_evidence=row.mode_evidence,
-        ))
+        cands.append(candidate(f, rows[f.sha256], score, config))
     # Best first; ties broken by content so the order never depends on upload order.
     cands.sort(key=lambda c: (-c.quality["overall"], c.face.sha256))
     kept: list[Candidate] = []
@@ -242,13 +237,16 @@ def select_anchors(
         else:
             kept.append(c)
     anchors: dict[str, list[Candidate]] = {}
+    canonical: dict[str, CanonicalChoice] = {}
     for mode in MODES:
         pool = [c for c in kept if c.mode == mode]
-        ranked = _rank_diverse(pool, style, config)
+        if not pool:
+            continue
+        first, canonical[mode] = choose_canonical(pool, mode, config)
+        ranked = _rank_diverse(pool, style, config, first=first)
         for c in ranked[config.max_anchors_per_mode :]:
             dropped[c.face.name] = f"{mode} already has {config.max_anchors_per_mode} better anchors"
-        if ranked:
-            anchors[mode] = ranked[: config.max_anchors_per_mode]
+        anchors[mode] = ranked[: config.max_anchors_per_mode]
     gate_counts, reasons = {}, []
     if stability.blocked_reason:
         reasons.append(stability.blocked_reason)
@@ -262,7 +260,19 @@ def select_anchors(
     vectors = np.stack([identity.vectors[c.face.sha256] for c in ordered]) if ordered else np.zeros((0, 1))
     calibration = calibrate(vectors, identity.model, scale)
     return AnchorSelection(anchors, stability, dict(sorted(dropped.items())), gate_counts, reasons,
-                           calibration=calibration)
+                           calibration=calibration, canonical=canonical)
+
+
+def candidate(face: FaceRecord, row: Any, identity_score: float, config: PipelineConfig) -> Candidate:
+    """An anchor candidate from its face and QC table row (a row of ``QcResult.table``)."""
+    return Candidate(
+        face=face, mode=row.camera_mode, mode_source=row.mode_source, expression=row.expression,
+        lighting=row.lighting, head_pose=(r4(row.yaw), r4(row.pitch), r4(row.roll)),
+        quality=_quality(row, identity_score, config), identity_score=identity_score,
+        expression_confidence=float(row.expression_confidence), eye_open=float(row.eye_open),
+        mouth_open=float(row.mouth_open), mode_confidence=float(row.mode_confidence),
+        framing=row.framing, mode_evidence=row.mode_evidence,
+    )
 
 
 def identity_scale_of(model_name: str) -> IdentityScale | None:
@@ -308,10 +318,12 @@ def _is_duplicate(a: Candidate, b: Candidate, identity: Embeddings, style: Embed
             and _cos(style.vectors[sa], style.vectors[sb]) >= config.duplicate_style_sim)
 
 
-def _rank_diverse(pool: list[Candidate], style: Embeddings, config: PipelineConfig) -> list[Candidate]:
-    # Greedy maximal marginal relevance: quality minus similarity to what is already chosen,
-    # so a mode's anchors cover different looks instead of five copies of the best one.
-    left, chosen = list(pool), list[Candidate]()
+def _rank_diverse(pool: list[Candidate], style: Embeddings, config: PipelineConfig,
+                  first: Candidate) -> list[Candidate]:
+    # Greedy maximal marginal relevance after the canonical anchor: quality minus similarity to
+    # what is already chosen, so a mode's anchors cover different looks instead of five copies
+    # of the best one.
+    left, chosen = [c for c in pool if c is not first], [first]
     while left:
         def gain(c: Candidate) -> float:
             sim = max((_cos(style.vectors[c.face.sha256], style.vectors[k.face.sha256]) for k in chosen),

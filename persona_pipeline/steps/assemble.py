@@ -172,6 +172,7 @@ def assemble_pack(
     anchor_sets: dict[CameraMode, list[Anchor]] = {}
     for i, c in enumerate(ordered):
         q = c.quality
+        first_of_mode = not anchor_sets.get(CameraMode(c.mode))
         anchor_sets.setdefault(CameraMode(c.mode), []).append(Anchor(
             anchor_id=c.anchor_id,
             image_ref=c.face.image_ref,
@@ -180,13 +181,14 @@ def assemble_pack(
             embedding_ref=row_ref(ident_ref, i),
             style_embedding_ref=row_ref(style_ref, i),
             source_sha256=c.face.sha256,
-            canonical=not anchor_sets.get(CameraMode(c.mode)),
+            canonical=first_of_mode,
             metadata=AnchorMetadata(
                 expression_tag=Expression(c.expression),
                 head_pose=HeadPose(yaw=c.head_pose[0], pitch=c.head_pose[1], roll=c.head_pose[2]),
                 lighting_tag=Lighting(c.lighting),
                 crop_box=list(c.face.crop_box),
                 best_for=c.best_for(),
+                canonical_choice=selection.canonical.get(c.mode) if first_of_mode else None,
                 **mesh_tags(c, config),
             ),
             quality=AnchorQuality(**q),

@@ -58,6 +58,14 @@ class PipelineConfig:
     min_mesh_score: float = 0.5  # face mesh face-presence below: "face occluded"
     expression_min_confidence: float = 0.5  # below: tagged neutral with that confidence
     mirror_min_cue: float = 0.6  # B_MIRROR is inferred only on a mirror cue at least this
+    # Canonical anchor per mode (steps/canonical.py), what a single-reference renderer starts
+    # from: neutral with at least this confidence (under 0.7, another expression's evidence is
+    # above 0.3), head within these angles (renderers ask for a near-frontal face), face
+    # sharpness score at least this (0.5: variance of Laplacian about 7x blur_min).
+    canonical_min_neutral_confidence: float = 0.7
+    canonical_max_abs_yaw: float = 20.0
+    canonical_max_abs_pitch: float = 20.0
+    canonical_min_sharpness: float = 0.5
     # Identity stability (WARN): outlier when its median similarity to the others is below
     # max(floor, median - k * max(1.4826 * MAD, min_spread)).
     instability_floor: float = 0.35
