@@ -25,6 +25,7 @@ from persona_pipeline.partition_keys import parse_partition_key
 from persona_pipeline.steps import checks
 from persona_pipeline.steps.anchors import AnchorSelection, select_anchors
 from persona_pipeline.steps.assemble import assemble_pack
+from persona_pipeline.steps.canonical import verdict_words
 from persona_pipeline.steps.config import PipelineConfig
 from persona_pipeline.steps.contact_sheet import render_contact_sheet
 from persona_pipeline.steps.embeddings import (
@@ -228,7 +229,9 @@ def _contact_sheet_markdown(sel: AnchorSelection, qc: QcResult, stores: StoresRe
                     for i, c in enumerate(cands)]
              for mode, cands in sel.anchors.items()}
     rejected = [*qc.rejected(), *sel.dropped.items()]
-    png = render_contact_sheet(tiles, rejected, title=title)
+    notes = {mode: f"canonical {sel.anchors[mode][0].face.name}: {choice.reason}"
+             for mode, choice in sel.canonical.items()}
+    png = render_contact_sheet(tiles, rejected, title=title, notes=notes)
     return f"![contact sheet](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
@@ -262,6 +265,12 @@ def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources
     sheet = _contact_sheet_markdown(sel, qc, stores, context.partition_key, config)
     per_mode = {m: len(sel.anchors.get(m, [])) for m in ("A_SELFIE", "B_MIRROR", "C_CUTAWAY")}
     _report(context, "anchor_sets: " + ", ".join(f"{m} {n}" for m, n in per_mode.items()))
+    canonical = {mode: {"file": sel.anchors[mode][0].face.name, **choice.model_dump(mode="json")}
+                 for mode, choice in sel.canonical.items()}
+    if canonical:
+        _report(context, "anchor_sets: canonical " + ", ".join(
+            f"{mode} {sel.anchors[mode][0].face.name} ({verdict_words(choice)})"
+            for mode, choice in sel.canonical.items()))
     for outcome in (gate, stability):
         _report(context, f"check {outcome.name} [{outcome.severity}] "
                          f"{'passed' if outcome.passed else 'FAILED'}: {outcome.description}")
@@ -269,6 +278,7 @@ def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources
         "anchors_per_mode": dg.MetadataValue.json(per_mode),
         "dropped": dg.MetadataValue.json(sel.dropped),
         "identity_groups": dg.MetadataValue.json(sel.stability.groups),
+        "canonical": dg.MetadataValue.json(canonical),
         "identity_calibration": dg.MetadataValue.json(
             sel.calibration.model_dump(mode="json") if sel.calibration else {}
         ),

@@ -1,5 +1,6 @@
 """Contact sheet: one PNG that shows a build's anchors per camera mode, with their tags and
-scores under each thumbnail, and the inputs the build rejected with the reason.
+scores under each thumbnail, why each mode's canonical anchor was chosen, and the inputs the
+build rejected with the reason.
 
 Pure OpenCV (no dagster): the ``anchor_sets`` asset embeds the PNG in its metadata as
 markdown with a ``data:image/png;base64,...`` image so data ops see the result in the UI.
@@ -8,6 +9,7 @@ markdown with a ``data:image/png;base64,...`` image so data ops see the result i
 from __future__ import annotations
 
 import base64
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import cv2
@@ -26,6 +28,7 @@ _BG = (245, 245, 245)
 _INK = (30, 30, 30)
 _MUTED = (110, 110, 110)
 _REJECT = (20, 20, 170)  # BGR: dark red
+_NOTE = (40, 100, 20)  # BGR: dark green
 MAX_LABEL_LINES = 6
 
 AnchorTile = tuple[np.ndarray, Sequence[str]]
@@ -37,23 +40,29 @@ def render_contact_sheet(
     *,
     title: str = "",
     columns: int = COLUMNS,
+    notes: Mapping[str, str] | None = None,
 ) -> bytes:
     """PNG bytes of a grid per mode (thumbnail + label lines each) and a rejected-inputs panel.
 
     ``anchors_by_mode`` maps a camera mode to ``(image_bgr, label_lines)`` pairs in rank
-    order; ``rejected`` lists ``(input name, reason)``. Raises InvalidInputError for an image
-    that is not an HxW or HxWx3/4 uint8 array.
+    order; ``notes`` a mode to a text shown under its heading, wrapped to the sheet's width
+    (why its canonical anchor was chosen); ``rejected`` lists ``(input name, reason)``. Raises
+    InvalidInputError for an image that is not an HxW or HxWx3/4 uint8 array.
     """
     if columns < 1:
         raise InvalidInputError("columns must be >= 1")
     width = PAD + columns * (THUMB + PAD)
     text_chars = _chars_that_fit(THUMB)
+    wide_chars = _chars_that_fit(width - 2 * PAD)
 
     bands: list[np.ndarray] = []
     if title:
         bands.append(_text_band([_ascii(title)], width, _INK, scale=0.6, line_h=24))
     for mode, tiles in anchors_by_mode.items():
         bands.append(_text_band([f"{_ascii(mode)}  ({len(tiles)} anchors)"], width, _INK, scale=0.55))
+        note = (notes or {}).get(mode)
+        if note:
+            bands.append(_text_band(textwrap.wrap(_ascii(note), wide_chars), width, _NOTE))
         if not tiles:
             bands.append(_text_band(["no usable anchors"], width, _REJECT))
             continue
@@ -71,7 +80,6 @@ def render_contact_sheet(
 
     bands.append(_text_band([f"Rejected inputs ({len(rejected)})"], width, _INK, scale=0.55))
     if rejected:
-        wide_chars = _chars_that_fit(width - 2 * PAD)
         lines = [_clip(f"{_ascii(name)}: {_ascii(reason)}", wide_chars) for name, reason in rejected]
         bands.append(_text_band(lines, width, _REJECT))
     else:

@@ -76,6 +76,26 @@ def test_fixture_photos_and_voices_publish_a_pack(fixture_build: tuple[Home, Bui
     assert {r.name for r in pack.provenance.inputs} >= {*OBAMA, *PARTIAL, *TWO_FACES, "corrupt.jpg", "a1.wav"}
 
 
+def test_each_mode_records_why_its_canonical_anchor_was_chosen(
+    fixture_build: tuple[Home, BuildResult],
+) -> None:
+    """The canonical anchor carries its choice (only it does); the anchor_sets metadata names
+    its file with the same choice, for the run page and the contact sheet."""
+    home, result = fixture_build
+    pack = load_pack(home, "obama", 1)
+    names = {r.sha256: r.name for r in pack.provenance.inputs}
+    listed = result.metadata["anchor_sets"]["canonical"]
+    assert sorted(listed) == sorted(m.value for m in pack.anchor_sets)
+    for mode, (first, *rest) in pack.anchor_sets.items():
+        choice = first.metadata.canonical_choice
+        assert choice is not None
+        assert all(a.metadata.canonical_choice is None for a in rest)
+        assert listed[mode.value] == {"file": names[first.source_sha256], **choice.model_dump(mode="json")}
+        assert choice.candidates >= len(pack.anchor_sets[mode])
+    selfie = listed["A_SELFIE"]
+    assert (selfie["file"], selfie["render_ready"], selfie["missed"]) == ("obama1.jpg", True, [])
+
+
 def test_two_face_photos_are_rejected_for_face_count(fixture_build: tuple[Home, BuildResult]) -> None:
     home, result = fixture_build
     rejected = {r["name"]: r["reason"] for r in result.metadata["qc"]["rejected"]}

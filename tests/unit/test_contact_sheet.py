@@ -83,3 +83,20 @@ def test_markdown_embeds_png_as_data_uri() -> None:
     png = render_contact_sheet({"A_SELFIE": [(_photo("obama.jpg"), ["x"])]})
     md = contact_sheet_markdown(png, alt="anchors")
     assert md.startswith("![anchors](data:image/png;base64,iVBOR")
+
+
+def test_a_mode_note_is_drawn_under_its_heading_and_wrapped() -> None:
+    """Why a mode's canonical anchor was chosen shows under the mode's heading, in green,
+    wrapped to the sheet's width (the sheet grows by the lines, not wider)."""
+    tiles = {"A_SELFIE": [(_photo("obama1.jpg"), ["obama1.jpg"])],
+             "C_CUTAWAY": [(_photo("obama3.jpg"), ["x"])]}
+    plain = _decode(render_contact_sheet(tiles))
+    note = "canonical obama1.jpg: render-ready (neutral 1.00, mouth closed 0.95) " + "and more " * 30
+    noted = _decode(render_contact_sheet(tiles, notes={"A_SELFIE": note}))
+    assert noted.shape[1] == plain.shape[1]
+    assert noted.shape[0] >= plain.shape[0] + 3 * 15  # three lines or more
+
+    def green(img: np.ndarray) -> int:
+        return int(((img[:, :, 1] > 70) & (img[:, :, 2] < 70) & (img[:, :, 0] < 60)).sum())
+
+    assert green(noted) > green(plain) + 50
