@@ -13,7 +13,14 @@ from chromium import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from fastapi.testclient import TestClient
 from playwright.sync_api import sync_playwright
 
-from persona_core.pack import CheckResult, InputRecord, PersonaPack
+from persona_core.pack import (
+    CameraMode,
+    CanonicalChoice,
+    CheckResult,
+    InputRecord,
+    PersonaPack,
+    RenderCriterion,
+)
 from persona_core.publish import publish_pack
 from persona_core.store.base import VersionStatus
 from persona_core.store.local import LocalBlobStore
@@ -175,6 +182,38 @@ def test_markup_in_reasons_and_checks_shows_as_text(viewer: tuple[TestClient, Vi
         assert "<script" not in html
         assert "decoder said &lt;script&gt;alert(" in html
     assert html.count("&lt;script&gt;alert(") == 3  # the reason, the description, the metadata
+
+
+def test_canonical_anchor_shows_why_it_was_chosen(viewer: tuple[TestClient, Viewer]) -> None:
+    """A pack that records its canonical choice shows the reason on the canonical anchor's card
+    (escaped); a pack built before the choice was recorded shows none and still renders."""
+    http, v = viewer
+    base = make_pack(v.blobs, "bob", 1, n_anchors=4, image_size=48)
+    selfies = base.anchor_sets[CameraMode.A_SELFIE]
+    choice = CanonicalChoice(
+        render_ready=False,
+        met=[RenderCriterion.NEUTRAL, RenderCriterion.EYES_OPEN],
+        missed=[RenderCriterion.MOUTH_CLOSED],
+        candidates=len(selfies),
+        reason=f"not render-ready, misses mouth closed {XSS}",
+    )
+    first = selfies[0].model_copy(
+        update={"metadata": selfies[0].metadata.model_copy(update={"canonical_choice": choice})}
+    )
+    pack = base.model_copy(
+        update={"anchor_sets": {**base.anchor_sets, CameraMode.A_SELFIE: [first, *selfies[1:]]}}
+    )
+    v.meta.create_version("bob", {})
+    publish_pack(v.meta, v.blobs, pack)
+    html = http.get("/ui/personas/bob/versions/1", headers={"X-API-Key": v.keys["read"]}).text
+    card = html.split(f"data-anchor-id='{first.anchor_id}'")[1].split("</figure>")[0]
+    why = "<span class='canonical-choice'>why canonical: not render-ready, misses mouth closed &lt;script"
+    assert why in card
+    assert html.count("class='canonical-choice'") == 1
+    assert XSS not in html
+    older = http.get("/ui/personas/alice/versions/1", headers={"X-API-Key": v.keys["read"]}).text
+    assert "class='canonical-choice'" not in older
+    assert "badge'>canonical" in older
 
 
 def test_persona_page_links_every_version(viewer: tuple[TestClient, Viewer]) -> None:
