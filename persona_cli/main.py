@@ -35,6 +35,7 @@ from persona_cli.common import (
     state,
     want_json,
 )
+from persona_cli.lineage import origin_of, origin_text
 from persona_cli.progress import steps
 from persona_core.errors import InvalidInputError
 from persona_core.logging import configure_logging
@@ -187,10 +188,11 @@ def versions(persona_id: str, json_out: JsonOpt = False) -> None:
     if not records:
         meta.get_persona(persona_id)  # raises when the persona itself is unknown
     if want_json(json_out):
-        emit_json([_version_doc(r) for r in records])
+        emit_json([_version_doc(r) | {"origin": origin_of(r, by_number)} for r in records])
+    by_number = {r.version: r for r in records}
         return
     table = Table(title=f"{persona_id} versions")
-    for col in ("version", "status", "created", "published", "content hash", "reasons"):
+    for col in ("version", "status", "created", "published", "content hash", "origin", "reasons"):
         table.add_column(col)
     for r in records:
         table.add_row(
@@ -201,6 +203,7 @@ def versions(persona_id: str, json_out: JsonOpt = False) -> None:
             (r.content_hash or "")[:16],
             "; ".join(r.reasons),
         )
+            origin_text(origin_of(r, by_number)),
     out().print(table)
 
 
@@ -248,7 +251,9 @@ def rebuild(
     persona_id: str,
     from_version: Annotated[
         int | None,
-        typer.Option("--from-version", "-v", min=1, help="Version whose inputs to reuse (default: newest)."),
+        # -v/--version name the version a command reads, as in pack and drift.
+        typer.Option("--version", "--from-version", "-v", min=1,
+                     help="Version whose inputs to reuse (default: newest)."),
     ] = None,
     thresholds: Annotated[
         str | None,
@@ -267,11 +272,17 @@ def rebuild(
     meta, blobs = open_stores(s)
     started = time.perf_counter()
     with steps() as say:
-        record = resubmit_version(meta, blobs, persona_id, from_version, lease=BuildLease.here())
+        record = resubmit_version(meta, blobs, persona_id, from_version, lease=BuildLease.here(),
+                                  thresholds=config)
         result = _build_here(meta, s, persona_id, record.version, say, config=config)
     summary = summarize(result, round(time.perf_counter() - started, 2))
     if quiet:
         emit_json(summary)
+    origin = origin_of(result.record, {r.version: r for r in meta.list_versions(persona_id)})
+    summary["origin"] = origin
+    if origin.get("same_content_as") is not None:
+        # Nothing the thresholds or models changed reached the pack: say so, or it looks like news.
+        summary["notes"] = [f"same content as v{origin['same_content_as']}: this rebuild changed nothing"]
     else:
         print_summary(summary, out())
     _exit_for_status(summary, json_out)

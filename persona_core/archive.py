@@ -374,8 +374,9 @@ def import_pack(
     if created_persona:
         meta.create_persona(persona_id, dict(verified.manifest.persona_metadata))
     manifest = verified.manifest
+    # The version row's times will be the import's; the pack's own build time travels here.
     origin = ImportedFrom(persona_id=persona_id, version=pack.version, content_hash=manifest.content_hash,
-                          pack_sha256=manifest.pack_sha256)
+                          pack_sha256=manifest.pack_sha256, built_at=pack.created_at)
     record = meta.create_version(persona_id, ImportedInputs(imported_from=origin).model_dump(mode="json"))
     # The version row must not stay pending forever: any failure below records why.
     with fail_version_on_error(meta, persona_id, record.version, "import failed"):

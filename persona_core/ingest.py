@@ -33,7 +33,14 @@ from persona_core.refs import sha256_hex
 from persona_core.store.base import BlobStore, BuildLease, MetadataStore, VersionRecord, safe_segment
 from persona_core.store.ref_index import BLOB, Held
 from persona_core.store.tracked import TrackedBlobStore
-from persona_core.version_inputs import FileKind, RefreshLines, UploadedFile, UploadedInputs, uploaded_inputs
+from persona_core.version_inputs import (
+    FileKind,
+    RebuiltFrom,
+    RefreshLines,
+    UploadedFile,
+    UploadedInputs,
+    uploaded_inputs,
+)
 from persona_core.versions import fail_version_on_error
 
 MANIFEST_PREFIX = "manifests/"
@@ -169,11 +176,13 @@ def resubmit_version(
     from_version: int | None = None,
     *,
     lease: BuildLease | None = None,
+    thresholds: Mapping[str, Any] | None = None,
 ) -> VersionRecord:
     """A new ``pending`` version (``building`` under ``lease``) holding the uploaded inputs of
     ``from_version`` (default: the newest), with its manifest, for a rebuild after a threshold
     or model upgrade. The files are not copied (blobs are content-addressed); the old version
-    and its pack stay as they are.
+    and its pack stay as they are. The new version's inputs say which version it rebuilds and
+    with which ``thresholds`` (``PipelineConfig`` fields; None: the defaults), as ``rebuilt_from``.
 
     Raises, before anything is written: VersionNotFoundError when there is no such version,
     NotRebuildableError when it was imported from an archive (it holds no files).
@@ -190,6 +199,8 @@ def resubmit_version(
         inputs = uploaded_inputs(source)
     except NotRebuildableError as exc:
         raise NotRebuildableError(f"{exc}; {_rebuild_hint(meta, persona_id)}") from None
+    origin = RebuiltFrom(version=source.version, thresholds=dict(thresholds) if thresholds else None)
+    inputs = inputs.model_copy(update={"rebuilt_from": origin})
     record = _announce(meta, blobs, persona_id, inputs, lease=lease)
     log.info("%s v%s holds the inputs of v%s", persona_id, record.version, source.version)
     return record

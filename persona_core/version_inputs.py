@@ -43,6 +43,7 @@ __all__ = [
     "FileKind",
     "ImportedFrom",
     "ImportedInputs",
+    "RebuiltFrom",
     "RecordedInputs",
     "RefreshLines",
     "UploadedFile",
@@ -94,6 +95,14 @@ class UploadedFile(_Edge):
     camera_mode: CameraMode | None = None
 
 
+class RebuiltFrom(_Edge):
+    """A rebuild's source: the version whose uploaded files it reuses, and the builder
+    thresholds the rebuild was asked for (``PipelineConfig`` fields; None: the defaults)."""
+
+    version: int = Field(ge=1)
+    thresholds: dict[str, Any] | None = None
+
+
 class UploadedInputs(_Edge):
     """A version made from uploaded files; the build reads these."""
 
@@ -102,6 +111,8 @@ class UploadedInputs(_Edge):
     voice: VoiceProfile | None = None
     # Drift lines the uploader sets; they win over the calibrated ones.
     refresh_policy: RefreshLines | None = None
+    # Set on a rebuild (``persona-core rebuild``, the rebuild job): which version, which thresholds.
+    rebuilt_from: RebuiltFrom | None = None
 
 
 class ImportedFrom(_Edge):
@@ -109,6 +120,9 @@ class ImportedFrom(_Edge):
     version: int = Field(ge=1)
     content_hash: Sha256Hex
     pack_sha256: Sha256Hex
+    # The pack's own build time (its created_at): the version row's created and published times
+    # are those of the import. None on versions imported before this was recorded.
+    built_at: str | None = None
 
 
 class ImportedInputs(_Edge):

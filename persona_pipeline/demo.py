@@ -123,6 +123,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(f"content hash {summary['content_hash']}")
     for reason in summary["reasons"]:
         console.print(f"  reason: {reason}")
+    for note in summary.get("notes", []):
+        console.print(f"  note: {note}", markup=False)
     if summary.get("gate"):
         console.print(f"gate: {summary['gate']}", markup=False)
     modes = Table("camera mode", "anchors", title="anchors per mode")

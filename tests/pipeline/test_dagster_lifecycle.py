@@ -186,5 +186,7 @@ def test_a_backfill_over_three_personas_rebuilds_each_newest_version(world: Worl
         assert all(r.is_success for r in rebuilds)
     for persona in REBUILT:  # same inputs, same thresholds: the same pack content, a new version
         v1, v2 = meta.list_versions(persona)
-        assert v2.inputs == v1.inputs
+        # The same files and config; the rebuild also records its source and (no) thresholds.
+        assert {k: v for k, v in v2.inputs.items() if k != "rebuilt_from"} == v1.inputs
+        assert v2.inputs["rebuilt_from"] == {"version": 1, "thresholds": None}
         assert meta.get_published(persona, 1).content_hash == v1.content_hash

@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 from persona_cli.common import ExitCode
 from persona_cli.main import app
 from persona_cli.progress import BUILD_PROGRESS_LOGGER, steps
-from persona_core.ingest import submit_version
+from persona_core.ingest import resubmit_version, submit_version
 from persona_core.publish import publish_pack
 from persona_core.settings import Settings
 from persona_core.store.from_settings import open_blob_store, open_metadata_store
-from persona_core.testing import make_pack
+from persona_core.testing import CREATED_AT, make_pack
 from registry_api.key_store import ApiKeyStore
 
 runner = CliRunner()
@@ -82,6 +82,55 @@ def test_versions_table_and_json(home: Path) -> None:
     # the global flag works too
     code, stdout, _ = cli(home, "--json", "versions", "alice")
     assert json.loads(stdout) == rows
+
+
+def test_versions_say_what_a_version_rebuilds_with_which_thresholds_and_when_it_changed_nothing(
+    home: Path, tmp_path: Path,
+) -> None:
+    """A rebuild names its source and thresholds, and a pack equal to its source's says so; an
+    imported version says its row times are the import's and carries the pack's build time."""
+    s = Settings(home=home)
+    meta, blobs = open_metadata_store(s), open_blob_store(s)
+    meta.create_persona("bob", {})
+    submit_version(meta, blobs, "bob", [("front.jpg", (FACES / "obama.jpg").read_bytes(), "image")])
+    first = make_pack(blobs, "bob", 1, n_anchors=4)
+    source = publish_pack(meta, blobs, first)
+    resubmit_version(meta, blobs, "bob", 1, thresholds={"blur_min": 40})
+    publish_pack(meta, blobs, first.model_copy(update={"version": 2}))  # the same content
+    resubmit_version(meta, blobs, "bob")
+    publish_pack(meta, blobs, make_pack(blobs, "bob", 3, n_anchors=5))  # other content
+    meta.close()
+    blobs.close()
+
+    code, stdout, _ = cli(home, "--json", "versions", "bob")
+    assert code == 0
+    origins = [d["origin"] for d in json.loads(stdout)]
+    assert origins == [
+        {"kind": "upload"},
+        {"kind": "rebuild", "version": 1, "thresholds": {"blur_min": 40}, "same_content_as": 1},
+        {"kind": "rebuild", "version": 2, "thresholds": None, "same_content_as": None},
+    ]
+    code, stdout, _ = cli(home, "versions", "bob")
+    assert 'rebuild of v1, thresholds {"blur_min": 40}; same content as v1' in stdout
+    assert "rebuild of v2, default thresholds " in stdout
+
+    archive = tmp_path / "bob.personapack"
+    assert cli(home, "pack", "export", "bob", "-v", "1", "-o", str(archive))[0] == 0
+    other = tmp_path / "other"
+    assert cli(other, "pack", "import", str(archive))[0] == 0
+    code, stdout, _ = cli(other, "--json", "versions", "bob")
+    (imported,) = json.loads(stdout)
+    assert imported["origin"] == {"kind": "import", "persona_id": "bob", "version": 1,
+                                  "content_hash": source.content_hash, "built_at": CREATED_AT,
+                                  "note": "created and published are the times of the import"}
+    assert f"import of bob v1, built {CREATED_AT}; times are the import's" in cli(other, "versions", "bob")[1]
+
+
+@pytest.mark.parametrize("command", [["rebuild"], ["drift"], ["pack", "show"], ["pack", "export"]])
+def test_dash_v_is_the_version_a_command_reads_everywhere(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert re.search(r"-v, --version\b", result.stdout), result.stdout
 
 
 def test_pack_show(home: Path) -> None:
