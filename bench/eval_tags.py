@@ -8,6 +8,14 @@ classifier when its weights are in the model dir, and reported beside the defaul
 per-tag accuracy, confusion matrices and yaw error; merges ``tags_*`` keys into the results
 file (``bench/results.json`` unless ``--results`` names another).
 
+The canonical choice (``steps/canonical.py``) is measured per labelled person and camera mode:
+the photos that pass QC become the builder's anchor candidates and the builder picks the
+canonical one; ``tags_canonical_render_ready_rate`` is the share of those pools, among the ones
+with two or more photos and at least one labelled neutral with the mouth closed, whose
+canonical photo is labelled neutral with the mouth closed (``_n``: how many such pools;
+``_by_quality``: the same figure for the best-quality photo, the choice before). The close-up
+crops here are 240 px, under the upload minimum of 256 px: that one rule is waived for it.
+
 Run: ``python -m bench.eval_tags [--labels CSV] [--results JSON] [--model-dir DIR]``.
 """
 
@@ -15,18 +23,24 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import statistics
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bench.common import record
 from persona_core.vision.errors import ModelUnavailableError
 from persona_core.vision.registry import load_detector
 from persona_pipeline.models import load_expression, load_face_mesh, load_pose
+from persona_pipeline.steps.anchors import Candidate, candidate
+from persona_pipeline.steps.canonical import choose_canonical
 from persona_pipeline.steps.config import PipelineConfig
+from persona_pipeline.steps.faces import FaceRecord
 from persona_pipeline.steps.inputs import ImageInput
 from persona_pipeline.steps.qc import FaceTaggers, expression_of, measure, verdict
 
@@ -57,6 +71,7 @@ class Prediction:
     expression: str = ""
     expression_opt_in: str = ""
     yaw: float = 0.0
+    anchor: Candidate | None = None  # the builder's anchor candidate when it passes QC
 
 
 def load_labels(path: Path) -> list[dict[str, str]]:
@@ -70,6 +85,8 @@ def load_labels(path: Path) -> list[dict[str, str]]:
 def predict(rows: list[dict[str, str]], folder: Path, model_dir: Path | None,
             opt_in: bool) -> tuple[list[Prediction], str, float]:
     config = PipelineConfig()
+    # Only for the canonical figure: the labelled close-ups are below the upload minimum.
+    anchor_config = dataclasses.replace(config, min_image_side_px=0)
     detector = load_detector(model_dir=model_dir)
     classifier, note = None, ""
     if opt_in:
@@ -84,7 +101,8 @@ def predict(rows: list[dict[str, str]], folder: Path, model_dir: Path | None,
         data = (folder / row["file"]).read_bytes()
         sha = hashlib.sha256(data).hexdigest()
         m = measure(data, detector, config, taggers)
-        v = verdict(ImageInput(row["file"], sha, f"sha256:{sha}"), m, config)
+        item = ImageInput(row["file"], sha, f"sha256:{sha}")
+        v = verdict(item, m, config)
         tags = m.get("tags")
         if not v["face_count"] or not tags:
             preds.append(Prediction(row["file"], row, face=False))
@@ -97,9 +115,51 @@ def predict(rows: list[dict[str, str]], folder: Path, model_dir: Path | None,
             eyes_closed=v["eye_open"] < config.min_eye_open,
             mouth_closed=v["mouth_open"] <= config.mouth_closed_max,
             expression=expression, expression_opt_in=opt, yaw=float(v["yaw"]),
+            # The builder's default tags (not the opt-in classifier's) choose the canonical.
+            anchor=_anchor(item, verdict(item, {**m, "tags": default_tags}, anchor_config), anchor_config),
         ))
     per_image = (time.perf_counter() - started) / max(1, len(rows))
     return preds, note, per_image
+
+
+def _anchor(item: ImageInput, row: dict[str, Any], config: PipelineConfig) -> Candidate | None:
+    """The builder's anchor candidate for a photo that passes QC (one person per label, so
+    every photo is identity-consistent); None when QC refuses it."""
+    if not row["passed"]:
+        return None
+    face = FaceRecord(name=item.name, sha256=item.sha256, image_ref=item.ref, crop_ref="", portrait_ref="",
+                      crop_box=(0, 0, 0, 0), bbox=(0.0, 0.0, 0.0, 0.0), landmarks=())
+    return candidate(face, SimpleNamespace(**row), 1.0, config)
+
+
+def canonical_scores(preds: list[Prediction], config: PipelineConfig) -> dict[str, Any]:
+    """``tags_canonical_*``: whether each person's canonical photo per camera mode is labelled
+    neutral with the mouth closed, where such a photo is among two or more candidates."""
+    pools: dict[tuple[str, str], list[Prediction]] = defaultdict(list)
+    for p in preds:
+        if p.anchor is not None and p.label.get("person"):
+            pools[(p.label["person"], p.anchor.mode)].append(p)
+    ready: set[str] = {p.file for p in preds
+                       if p.label.get("expression") == "neutral" and p.label.get("mouth_closed") == "1"}
+    hits = by_quality = n = 0
+    misses = []
+    for (person, mode), pool in sorted(pools.items()):
+        anchors = [p.anchor for p in pool if p.anchor is not None]
+        if len(anchors) < 2 or not ready & {a.face.name for a in anchors}:
+            continue
+        chosen, choice = choose_canonical(anchors, mode, config)
+        best = min(anchors, key=lambda c: (-c.quality["overall"], c.face.sha256))
+        n += 1
+        hits += chosen.face.name in ready
+        by_quality += best.face.name in ready
+        if chosen.face.name not in ready:
+            misses.append(f"{person} {mode}: {chosen.face.name} ({choice.reason})")
+    return {
+        "tags_canonical_render_ready_n": n,
+        "tags_canonical_render_ready_rate": round(hits / n, 4) if n else None,
+        "tags_canonical_render_ready_rate_by_quality": round(by_quality / n, 4) if n else None,
+        "tags_canonical_misses": misses,
+    }
 
 
 def confusion(pairs: list[tuple[str, str]], classes: tuple[str, ...]) -> dict[str, dict[str, int]]:
@@ -188,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = load_labels(args.labels)
     preds, note, per_image = predict(rows, args.labels.parent, args.model_dir, opt_in=not args.no_opt_in)
     values = scores(preds)
+    values.update(canonical_scores(preds, PipelineConfig()))
     values["tags_eval_seconds_per_image"] = round(per_image, 4)
     values["tags_goals_missed"] = report(values)
     if note:
