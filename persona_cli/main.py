@@ -187,9 +187,9 @@ def versions(persona_id: str, json_out: JsonOpt = False) -> None:
     records = meta.list_versions(persona_id)
     if not records:
         meta.get_persona(persona_id)  # raises when the persona itself is unknown
+    by_number = {r.version: r for r in records}
     if want_json(json_out):
         emit_json([_version_doc(r) | {"origin": origin_of(r, by_number)} for r in records])
-    by_number = {r.version: r for r in records}
         return
     table = Table(title=f"{persona_id} versions")
     for col in ("version", "status", "created", "published", "content hash", "origin", "reasons"):
@@ -201,9 +201,9 @@ def versions(persona_id: str, json_out: JsonOpt = False) -> None:
             r.created_at.isoformat(timespec="seconds"),
             r.published_at.isoformat(timespec="seconds") if r.published_at else "",
             (r.content_hash or "")[:16],
+            origin_text(origin_of(r, by_number)),
             "; ".join(r.reasons),
         )
-            origin_text(origin_of(r, by_number)),
     out().print(table)
 
 
@@ -276,13 +276,13 @@ def rebuild(
                                   thresholds=config)
         result = _build_here(meta, s, persona_id, record.version, say, config=config)
     summary = summarize(result, round(time.perf_counter() - started, 2))
-    if quiet:
-        emit_json(summary)
     origin = origin_of(result.record, {r.version: r for r in meta.list_versions(persona_id)})
     summary["origin"] = origin
     if origin.get("same_content_as") is not None:
         # Nothing the thresholds or models changed reached the pack: say so, or it looks like news.
         summary["notes"] = [f"same content as v{origin['same_content_as']}: this rebuild changed nothing"]
+    if quiet:
+        emit_json(summary)
     else:
         print_summary(summary, out())
     _exit_for_status(summary, json_out)

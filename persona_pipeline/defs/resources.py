@@ -128,19 +128,6 @@ class ModelsResource(dg.ConfigurableResource):
                 raise NonCommercialModelError(f"models.{field}: {name!r} is licensed {entry.licence}; "
                                               "set opt_in_noncommercial to use it")
 
-    def detector_model(self) -> FaceDetector:
-        return load_detector(self.detector, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
-
-    def identity_model(self) -> IdentityEmbedder:
-        return load_identity(self.identity, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
-
-    def style_model(self) -> StyleEmbedder:
-        return load_style(self.style, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
-
-    def matting_model(self) -> Matter | None:
-        if not self.masks:
-            return None
-        return load_matter(self.matting, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
     def unloaded(self, *fields: str) -> list[str]:
         """The names of the models behind ``fields`` (this class's model fields) that this
         process has not built yet; a model turned off (masks, no expression classifier) is none."""
@@ -155,6 +142,19 @@ class ModelsResource(dg.ConfigurableResource):
                 names.append(name or default_model_name(task))
         return names
 
+    def detector_model(self) -> FaceDetector:
+        return load_detector(self.detector, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
+
+    def identity_model(self) -> IdentityEmbedder:
+        return load_identity(self.identity, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
+
+    def style_model(self) -> StyleEmbedder:
+        return load_style(self.style, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
+
+    def matting_model(self) -> Matter | None:
+        if not self.masks:
+            return None
+        return load_matter(self.matting, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
 
     def voice_model(self) -> VoiceEmbedder:
         return load_voice(self.voice, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)

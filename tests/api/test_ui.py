@@ -142,13 +142,6 @@ def test_published_page_shows_anchors_scores_checks_and_rejections(viewer: tuple
         assert img.content.startswith(b"\x89PNG")
 
 
-def test_blocked_version_shows_reasons_and_checks(viewer: tuple[TestClient, Viewer]) -> None:
-    http, v = viewer
-    html = http.get("/ui/personas/alice/versions/2", headers={"X-API-Key": v.keys["read"]}).text
-    assert "status-blocked" in html
-    assert "A_SELFIE has 1 usable anchor, needs 3" in html
-    assert "enough_anchors" in html
-    assert "<img" not in html
 def test_a_warn_check_that_did_not_pass_reads_warn_and_only_an_error_check_fail(
     viewer: tuple[TestClient, Viewer],
 ) -> None:
@@ -162,6 +155,13 @@ def test_a_warn_check_that_did_not_pass_reads_warn_and_only_an_error_check_fail(
     assert "<tr class='fail'><td>enough_anchors</td><td>ERROR</td><td>FAIL</td>" in blocked
 
 
+def test_blocked_version_shows_reasons_and_checks(viewer: tuple[TestClient, Viewer]) -> None:
+    http, v = viewer
+    html = http.get("/ui/personas/alice/versions/2", headers={"X-API-Key": v.keys["read"]}).text
+    assert "status-blocked" in html
+    assert "A_SELFIE has 1 usable anchor, needs 3" in html
+    assert "enough_anchors" in html
+    assert "<img" not in html
 
 
 def test_markup_in_reasons_and_checks_shows_as_text(viewer: tuple[TestClient, Viewer]) -> None:

@@ -40,11 +40,11 @@ def test_demo_builds_and_prints_a_summary(tmp_path: Path) -> None:
 def test_the_checks_table_says_warn_for_a_warn_check_and_fail_only_for_an_error_check() -> None:
     """Defaults written for a missing voice config are something to look at, not a failure."""
     out = io.StringIO()
+    checks = {"config_defaults": {"passed": False, "severity": "WARN", "description": "defaults written"},
+              "enough_anchors": {"passed": False, "severity": "ERROR", "description": "too few"},
+              "identity_stability": {"passed": True, "severity": "WARN", "description": "agree"}}
     summary = {"persona_id": "p", "version": 1, "status": "blocked", "seconds": 1.0, "content_hash": None,
-               "reasons": [], "anchors_per_mode": {}, "rejected": [], "not_anchors": {}, "checks": {
-                   "config_defaults": {"passed": False, "severity": "WARN", "description": "defaults written"},
-                   "enough_anchors": {"passed": False, "severity": "ERROR", "description": "too few"},
-                   "identity_stability": {"passed": True, "severity": "WARN", "description": "agree"}}}
+               "reasons": [], "anchors_per_mode": {}, "rejected": [], "not_anchors": {}, "checks": checks}
     print_summary(summary, Console(file=out, width=200))
     rows = {line.split()[1]: line.split()[5] for line in out.getvalue().splitlines()
             if line.startswith("│ ") and line.split()[1] in summary["checks"]}

@@ -345,7 +345,8 @@ def test_build_progress_lines_carry_the_time_since_the_start(terminal: bool) -> 
         log.info("%s %s", "obama.v1", "qc: loading models yunet")
         log.debug("not a progress line")
     lines = [ln for ln in sink.getvalue().splitlines() if ln.strip().endswith(("files", "yunet"))]
-    assert [ln.split("s ", 1)[1] for ln in lines] == ["uploading 2 files", "obama.v1 qc: loading models yunet"]
+    said = [ln.split("s ", 1)[1] for ln in lines]
+    assert said == ["uploading 2 files", "obama.v1 qc: loading models yunet"]
     assert all(float(ln.split("s ", 1)[0].split()[-1]) >= 0.0 for ln in lines)
     assert "not a progress line" not in sink.getvalue()
     assert (log.level, log.propagate, list(log.handlers)) == before
@@ -362,7 +363,8 @@ def test_build_in_a_pipe_prints_each_step_as_it_ends(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("persona-core")
     proc = subprocess.Popen([str(exe), "--json", "build", str(EXAMPLES), "--persona", "alice"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None and proc.stdout is not None
+    assert proc.stderr is not None
+    assert proc.stdout is not None
     arrived: list[tuple[float, str]] = []
     for line in proc.stderr:
         arrived.append((time.monotonic(), line.rstrip("\n")))
