@@ -24,9 +24,15 @@ def percentiles(samples_s: list[float] | np.ndarray, scale: float) -> dict[str, 
 
 
 def record(section: str, values: dict[str, Any], path: Path | None = None) -> None:
-    """Merge ``values`` into bench/results.json (or ``path``; flat keys) and print them."""
+    """Merge ``values`` into bench/results.json (or ``path``; flat keys) and print them.
+
+    Only ``section``'s keys change: the ones it wrote last time and not now (a figure a run
+    could not measure) are dropped rather than left standing beside the new ones; every other
+    section's keys stay as they are."""
     target = path or RESULTS
     data = json.loads(target.read_text()) if target.exists() else {}
+    for stale in set(data.get("_sections", {}).get(section, [])) - set(values):
+        data.pop(stale, None)
     data.update(values)
     data.setdefault("_machine", {}).update(
         {"cpu_count": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
