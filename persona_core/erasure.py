@@ -19,9 +19,10 @@ Calling :func:`erase` again resumes an interrupted job, or reports a finished on
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from persona_core.errors import InvalidInputError
@@ -30,12 +31,37 @@ from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.store.ref_index import BLOB, Held
 from persona_core.store.tombstones import ErasureJob
 
-__all__ = ["ARCHIVES_NOTE", "ErasureReport", "Purger", "erase", "resume_unfinished"]
+__all__ = [
+    "ARCHIVES_NOTE",
+    "MAX_REASON_CHARS",
+    "ErasureReport",
+    "Purger",
+    "erase",
+    "readers_forget",
+    "resume_unfinished",
+]
 
 log = logging.getLogger(__name__)
 
+MAX_REASON_CHARS = 1000  # the column's width
+
 Purger = Callable[[ErasureJob], None]
 """Clears what a store outside persona-core keeps about the job's versions (idempotent)."""
+
+
+def readers_forget(poll_s: float) -> Purger:
+    """A purger that returns ``poll_s`` after the job started: by then every registry worker
+    (each looks for new erasures at most ``poll_s`` apart, ``Settings.erasure_poll_s``) has
+    dropped what it caches of the subject, so none serves it from memory once erase returns."""
+
+    def wait(job: ErasureJob) -> None:
+        # started_at is this process's clock for a job it started; clamped for one resumed
+        # from a process whose clock disagrees.
+        left = poll_s - (datetime.now(UTC) - job.started_at).total_seconds()
+        if left > 0:
+            time.sleep(min(left, poll_s))
+
+    return wait
 
 ARCHIVES_NOTE = (
     "exported .personapack archives are outside the registry's reach: delete any copies "
@@ -80,6 +106,8 @@ def erase(
     interrupted erasure of the same subject; an erased subject is reported, not erased twice."""
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInputError("an erasure needs a reason (--reason)")
+    if len(reason.strip()) > MAX_REASON_CHARS:
+        raise InvalidInputError(f"an erasure's reason is at most {MAX_REASON_CHARS} characters")
     job = meta.tombstones.start(persona_id, version, actor=actor, reason=reason)
     if job.done:
         return _report(job, {}, already_erased=True)

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # than gc_grace_s (longer than any upload takes, so a blob an upload is reusing survives).
     retention_days: float = Field(default=30.0, gt=0)
     gc_grace_s: float = Field(default=24 * 3600.0, ge=0)
+    # Registry workers look for new erasures at most this long apart and drop what they cache of
+    # the erased persona; an erasure waits this long after it starts before it deletes bytes
+    # and returns, so from then on no worker serves the erased pack from memory.
+    erasure_poll_s: float = Field(default=0.25, gt=0, le=10)
     # Logging (persona_core.logging.configure_logging): JSON lines for log shippers.
     log_json: bool = False
     log_level: str = "INFO"

@@ -378,6 +378,18 @@ class SqlMetadataStore(MetadataStore):
         ).first()
         if status is not None and status.status in (_S.ERASING.value, _S.ERASED.value):
             at = aware(status.updated_at) or status.updated_at
+            # The times are the erasure job's (the row's updated_at is when it last moved).
+            e = t.erasures
+            jobs = conn.execute(
+                sa.select(e.c.version, e.c.versions, e.c.started_at, e.c.finished_at)
+                .where(e.c.persona_id == persona_id)
+                .order_by(e.c.id)
+            ).all()
+            job = next((j for j in jobs if j.version is None or version in (j.versions or ())), None)
+            if job is not None:
+                raise VersionErasedError(f"{persona_id} v{version} was erased",
+                                         started_at=aware(job.started_at) or at,
+                                         erased_at=aware(job.finished_at))
             raise VersionErasedError(f"{persona_id} v{version} was erased", started_at=at,
                                      erased_at=at if status.status == _S.ERASED.value else None)
 

@@ -149,6 +149,18 @@ class Tombstones:
         with self._db.tx(write=False) as conn:
             return [_job(row) for row in conn.execute(query)]
 
+    def latest_id(self) -> int:
+        """The newest job's id (0 when there is none): one index lookup."""
+        with self._db.tx(write=False) as conn:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(_e.c.id), 0))).scalar_one())
+
+    def started_after(self, job_id: int, limit: int = 1000) -> list[ErasureJob]:
+        """Jobs, erasing or erased, with an id above ``job_id``, by id: how a registry worker
+        learns that an erasure started in another process."""
+        query = sa.select(_e).where(_e.c.id > job_id).order_by(_e.c.id).limit(limit)
+        with self._db.tx(write=False) as conn:
+            return [_job(row) for row in conn.execute(query)]
+
     def unfinished(self) -> list[ErasureJob]:
         with self._db.tx(write=False) as conn:
             return [_job(row) for row in conn.execute(sa.select(_e).where(_e.c.state == "erasing"))]
