@@ -7,13 +7,16 @@ A class docstring here is the schema's description in the registry's OpenAPI doc
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from persona_core.store.base import PersonaRecord, VersionRecord, VersionStatus
 
 __all__ = [
+    "ErasureFeed",
+    "ErasureOut",
+    "ErasureSummary",
     "PersonaOut",
     "PersonaPage",
     "PersonaSummary",
@@ -97,3 +100,38 @@ class ResolvedUrl(_Body):
     ref: str
     url: str
     expires_at: int = Field(description="Unix time after which the URL stops working.")
+
+
+class ErasureOut(_Body):
+    """What an erasure removed (``DELETE`` of a persona or a version). A second call resumes an
+    interrupted erasure or reports the finished one with ``already_erased``."""
+
+    persona_id: str
+    version: int | None = Field(description="The erased version; null when the whole persona was erased.")
+    versions: list[int] = Field(description="Every version the erasure covers.")
+    state: Literal["erasing", "erased"]
+    actor: str = Field(description="Who asked: the API key's name, or the CLI's user.")
+    started_at: datetime
+    finished_at: datetime | None
+    blobs_deleted: int
+    objects_deleted: int
+    kept_shared: int = Field(description="Blobs kept because another persona or version still holds them.")
+    already_erased: bool
+    note: str = Field(description="What the registry cannot erase: exported .personapack archives.")
+
+
+class ErasureSummary(_Body):
+    """A finished erasure as renderer fleets see it: which packs to purge. No reason, no actor."""
+
+    persona_id: str
+    version: int | None = Field(description="null: the whole persona (every version) was erased.")
+    versions: list[int]
+    started_at: datetime
+    erased_at: datetime
+
+
+class ErasureFeed(_Body):
+    items: list[ErasureSummary] = Field(description="Oldest first, by erased_at.")
+    next_since: datetime | None = Field(
+        description="Pass as `since` for the next page; null when this page holds the last one."
+    )

@@ -15,6 +15,7 @@ from persona_core.errors import (
     AlreadyExistsError,
     ContentTypeMismatchError,
     CorruptFileError,
+    ErasedError,
     FileTooLargeError,
     ImageTooLargeError,
     ImmutableVersionError,
@@ -79,6 +80,8 @@ _HTTP_STATUS: dict[type[PersonaCoreError], int] = {
     SignatureError: 403,
     NotFoundError: 404,
     AlreadyExistsError: 409,
+    # Erased, or its erasure under way: never served again (RFC 9110 Gone).
+    ErasedError: 410,
     ImmutableVersionError: 409,
     InvalidTransitionError: 409,
     FileTooLargeError: 413,
@@ -103,6 +106,9 @@ _GRPC_STATUS: dict[int, grpc.StatusCode] = {
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     409: grpc.StatusCode.ALREADY_EXISTS,
+    # gRPC has no "gone": a deleted resource is NOT_FOUND; error-code says persona_erased /
+    # version_erased, and trailing metadata carries the times.
+    410: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     415: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
@@ -116,6 +122,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     409: "Conflict",
+    410: "Gone",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
@@ -151,6 +158,16 @@ def problem(status: int, code: str, detail: str, instance: str = "", **extra: An
         doc["instance"] = instance
     doc.update(extra)
     return doc
+
+
+def problem_fields(exc: PersonaCoreError) -> dict[str, str | None]:
+    """Members a problem document adds for this error: an erasure's times (RFC 3339)."""
+    if isinstance(exc, ErasedError):
+        return {
+            "started_at": exc.started_at.isoformat(),
+            "erased_at": exc.erased_at.isoformat() if exc.erased_at else None,
+        }
+    return {}
 
 
 def public_detail(exc: PersonaCoreError) -> str:

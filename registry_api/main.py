@@ -23,9 +23,9 @@ from persona_core.store.from_settings import open_blob_store, open_metadata_stor
 from registry_api import metrics
 from registry_api.auth import API_KEY_HEADER
 from registry_api.config import ApiSettings
-from registry_api.errors import PROBLEM_JSON, problem, public_detail, status_for
+from registry_api.errors import PROBLEM_JSON, problem, problem_fields, public_detail, status_for
 from registry_api.guards import RequestGuard
-from registry_api.routes import assets, health, personas, ui, versions
+from registry_api.routes import assets, erasures, health, personas, ui, versions
 from registry_api.schemas import ResolveRequest
 from registry_api.service import RegistryService
 
@@ -65,7 +65,7 @@ def create_app(
     app.state.service = RegistryService(settings, metadata, blobs)
     app.state.owned_stores = owned
     # versions first: its GET-pack route is the hot one, and routes are matched in order.
-    for router in (versions.router, personas.router, assets.router, health.router):
+    for router in (versions.router, personas.router, assets.router, erasures.router, health.router):
         app.include_router(router)
     ui.register(app)
     app.add_middleware(RequestGuard)
@@ -109,7 +109,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
     if status >= 500:
         log.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc)
-    response = _problem_response(request, status, exc.code, public_detail(exc))
+    response = _problem_response(request, status, exc.code, public_detail(exc), **problem_fields(exc))
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="persona-registry"'
     if status == 503:

@@ -3,11 +3,15 @@ Python client parses live in ``persona_core.api_models`` and are re-exported her
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from persona_core.api_models import (
+    ErasureFeed,
+    ErasureOut,
+    ErasureSummary,
     PersonaOut,
     PersonaPage,
     PersonaSummary,
@@ -19,6 +23,11 @@ from persona_core.pack import BlobRefStr, PersonaId
 from persona_core.signing import MAX_TTL_S
 
 __all__ = [
+    "ErasureFeed",
+    "ErasureOut",
+    "ErasureRequest",
+    "ErasureSummary",
+    "GoneProblem",
     "PersonaCreate",
     "PersonaOut",
     "PersonaPage",
@@ -40,6 +49,13 @@ class PersonaCreate(_Body):
     metadata: dict[str, Any] = {}
 
 
+class ErasureRequest(_Body):
+    reason: str = Field(
+        description="Why (e.g. the erasure request's ticket): kept in the erasure record and the audit "
+        "log, never shown to read keys. Blank is refused (400 invalid_input).",
+    )
+
+
 class ResolveRequest(_Body):
     ref: BlobRefStr
     mode: Literal["url", "bytes"] = "url"
@@ -55,3 +71,11 @@ class Problem(BaseModel):
     code: str
     detail: str
     instance: str | None = None
+
+
+class GoneProblem(Problem):
+    """410: the persona or version was erased, or its erasure is under way. ``code`` is
+    ``persona_erased`` or ``version_erased``."""
+
+    started_at: datetime = Field(description="When the erasure started (from then on every read is 410).")
+    erased_at: datetime | None = Field(description="When it finished; null while it is under way.")

@@ -10,6 +10,10 @@ re-read from the database every ``latest_cache_ttl_s`` (1 s by default).
 A numbered pack's ETag is its content hash. The content hash leaves out the version, so two
 versions can share it; ``latest`` therefore answers with ``"<content_hash>.v<N>"``, which
 changes whenever ``latest`` moves to another version, even one with the same content.
+
+Erasure is the one way a served pack goes away: every cache here is dropped for a persona an
+erasure names, in this worker and in every other one (registry_api.erasure_watch), and a
+cache fill that raced the erasure is never stored (the generation check).
 """
 
 from __future__ import annotations
@@ -18,17 +22,22 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from cachetools import FIFOCache, TTLCache
 
+from persona_core.erasure import ErasureReport, erase, readers_forget
 from persona_core.errors import (
     BlobNotFoundError,
+    ErasedError,
     InvalidInputError,
     MetadataTooLargeError,
     PackNotPublishedError,
+    PersonaErasedError,
     SignatureError,
+    VersionErasedError,
     VersionNotFoundError,
 )
 from persona_core.pack import check_persona_id
@@ -43,10 +52,13 @@ from persona_core.store.base import (
     VersionStatus,
 )
 from persona_core.store.local import LocalBlobStore
+from persona_core.store.ref_index import BLOB, Held
+from persona_core.store.tombstones import ErasureJob
 from persona_core.uploads import ValidatedUpload, submit_upload
 from persona_core.versions import settle_dead_build
 from registry_api.auth import KeyVerifier, Principal
 from registry_api.config import ApiSettings
+from registry_api.erasure_watch import ErasureWatch
 from registry_api.errors import PersonaForbiddenError, RequestTooLargeError
 from registry_api.key_store import ApiKeyRecord, ApiKeyStore
 
@@ -59,6 +71,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _LATEST_MAX = 100_000
 # Blob refs known to exist, per pack the cache may hold.
 _BLOBS_PER_PACK = 256
+_GONE = (VersionStatus.ERASING, VersionStatus.ERASED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +153,11 @@ class RegistryService:
         # A TTLCache read reorders its entries: every access holds this lock (a dict lookup).
         self._latest: TTLCache[str, int] = TTLCache(_LATEST_MAX, ttl=settings.latest_cache_ttl_s)
         self._latest_lock = threading.Lock()
+        # Bumped (under both locks) whenever erasures drop cache entries: a fill that read the
+        # stores before the drop compares it and stores nothing.
+        self._generation = 0
+        self._erasures = ErasureWatch(lambda: self.metadata.tombstones, settings.erasure_poll_s,
+                                      self._forget_erased)
 
     def _verify_key(self, plaintext: str) -> ApiKeyRecord | None:
         return ApiKeyStore.of(self.metadata).verify_api_key(plaintext)
@@ -179,6 +197,57 @@ class RegistryService:
         page = page[:limit]
         return page, (page[-1].persona_id if more and page else None)
 
+    # -- erasure --------------------------------------------------------------------------
+
+    def erase(self, who: Principal, persona_id: str, version: str | int | None, reason: str) -> ErasureReport:
+        """Erase a persona (``version=None``) or one numbered version; resumes an interrupted
+        erasure, reports a finished one. Returns once no worker serves the subject from memory."""
+        who.require("admin", persona_id)
+        number = None if version is None else parse_version_spec(version)
+        if number == LATEST:
+            raise InvalidInputError("an erasure names a version number, never 'latest'")
+        # The Dagster instance is purged by the pipeline's own erasure sensor: the registry
+        # does not carry the pipeline.
+        return erase(self.metadata, self.blobs, persona_id, number if isinstance(number, int) else None,
+                     actor=f"key:{who.name}", reason=reason,
+                     purgers=[readers_forget(self.settings.erasure_poll_s)])
+
+    def erasures(
+        self, who: Principal, since: datetime | None, limit: int
+    ) -> tuple[list[ErasureJob], datetime | None]:
+        """Finished erasures after ``since``, oldest first, of the personas this key may see,
+        and the ``since`` of the next page (None on the last one)."""
+        who.require("read")
+        if since is not None:
+            # A time without an offset is UTC; SQLite compares the stored UTC text, so convert.
+            since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+        jobs = self.metadata.tombstones.jobs(since, limit=limit)
+        next_since = jobs[-1].finished_at if len(jobs) == limit else None
+        return [job for job in jobs if who.may_see(job.persona_id)], next_since
+
+    def _forget_erased(self, jobs: list[ErasureJob]) -> None:
+        """Drop every cache entry of the jobs' personas, and every known blob ref (an erased
+        pack's blobs are deleted; the others are looked up again once)."""
+        personas = {job.persona_id for job in jobs}
+        with self._lock, self._latest_lock:
+            self._generation += 1
+            for key in [k for k in self._packs if k[0] in personas]:
+                self._packs.pop(key, None)
+            for persona_id in personas:
+                self._latest.pop(persona_id, None)
+            self._known_blobs.clear()
+
+    def _gone(self, persona_id: str, version: int) -> ErasedError:
+        """The 410 for a version that is erasing or erased, with its erasure's times."""
+        job = self.metadata.tombstones.job_for(persona_id, version)
+        if job is None:  # pragma: no cover - a version moves to erasing only with its job
+            return VersionErasedError(f"{persona_id} v{version} was erased", started_at=datetime.now(UTC))
+        if job.version is None:
+            return PersonaErasedError(f"persona {persona_id!r} was erased",
+                                      started_at=job.started_at, erased_at=job.finished_at)
+        return VersionErasedError(f"{persona_id} v{version} was erased",
+                                  started_at=job.started_at, erased_at=job.finished_at)
+
     # -- versions -------------------------------------------------------------------------
 
     def check_can_upload(self, who: Principal, persona_id: str) -> None:
@@ -194,11 +263,19 @@ class RegistryService:
     def list_versions(self, who: Principal, persona_id: str) -> list[VersionRecord]:
         who.require("read", persona_id)
         self.metadata.get_persona(persona_id)
-        return [self._settled(r) for r in self.metadata.list_versions(persona_id)]
+        # An erased version stays in the list as a tombstone: its status and times, nothing else.
+        return [
+            _tombstone(r) if r.status in _GONE else self._settled(r)
+            for r in self.metadata.list_versions(persona_id)
+        ]
 
     def get_version(self, who: Principal, persona_id: str, spec: str | int) -> VersionRecord:
         who.require("read", persona_id)
-        return self._settled(self.metadata.get_version(persona_id, self._resolve_number(persona_id, spec)))
+        record = self.metadata.get_version(persona_id, self._resolve_number(persona_id, spec))
+        if record.status in _GONE:
+            self.metadata.get_persona(persona_id)  # a whole persona's erasure says so
+            raise self._gone(persona_id, record.version)
+        return self._settled(record)
 
     def _settled(self, record: VersionRecord) -> VersionRecord:
         """A version whose build process is gone (or that no build picked up in time) is failed
@@ -209,8 +286,11 @@ class RegistryService:
     # -- packs ----------------------------------------------------------------------------
 
     def cached_pack(self, who: Principal, persona_id: str, spec: str) -> ServedPack | None:
-        """The pack from memory only (no I/O), or None when a store read is needed."""
+        """The pack from memory only (no I/O), or None when a store read is needed (also when
+        this worker has not looked for new erasures within ``erasure_poll_s``)."""
         who.require("read", persona_id)
+        if not self._erasures.fresh():
+            return None
         if spec == LATEST:
             latest = self._latest_number(persona_id)
             if latest is None:
@@ -225,6 +305,8 @@ class RegistryService:
     def get_pack(self, who: Principal, persona_id: str, spec: str | int) -> ServedPack:
         """The published pack's exact stored bytes; PackNotPublishedError until it is published."""
         who.require("read", persona_id)
+        self._erasures.refresh()
+        generation = self._generation
         number = self._resolve_number(persona_id, spec)
         key = (persona_id, number)
         pack = self._served(key)
@@ -237,9 +319,15 @@ class RegistryService:
             raise PackNotPublishedError(
                 f"{persona_id} v{number} is {status.value}; its pack exists once it is published"
             ) from None
-        pack = self._load(record)
+        try:
+            pack = self._load(record)
+        except BlobNotFoundError:
+            # Erased between the two reads: the record is gone now, and says how.
+            self.metadata.get_published(persona_id, number)
+            raise
         with self._lock:
-            self._packs[key] = pack
+            if self._generation == generation:
+                self._packs[key] = pack
         return pack
 
     def _served(self, key: tuple[str, int]) -> ServedPack | None:
@@ -273,13 +361,15 @@ class RegistryService:
         latest = self._latest_number(persona_id)
         if latest is not None:
             return latest
+        generation = self._generation
         try:
             number = self.metadata.get_published(persona_id, None).version
         except VersionNotFoundError:
-            self.metadata.get_persona(persona_id)  # an unknown persona is a 404 of its own
+            self.metadata.get_persona(persona_id)  # an unknown (or erased) persona says so itself
             raise PackNotPublishedError(f"{persona_id} has no published version yet") from None
         with self._latest_lock:
-            self._latest[persona_id] = number
+            if self._generation == generation:
+                self._latest[persona_id] = number
         return number
 
     def _latest_number(self, persona_id: str) -> int | None:
@@ -299,8 +389,14 @@ class RegistryService:
         if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= MAX_TTL_S:
             raise InvalidInputError(f"ttl_s must be in 1..{MAX_TTL_S}, got {ttl_s!r}")
         blob_ref = parse_ref(ref).blob
+        self._erasures.refresh()
+        cached = self.cached_resolve(who, ref, mode, ttl_s)
+        if cached is not None:
+            return cached
+        generation = self._generation
         if who.persona_ids is not None and not self._ref_visible(who, blob_ref):
             raise PersonaForbiddenError("this API key may only resolve assets of its own personas' packs")
+        self._must_not_be_erasing(blob_ref)
         if mode == "bytes":
             # Refuse from the size alone when the store can tell it cheaply, before reading.
             self._check_bytes_size(blob_ref, _stored_size(self.blobs, blob_ref))
@@ -312,13 +408,29 @@ class RegistryService:
         if not self.blobs.exists(blob_ref):
             raise BlobNotFoundError(f"blob {blob_ref} not found")
         with self._lock:
-            self._known_blobs[blob_ref] = True
+            if self._generation == generation:
+                self._known_blobs[blob_ref] = True
         return self._signed(ref, blob_ref, ttl_s)
+
+    def _must_not_be_erasing(self, blob_ref: str) -> None:
+        """410 for a blob that only versions being erased (or erased) hold: its bytes are about
+        to go. Once they are gone it is a plain 404: the tombstone keeps no hashes."""
+        holders = self.metadata.refs.holders(Held(BLOB, blob_ref))
+        gone = None
+        for persona_id, version in holders:
+            if self.metadata.get_version(persona_id, version).status not in _GONE:
+                return  # a live version holds it: it stays
+            gone = gone or (persona_id, version)
+        if gone is not None:
+            raise self._gone(*gone)
 
     def cached_resolve(self, who: Principal, ref: str, mode: str, ttl_s: int) -> SignedUrl | None:
         """A signed URL without any store I/O, or None when the full path is needed: only for
-        ``mode=url``, an unrestricted key and a blob already seen (signing is local)."""
+        ``mode=url``, an unrestricted key and a blob already seen (signing is local), while this
+        worker's look for new erasures is fresh."""
         if mode != "url" or who.persona_ids is not None or not 1 <= ttl_s <= MAX_TTL_S:
+            return None
+        if not self._erasures.fresh():
             return None
         who.require("read")
         try:
@@ -342,7 +454,7 @@ class RegistryService:
         for persona_id in sorted(who.persona_ids or ()):
             try:
                 versions = self.metadata.list_versions(persona_id)
-            except LookupError:
+            except (LookupError, ErasedError):
                 continue
             for v in versions:
                 if v.status != VersionStatus.PUBLISHED:
@@ -366,6 +478,11 @@ class RegistryService:
         """Raise StoreUnavailableError unless both stores answer."""
         self.metadata.ping()
         self.blobs.ping()
+
+
+def _tombstone(record: VersionRecord) -> VersionRecord:
+    """What a list shows of an erasing or erased version: no file names, hashes or checks."""
+    return replace(record, inputs={}, checks=[], reasons=[], content_hash=None, pack_ref=None, lease=None)
 
 
 def _stored_size(blobs: BlobStore, blob_ref: str) -> int | None:

@@ -50,7 +50,7 @@ _RESOLVE_BODY = {
                            "by its bytes (image/jpeg, image/png, ...; application/octet-stream otherwise).",
             "content": _BLOB_CONTENT,
         },
-        **PROBLEMS(400, 401, 403, 404, 413),
+        **PROBLEMS(400, 401, 403, 404, 410, 413),
         422: {**PROBLEMS(422)[422], "description": "Validation Error"},
     },
 )
@@ -59,6 +59,7 @@ async def resolve_asset(request: Request) -> Response:
 
     S3 stores answer with a presigned URL, the local store with an HMAC URL served by
     ``GET /v1/blobs/{digest}``. Keys restricted to personas resolve only their packs' refs.
+    410 while only versions being erased hold the blob; 404 ``blob_not_found`` once it is gone.
     """
     # A hot route, like GET pack: no injected dependencies or body parameter (FastAPI's
     # resolver cost more than signing). The body gets the same 422 a body model would give.

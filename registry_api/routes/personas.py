@@ -1,4 +1,4 @@
-"""Personas: create, get, list."""
+"""Personas: create, get, list, erase."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from fastapi import APIRouter, Query, Response
 
 from registry_api.deps import PrincipalDep, ServiceDep
 from registry_api.routes.common import PROBLEMS
-from registry_api.schemas import PersonaCreate, PersonaOut, PersonaPage, PersonaSummary
+from registry_api.schemas import (
+    ErasureOut,
+    ErasureRequest,
+    PersonaCreate,
+    PersonaOut,
+    PersonaPage,
+    PersonaSummary,
+)
 
 router = APIRouter(prefix="/v1/personas", tags=["personas"])
 
@@ -37,8 +44,24 @@ def list_personas(
     return PersonaPage(items=[PersonaSummary.of(r) for r in records], next_after=next_after)
 
 
-@router.get("/{persona_id}", responses=PROBLEMS(401, 403, 404))
+@router.get("/{persona_id}", responses=PROBLEMS(401, 403, 404, 410))
 def get_persona(persona_id: str, who: PrincipalDep, service: ServiceDep) -> PersonaOut:
-    """One persona (scope ``read``)."""
+    """One persona (scope ``read``); 410 ``persona_erased`` once its erasure has started."""
     return PersonaOut.of(service.get_persona(who, persona_id))
+
+
+@router.delete("/{persona_id}", responses=PROBLEMS(400, 401, 403, 404, 422))
+def erase_persona(
+    persona_id: str, body: ErasureRequest, who: PrincipalDep, service: ServiceDep
+) -> ErasureOut:
+    """Erase a persona and everything stored about it (scope ``admin``; a ``reason`` is required).
+
+    Every version's inputs, crops, embeddings, packs and manifests are deleted, except blobs
+    another persona also holds; a tombstone (id, versions, times, who, why) and an audit line
+    stay. Every read of the persona answers 410 ``persona_erased`` from the moment it starts,
+    from every worker once this returns. A second call resumes an interrupted erasure or
+    reports the finished one (``already_erased``). The id is never handed out again.
+    """
+    report = service.erase(who, persona_id, None, body.reason)
+    return ErasureOut.model_validate(report.as_dict())
 

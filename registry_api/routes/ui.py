@@ -57,7 +57,7 @@ def register(app: FastAPI) -> None:
 @router.get(
     "/ui/personas/{persona_id}",
     response_class=HTMLResponse,
-    responses={**_HTML, **PROBLEMS(401, 403, 404)},
+    responses={**_HTML, **PROBLEMS(401, 403, 404, 410)},
 )
 def persona_page(persona_id: str, request: Request, who: PrincipalDep, service: ServiceDep) -> HTMLResponse:
     """The persona's versions, newest first, each linking to its page."""
@@ -69,7 +69,7 @@ def persona_page(persona_id: str, request: Request, who: PrincipalDep, service: 
 @router.get(
     "/ui/personas/{persona_id}/versions/{version}",
     response_class=HTMLResponse,
-    responses={**_HTML, **PROBLEMS(400, 401, 403, 404)},
+    responses={**_HTML, **PROBLEMS(400, 401, 403, 404, 410)},
 )
 def version_page(
     persona_id: str, version: str, request: Request, who: PrincipalDep, service: ServiceDep

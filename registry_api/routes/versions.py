@@ -1,4 +1,4 @@
-"""Persona versions: upload (starts a build), list, status, and the published pack."""
+"""Persona versions: upload (starts a build), list, status, erase, and the published pack."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from registry_api.deps import PrincipalDep, ServiceDep, authenticate
 from registry_api.errors import FileTooLargeError, RequestTooLargeError, TooManyFilesError, UploadError
 from registry_api.guards import capped_receive
 from registry_api.routes.common import PROBLEMS
-from registry_api.schemas import VersionList, VersionOut
+from registry_api.schemas import ErasureOut, ErasureRequest, VersionList, VersionOut
 from registry_api.service import LATEST, RegistryService
 
 router = APIRouter(prefix="/v1/personas/{persona_id}/versions", tags=["versions"])
@@ -73,7 +73,7 @@ _UPLOAD_BODY = {
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
         304: {"description": "The client's copy (If-None-Match) is current."},
-        **PROBLEMS(400, 401, 403, 404),
+        **PROBLEMS(400, 401, 403, 404, 410),
     },
 )
 async def get_pack(request: Request) -> Response:
@@ -82,7 +82,9 @@ async def get_pack(request: Request) -> Response:
     404 ``pack_not_published`` until the version is published. ``latest`` answers with the
     newest published pack, ``Content-Location`` naming its version, and the ETag
     ``"<content_hash>.v<N>"``, so a client's copy of another version never revalidates as
-    current even when the content is the same.
+    current even when the content is the same. 410 ``persona_erased`` / ``version_erased``
+    (with the erasure's times) once an erasure of it has started: drop every copy; after a
+    version's erasure ``latest`` is the newest remaining published version.
     """
     # The hot route: no injected dependencies or parameter models (FastAPI's resolver costs
     # more than the rest of this function); path parameters are documented in _PACK_PARAMS.
@@ -112,7 +114,7 @@ async def get_pack(request: Request) -> Response:
     "",
     status_code=202,
     openapi_extra=_UPLOAD_BODY,
-    responses=PROBLEMS(400, 401, 403, 404, 413, 415, 422),
+    responses=PROBLEMS(400, 401, 403, 404, 410, 413, 415, 422),
 )
 async def create_version(
     persona_id: str, request: Request, response: Response, who: PrincipalDep, service: ServiceDep
@@ -133,17 +135,31 @@ async def create_version(
     return out
 
 
-@router.get("", responses=PROBLEMS(401, 403, 404))
+@router.get("", responses=PROBLEMS(401, 403, 404, 410))
 def list_versions(persona_id: str, who: PrincipalDep, service: ServiceDep) -> VersionList:
-    """Every version with status, reasons, check results and times (scope ``read``)."""
+    """Every version with status, reasons, check results and times (scope ``read``). An erased
+    version stays as a tombstone (status ``erasing`` / ``erased``, no inputs or checks)."""
     records = service.list_versions(who, persona_id)
     return VersionList(persona_id=persona_id, items=[VersionOut.of(r) for r in records])
 
 
-@router.get("/{version}", responses=PROBLEMS(400, 401, 403, 404))
+@router.get("/{version}", responses=PROBLEMS(400, 401, 403, 404, 410))
 def get_version(persona_id: str, version: str, who: PrincipalDep, service: ServiceDep) -> VersionOut:
-    """One version's status; ``latest`` is the newest published one (scope ``read``)."""
+    """One version's status; ``latest`` is the newest published one (scope ``read``). 410
+    ``version_erased`` (or ``persona_erased``) once its erasure has started."""
     return VersionOut.of(service.get_version(who, persona_id, version))
+
+
+@router.delete("/{version}", responses=PROBLEMS(400, 401, 403, 404, 422))
+def erase_version(
+    persona_id: str, version: str, body: ErasureRequest, who: PrincipalDep, service: ServiceDep
+) -> ErasureOut:
+    """Erase one numbered version (scope ``admin``; a ``reason`` is required): what it alone
+    holds is deleted, blobs the persona's other versions (or other personas) hold stay. Reads
+    of it answer 410 ``version_erased``; ``latest`` moves to the newest remaining published
+    version. A second call resumes or reports the finished erasure (``already_erased``)."""
+    report = service.erase(who, persona_id, version, body.reason)
+    return ErasureOut.model_validate(report.as_dict())
 
 
 async def _read_multipart(request: Request, settings: ApiSettings) -> tuple[list[RawFile], str | None]:

@@ -36,6 +36,10 @@ def _upload(_: Registry) -> dict[str, Any]:
     return {"files": [("files", ("front.jpg", fixture_bytes("faces", "obama1.jpg"), "image/jpeg"))]}
 
 
+def _erasure(_: Registry) -> dict[str, Any]:
+    return {"json": {"reason": "auth matrix"}}
+
+
 def _resolve(reg: Registry) -> dict[str, Any]:
     return {"json": {"ref": _anchor_ref(reg), "mode": "url", "ttl_s": 60}}
 
@@ -56,6 +60,9 @@ MATRIX: list[tuple[Route, tuple[int, int, int, int, int]]] = [
     (("GET", f"{P}/versions/latest/pack", None), (401, 200, 200, 200, 403)),
     (("POST", "/v1/assets/resolve", _resolve), (401, 200, 200, 200, 403)),
     (("GET", _signed_path, None), (200, 200, 200, 200, 200)),
+    (("DELETE", f"{P}/versions/2", _erasure), (401, 403, 403, 200, 403)),
+    (("DELETE", P, _erasure), (401, 403, 403, 200, 403)),
+    (("GET", "/v1/erasures", None), (401, 200, 200, 200, 200)),
 ]
 
 
