@@ -1,6 +1,7 @@
-"""The registry over gRPC: the five calls of ``schemas/persona_registry.proto`` on the same
+"""The registry over gRPC: the calls of ``schemas/persona_registry.proto`` on the same
 :class:`RegistryService` as HTTP, with the same API keys (metadata ``x-api-key`` or
-``authorization: Bearer``) and the same error codes (trailing metadata ``error-code``)."""
+``authorization: Bearer``) and the same error codes (trailing metadata ``error-code``; an
+erasure's times in ``erasure-started-at`` / ``erased-at``)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from typing import Any, TypeVar
 
 import grpc
 
+from persona_core.erasure import ARCHIVES_NOTE, ErasureReport
 from persona_core.errors import InvalidInputError, PersonaCoreError
 from persona_core.store.base import PersonaRecord, VersionRecord
 from persona_core.uploads import RawFile, parse_manifest, validate_upload
 from registry_api.auth import Principal, key_from_headers
-from registry_api.errors import grpc_status_for, public_detail
+from registry_api.errors import grpc_status_for, problem_fields, public_detail
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
 from registry_api.service import LATEST, AssetBytes, RegistryService
@@ -27,6 +29,7 @@ log = logging.getLogger("registry_api.grpc")
 T = TypeVar("T")
 _GRPC_MAX_MESSAGE = 2**31 - 1
 _DEFAULT_TTL_S = 3600
+_METADATA_NAMES = {"started_at": "erasure-started-at", "erased_at": "erased-at"}
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
@@ -40,7 +43,9 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
             status = grpc_status_for(exc)
             if status == grpc.StatusCode.INTERNAL:
                 log.error("%s in %s: %s", exc.code, method.__name__, exc)
-            context.set_trailing_metadata((("error-code", exc.code),))
+            # The problem document's extra members (an erasure's times) as metadata.
+            extra = tuple((_METADATA_NAMES[k], v or "") for k, v in problem_fields(exc).items())
+            context.set_trailing_metadata((("error-code", exc.code), *extra))
             context.abort(status, f"{exc.code}: {public_detail(exc)}")
             raise  # unreachable: abort raises
 
@@ -71,6 +76,23 @@ def version_message(record: VersionRecord) -> pb.PersonaVersion:
         updated_at=_ts(record.updated_at),
         published_at=_ts(record.published_at),
         content_hash=record.content_hash or "",
+    )
+
+
+def erasure_message(report: ErasureReport) -> pb.ErasureReport:
+    return pb.ErasureReport(
+        persona_id=report.persona_id,
+        version=report.version,
+        versions=list(report.versions),
+        state=report.state,
+        actor=report.actor,
+        started_at=_ts(report.started_at),
+        finished_at=_ts(report.finished_at),
+        blobs_deleted=report.blobs_deleted,
+        objects_deleted=report.objects_deleted,
+        kept_shared=report.kept_shared,
+        already_erased=report.already_erased,
+        note=ARCHIVES_NOTE,
     )
 
 
@@ -141,6 +163,15 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
         if isinstance(asset, AssetBytes):
             return pb.ResolveAssetResponse(ref=asset.ref, data=asset.data)
         return pb.ResolveAssetResponse(ref=asset.ref, url=asset.url, expires_at=asset.expires_at)
+
+
+    @_guarded
+    def ErasePersona(  # noqa: N802
+        self, request: pb.ErasePersonaRequest, context: grpc.ServicerContext
+    ) -> pb.ErasureReport:
+        who = self._who(context)
+        version = request.version if request.HasField("version") else None
+        return erasure_message(self.service.erase(who, request.persona_id, version, request.reason))
 
 
 def _json_object(text: str, field: str) -> dict[str, Any]:

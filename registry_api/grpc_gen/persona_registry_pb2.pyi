@@ -137,3 +137,41 @@ class ResolveAssetResponse(_message.Message):
     expires_at: int
     data: bytes
     def __init__(self, ref: _Optional[str] = ..., url: _Optional[str] = ..., expires_at: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ErasePersonaRequest(_message.Message):
+    __slots__ = ("persona_id", "version", "reason")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    version: int
+    reason: str
+    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ErasureReport(_message.Message):
+    __slots__ = ("persona_id", "version", "versions", "state", "actor", "started_at", "finished_at", "blobs_deleted", "objects_deleted", "kept_shared", "already_erased", "note")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    KEPT_SHARED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_ERASED_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    version: int
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    state: str
+    actor: str
+    started_at: str
+    finished_at: str
+    blobs_deleted: int
+    objects_deleted: int
+    kept_shared: int
+    already_erased: bool
+    note: str
+    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., state: _Optional[str] = ..., actor: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., blobs_deleted: _Optional[int] = ..., objects_deleted: _Optional[int] = ..., kept_shared: _Optional[int] = ..., already_erased: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...

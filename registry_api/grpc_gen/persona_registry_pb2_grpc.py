@@ -59,6 +59,11 @@ class PersonaRegistryStub:
                 request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetRequest.SerializeToString,
                 response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetResponse.FromString,
                 _registered_method=True)
+        self.ErasePersona = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/ErasePersona',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasePersonaRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasureReport.FromString,
+                _registered_method=True)
 
 
 class PersonaRegistryServicer:
@@ -100,6 +105,15 @@ class PersonaRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ErasePersona(self, request, context):
+        """Scope admin; a reason is required (INVALID_ARGUMENT invalid_input when blank). Erases the
+        persona, or only `version`: reads answer NOT_FOUND persona_erased / version_erased from the
+        moment it starts. A second call resumes an interrupted erasure or reports the finished one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonaRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +141,11 @@ def add_PersonaRegistryServicer_to_server(servicer, server):
                     servicer.ResolveAsset,
                     request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetRequest.FromString,
                     response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetResponse.SerializeToString,
+            ),
+            'ErasePersona': grpc.unary_unary_rpc_method_handler(
+                    servicer.ErasePersona,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasePersonaRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasureReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +283,33 @@ class PersonaRegistry:
             '/persona.registry.v1.PersonaRegistry/ResolveAsset',
             registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetRequest.SerializeToString,
             registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ErasePersona(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/ErasePersona',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasePersonaRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasureReport.FromString,
             options,
             channel_credentials,
             insecure,
