@@ -3,8 +3,9 @@
 Every call returns a typed model (``persona_core.api_models``, the bodies the registry
 answers with); fields a newer registry adds are ignored, so an older client keeps working.
 Errors come back as the registry's problem documents; the client raises the persona-core
-error class with the same ``code`` where one exists (e.g. ``PersonaNotFoundError``),
-otherwise :class:`RegistryError` carrying ``code`` and ``status``.
+error class with the same ``code`` where one exists (e.g. ``PersonaNotFoundError``; a 410 is
+``PersonaErasedError`` / ``VersionErasedError`` with the erasure's ``started_at`` and
+``erased_at``), otherwise :class:`RegistryError` carrying ``code`` and ``status``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -20,6 +22,8 @@ from pydantic import BaseModel
 
 from persona_core import errors as _errors
 from persona_core.api_models import (
+    ErasureFeed,
+    ErasureOut,
     PersonaOut,
     PersonaPage,
     PersonaSummary,
@@ -29,6 +33,7 @@ from persona_core.api_models import (
     VersionStatus,
 )
 from persona_core.errors import (
+    ErasedError,
     IntegrityError,
     PackNotPublishedError,
     PersonaCoreError,
@@ -39,6 +44,8 @@ from persona_core.refs import parse_ref, sha256_hex
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "TERMINAL_STATUSES",
+    "ErasureFeed",
+    "ErasureOut",
     "PackNotPublishedError",
     "PackResponse",
     "PersonaOut",
@@ -227,6 +234,21 @@ class RegistryClient:
         response = self._send("POST", "/v1/assets/resolve", json={"ref": ref, "mode": "bytes"})
         return _checked(ref, response.content)
 
+    def erase_persona(self, persona_id: str, version: int | None = None, *, reason: str) -> ErasureOut:
+        """Erase the persona, or only ``version`` (admin key; ``reason`` is required). Calling it
+        again resumes an interrupted erasure or reports the finished one (``already_erased``)."""
+        url = f"/v1/personas/{persona_id}"
+        if version is not None:
+            url += f"/versions/{version}"
+        return self._parse(ErasureOut, "DELETE", url, json={"reason": reason})
+
+    def erasures(self, since: datetime | None = None, limit: int = 100) -> ErasureFeed:
+        """Finished erasures after ``since``, oldest first: what a renderer fleet purges."""
+        params: dict[str, str | int] = {"limit": limit}
+        if since is not None:
+            params["since"] = since.isoformat()
+        return self._parse(ErasureFeed, "GET", "/v1/erasures", params=params)
+
     def fetch_signed(self, url: str) -> bytes:
         """GET a signed URL (registry HMAC URL or S3 presign) without sending the API key."""
         response = httpx.get(url, timeout=self._http.timeout)
@@ -268,6 +290,20 @@ def _error_from(response: httpx.Response) -> PersonaCoreError:
     cls = _BY_CODE.get(code)
     if cls is None:
         return RegistryError(response.status_code, code, detail)
-    err = cls(detail)
+    if issubclass(cls, ErasedError):
+        started, erased = _time(doc, "started_at"), _time(doc, "erased_at")
+        if started is None:
+            return RegistryError(response.status_code, code, detail)
+        err: PersonaCoreError = cls(detail, started_at=started, erased_at=erased)
+    else:
+        err = cls(detail)
     err.status = response.status_code  # type: ignore[attr-defined]
     return err
+
+
+def _time(doc: object, name: str) -> datetime | None:
+    value = doc.get(name) if isinstance(doc, dict) else None
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
