@@ -8,6 +8,10 @@ import re
 from persona_core.errors import InvalidInputError
 from persona_core.pack import PERSONA_ID_BODY
 
+# The dynamic partitions' names (persona_pipeline.defs.partitions): one per version, one per persona.
+VERSION_PARTITIONS = "persona_versions"
+PERSONA_PARTITIONS = "personas"
+
 _KEY_RE = re.compile(rf"^({PERSONA_ID_BODY})\.v([1-9][0-9]*)$")
 
 

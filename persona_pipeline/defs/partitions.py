@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-persona_versions = dg.DynamicPartitionsDefinition(name="persona_versions")
-personas = dg.DynamicPartitionsDefinition(name="personas")
+from persona_pipeline.partition_keys import PERSONA_PARTITIONS, VERSION_PARTITIONS
+
+persona_versions = dg.DynamicPartitionsDefinition(name=VERSION_PARTITIONS)
+personas = dg.DynamicPartitionsDefinition(name=PERSONA_PARTITIONS)
 
 
 def ensure_partition(
