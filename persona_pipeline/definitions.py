@@ -1,5 +1,6 @@
-"""The Dagster code location: build assets and checks, the build job, the upload sensor and
-the resources (embedded default stores, default offline models, default thresholds).
+"""The Dagster code location: build assets and checks, the build and rebuild jobs, the upload,
+lifecycle and erasure sensors, the daily garbage collection (job and schedule) and the
+resources (embedded default stores, default offline models, default thresholds).
 
 ``defs`` keeps intermediate asset values on local disk (Dagster's default IO manager), right
 for ``dagster dev`` and in-process builds. ``deploy_defs`` keeps them in S3 so one asset can
@@ -16,10 +17,12 @@ import dagster as dg
 
 from persona_pipeline.defs.assets import build_assets
 from persona_pipeline.defs.build_lease import build_lease
+from persona_pipeline.defs.erasure import erasure_sensor
 from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.lifecycle import stuck_builds_sensor, version_run_failure_sensor
 from persona_pipeline.defs.rebuild import rebuild_newest_version
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
+from persona_pipeline.defs.retention import daily_gc_schedule, gc_job
 from persona_pipeline.defs.sensors import upload_manifest_sensor
 
 
@@ -35,8 +38,9 @@ def make_defs(io_manager: Any = None, resources: dict[str, Any] | None = None) -
         resources["io_manager"] = io_manager
     return dg.Definitions(
         assets=build_assets,
-        jobs=[build_persona_version, rebuild_newest_version],
-        sensors=[upload_manifest_sensor, version_run_failure_sensor, stuck_builds_sensor],
+        jobs=[build_persona_version, rebuild_newest_version, gc_job],
+        sensors=[upload_manifest_sensor, version_run_failure_sensor, stuck_builds_sensor, erasure_sensor],
+        schedules=[daily_gc_schedule],
         resources=resources,
     )
 
