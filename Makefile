@@ -68,7 +68,8 @@ serve: $(STAMP) ## run the registry on the embedded default
 dagster: $(STAMP) ## Dagster UI on the project's instance (PERSONA_HOME/dagster; sensors on)
 	DAGSTER_HOME=$$($(BIN)/python -m persona_pipeline.instance) $(BIN)/dagster dev -w workspace.yaml
 
-diagrams: ## render diagrams/*.mmd to PNG and SVG (needs npm and Debian's chromium)
+diagrams: $(STAMP) ## write the lifecycle .mmd from the code, render diagrams/*.mmd to PNG and SVG (npm, chromium)
+	$(BIN)/python -m persona_pipeline.diagram
 	bash diagrams/render.sh
 
 clean: ## remove the venv and local state

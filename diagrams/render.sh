@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Render every diagrams/*.mmd to .png and .svg beside it with mermaid-cli on Debian's Chromium.
+# persona_pack_lifecycle.mmd itself is written from the code (python -m persona_pipeline.diagram).
 #
 # mermaid-cli's own browser download cannot work here, so it is installed with
 # PUPPETEER_SKIP_DOWNLOAD=1 into a cache folder outside the repo and pointed at
