@@ -17,6 +17,7 @@ from rich.console import Console
 
 from persona_core.errors import (
     AlreadyExistsError,
+    ErasedError,
     ImmutableVersionError,
     IntegrityError,
     InvalidInputError,
@@ -47,7 +48,7 @@ Exit codes:
   0  ok
   1  failure (build failed, store unavailable, unexpected error)
   2  usage or bad input
-  3  not found (persona, version, published pack, API key)
+  3  not found (persona, version, published pack, API key) or erased (persona_erased, version_erased)
   4  integrity or verification failure (tampered archive or blob, hash mismatch)
   5  build blocked by a quality gate
   6  drift: a frame at or over the --fail-on level (drift --fail-on warn|fail)
@@ -58,6 +59,7 @@ PERSONA_BLOB_URL, PERSONA_S3_*, PERSONA_SIGNING_SECRET, ...)."""
 # Most specific first: the first class the error is an instance of decides.
 _EXIT_FOR: tuple[tuple[type[PersonaCoreError], ExitCode], ...] = (
     (NotFoundError, ExitCode.NOT_FOUND),
+    (ErasedError, ExitCode.NOT_FOUND),
     (IntegrityError, ExitCode.INTEGRITY),
     (PackValidationError, ExitCode.INTEGRITY),
     (SignatureError, ExitCode.INTEGRITY),

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from persona_cli import api_keys, cache, drift, pack, qc
+from persona_cli import api_keys, cache, drift, erasure, pack, qc
 from persona_cli.common import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -60,6 +60,8 @@ app.add_typer(api_keys.app, name="keys")
 app.add_typer(cache.app, name="cache")
 app.command(name="qc")(qc.qc)
 app.command(name="drift")(drift.drift)
+app.command(name="erase")(erasure.erase_command)
+app.command(name="gc")(erasure.gc_command)
 
 
 @app.callback()
