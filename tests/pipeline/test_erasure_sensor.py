@@ -8,6 +8,7 @@ the instance too and reports its counts."""
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from persona_pipeline.instance import project_instance
 from persona_pipeline.partition_keys import partition_key
 
 pytestmark = pytest.mark.dagster
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def secret_of(key: str) -> str:
@@ -155,6 +157,49 @@ def test_version_erasure_takes_that_version_and_nothing_else(
     assert (storage / v2 / "compute_logs").is_dir()
     assert survivors(dagster_home, secrets("ann.v1")) == {}
     assert set(survivors(dagster_home, secrets("ann.v2", "bob.v1", "ann"))) == {"ann.v2", "bob.v1", "ann"}
+
+
+@pytest.mark.postgres
+def test_version_erasure_on_a_postgres_backed_instance(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same purge on dagster-postgres storage: no row of Dagster's tables keeps the version."""
+    pg = sa.make_url(postgres_url).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    monkeypatch.setenv("DAGSTER_PG_URL", pg)
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "dagster.postgres.yaml", dagster_home / "dagster.yaml")
+    home = Home(tmp_path / "home")
+    home.upload("ann", OBAMA[:1])
+    home.upload("ann", OBAMA[1:2])
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        materialize(instance, "ann", 1)
+        v2 = materialize(instance, "ann", 2, tagged=False)
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            "sheet", partition="ann.v1", metadata={"note": secret_of("ann.v1") + "-runless"}))
+
+        purgers = [dagster_purger(instance)]
+        erase(home.meta, home.blobs, "ann", 1, actor="test", reason="asked", purgers=purgers)
+
+        assert run_ids(instance) == {v2}
+        assert materialized(instance, "ann.v1") == []
+        assert materialized(instance, "ann.v2") == [v2]
+        assert check_runs(instance) == {v2}
+        assert instance.get_dynamic_partitions(persona_versions.name) == ["ann.v2"]
+    engine = sa.create_engine(pg)
+    try:
+        with engine.connect() as conn:
+            for table in ("event_logs", "asset_keys", "asset_check_executions", "runs", "run_tags"):
+                found = conn.execute(sa.text(f"SELECT count(*) FROM {table} t WHERE t::text LIKE :s"),
+                                     {"s": f"%{secret_of('ann.v1')}%"}).scalar_one()
+                assert found == 0, table
+                kept = conn.execute(sa.text(f"SELECT count(*) FROM {table} t WHERE t::text LIKE :s"),
+                                    {"s": "%ann.v2%"}).scalar_one()
+                assert kept > 0, table
+    finally:
+        engine.dispose()
+    assert survivors(dagster_home, secrets("ann.v1")) == {}
 
 
 def test_persona_erasure_takes_its_rebuild_runs_and_persona_partition(
