@@ -68,16 +68,24 @@ def partition_keys_of(job: ErasureJob) -> list[str]:
 
 class DagsterPurger:
     """Removes erasure jobs' versions from one Dagster instance. Idempotent: purging a purged
-    job deletes nothing and only compacts the databases."""
+    job deletes nothing and only compacts the databases.
 
-    def __init__(self, instance: dg.DagsterInstance) -> None:
+    ``compact=False`` leaves the compaction to a later :meth:`compact` call, for a caller that
+    purges many jobs one by one (the retention job): vacuuming is the slow part."""
+
+    def __init__(self, instance: dg.DagsterInstance, *, compact: bool = True) -> None:
         self.instance = instance
+        self._compact_each = compact
 
     def __call__(self, job: ErasureJob) -> None:
         self.purge([job])
 
+    def compact(self) -> None:
+        """Leave no bytes of deleted rows in the instance's database files."""
+        storage.compact(self.instance)
+
     def purge(self, jobs: Sequence[ErasureJob]) -> PurgeReport:
-        """Purge every job, then compact the databases once."""
+        """Purge every job, then compact the databases once (unless deferred)."""
         instance = self.instance
         runs = events = partitions = files = 0
         all_keys: list[str] = []
@@ -95,7 +103,8 @@ class DagsterPurger:
                 partitions += _delete_partitions(instance, PERSONA_PARTITIONS, [job.persona_id])
         latest = storage.refresh_latest_materializations(instance, all_keys)
         files += storage.sweep_orphans(instance)
-        storage.compact(instance)
+        if self._compact_each:
+            self.compact()
         report = PurgeReport(len(jobs), runs, events, partitions, files, latest)
         log.info("purged %d erasure job(s) from the Dagster instance: %s", len(jobs), report)
         return report

@@ -193,9 +193,11 @@ def sweep_orphans(instance: dg.DagsterInstance) -> int:
     if shards is not None and shards.is_dir():
         candidates += [p for p in shards.iterdir() if _RUN_ID.fullmatch(p.name.split(".db")[0])
                        and p.name.split(".db")[0] != p.name]
+    known = set(instance.get_run_ids()) if candidates else set()
     for path in candidates:
         run_id = path.name.split(".db")[0]
-        if not instance.has_run(run_id):
+        # Asked again for one not listed: it may have been created since the listing.
+        if run_id not in known and not instance.has_run(run_id):
             instance.compute_log_manager.delete_logs(prefix=[run_id])
             removed += _remove(path)
     return removed

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from persona_core.retention import GcReport, collect_garbage
 from persona_pipeline.defs.resources import StoresResource
-from persona_pipeline.erasure import dagster_purger
+from persona_pipeline.erasure import DagsterPurger
 
 GC_JOB = "gc_job"
 
@@ -27,9 +27,11 @@ def collect_garbage_op(
     context: dg.OpExecutionContext, config: GcConfig, stores: StoresResource
 ) -> dg.Output[None]:
     settings = stores.settings()
+    purger = DagsterPurger(context.instance, compact=False)  # once at the end, not per version
     report = collect_garbage(stores.meta(), stores.blobs(), retention_days=settings.retention_days,
-                             grace_s=settings.gc_grace_s, dry_run=config.dry_run,
-                             purgers=[dagster_purger(context.instance)])
+                             grace_s=settings.gc_grace_s, dry_run=config.dry_run, purgers=[purger])
+    if not config.dry_run:
+        purger.compact()
     return dg.Output(None, metadata=gc_metadata(report, settings.retention_days, settings.gc_grace_s))
 
 
