@@ -1,7 +1,8 @@
-"""The README's shell blocks for data ops and integrators run as written, in order, on the
+"""The README's shell blocks for data ops and integrators run as written, in order, on one
 embedded default (a fresh PERSONA_HOME, no DAGSTER_HOME) after the demo, and every command in
-them succeeds. Long-running or repo-writing `make` targets (`make dagster`, `make eval-tags`)
-are checked with `make -n` (the target exists and expands) instead of being started."""
+them succeeds (the integrator's curl calls fail on an HTTP error, so a persona created twice
+would stop the run). Long-running or repo-writing `make` targets (`make dagster`, `make
+eval-tags`) are checked with `make -n` (the target exists and expands) instead of being started."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def test_readme_shell_blocks_run_as_written(tmp_path: Path) -> None:
     demo = subprocess.run([str(ROOT / ".venv/bin/persona-core"), "demo"], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stdout + demo.stderr
+    # The demo states its own gate next to the default one, and its steps came as progress lines.
+    assert "gate: 1 A_SELFIE anchor, 1 C_CUTAWAY anchor (the demo's own gate" in demo.stdout
+    assert "inputs: loading models" in demo.stderr
     blocks = [b for section in SECTIONS for b in shell_blocks(section)]
     assert len(blocks) >= 3
     script = "set -euo pipefail\n" + "\n".join(runnable(b) for b in blocks)
@@ -56,9 +60,24 @@ def test_readme_shell_blocks_run_as_written(tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)  # the registry the integrator block started
     assert code == 0, log.read_text()[-6000:]
-    # What the ops block claims: alice v1 published, v2 rebuilt from its inputs and published.
-    versions = subprocess.run([str(ROOT / ".venv/bin/persona-core"), "--json", "versions", "alice"], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=120, check=True)
-    docs = json.loads(versions.stdout)
+    text = log.read_text()
+
+    def versions(persona: str) -> list[dict[str, object]]:
+        run = subprocess.run([str(ROOT / ".venv/bin/persona-core"), "--json", "versions", persona], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120, check=True)
+        return list(json.loads(run.stdout))
+
+    # What the ops block claims: alice v1 published, v2 rebuilt from its inputs and published,
+    # each build with a progress line per step, and v2 saying what it rebuilds.
+    docs = versions("alice")
     assert [d["status"] for d in docs[:2]] == ["published", "published"]
     assert docs[0]["reasons"] == []
+    assert docs[1]["origin"] == {"kind": "rebuild", "version": 1, "same_content_as": None,
+                                 "thresholds": {"max_anchors_per_mode": 4}}
+    assert "alice.v1 persona_pack: published" in text
+    assert "alice.v2 persona_pack: published" in text
+    # The integrators': bob is a new persona whose upload waits for the sensor (no daemon here),
+    # and the clip's last second fails the drift check, which --fail-on turns into exit 6.
+    assert [d["status"] for d in versions("bob")] == ["pending"]
+    assert "exit 6" in text
+    assert "identity_drift_fail" in text
