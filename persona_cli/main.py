@@ -181,7 +181,9 @@ def _exit_for_status(summary: dict[str, Any], json_out: bool) -> None:
 @app.command()
 @handle_errors
 def versions(persona_id: str, json_out: JsonOpt = False) -> None:
-    """List a persona's versions with their status, reasons and content hash."""
+    """List a persona's versions with their status, reasons, content hash and origin: an upload,
+    a rebuild of vN with its thresholds (and "same content as vN" when its pack did not change),
+    or an import (whose created and published times are the import's)."""
     s = settings()
     meta, _ = open_stores(s)
     # A build whose process or run is gone is failed here, the moment someone looks.
