@@ -203,13 +203,15 @@ class RegistryService:
         """Erase a persona (``version=None``) or one numbered version; resumes an interrupted
         erasure, reports a finished one. Returns once no worker serves the subject from memory."""
         who.require("admin", persona_id)
-        number = None if version is None else parse_version_spec(version)
-        if number == LATEST:
-            raise InvalidInputError("an erasure names a version number, never 'latest'")
+        number = None
+        if version is not None:
+            parsed = parse_version_spec(version)
+            if not isinstance(parsed, int):
+                raise InvalidInputError("an erasure names a version number, never 'latest'")
+            number = parsed
         # The Dagster instance is purged by the pipeline's own erasure sensor: the registry
         # does not carry the pipeline.
-        return erase(self.metadata, self.blobs, persona_id, number if isinstance(number, int) else None,
-                     actor=f"key:{who.name}", reason=reason,
+        return erase(self.metadata, self.blobs, persona_id, number, actor=f"key:{who.name}", reason=reason,
                      purgers=[readers_forget(self.settings.erasure_poll_s)])
 
     def erasures(
