@@ -44,6 +44,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 1000  # the column's width
+BATCH = 200  # references per transaction and per store batch delete
 
 Purger = Callable[[ErasureJob], None]
 """Clears what a store outside persona-core keeps about the job's versions (idempotent)."""
@@ -62,6 +63,7 @@ def readers_forget(poll_s: float) -> Purger:
             time.sleep(min(left, poll_s))
 
     return wait
+
 
 ARCHIVES_NOTE = (
     "exported .personapack archives are outside the registry's reach: delete any copies "
@@ -127,20 +129,25 @@ def _delete_held(meta: MetadataStore, blobs: BlobStore, job: ErasureJob) -> dict
     # A whole persona: none of its versions count as holders; one version: only that one.
     mine: tuple[int, ...] = () if job.version is None else job.versions
     counts = {"blobs_deleted": 0, "objects_deleted": 0, "kept_shared": 0}
-    for held in index.held_by(job.persona_id, job.versions):
-        if not index.begin_delete(held, except_persona=job.persona_id, except_versions=mine):
-            index.forget(job.persona_id, mine, held)
-            counts["kept_shared"] += 1
-            continue
-        # A crash here leaves the deletion mark: the next erase (or GC) finishes it.
-        _delete(blobs, held)
-        index.end_delete(held, persona_id=job.persona_id, versions=mine)
-        counts["blobs_deleted" if held.kind == BLOB else "objects_deleted"] += 1
+    held = index.held_by(job.persona_id, job.versions)
+    for start in range(0, len(held), BATCH):
+        batch = held[start : start + BATCH]
+        marked = index.begin_delete(batch, except_persona=job.persona_id, except_versions=mine)
+        kept = sorted(set(batch) - set(marked), key=lambda h: (h.kind, h.ref))
+        index.forget(job.persona_id, mine, kept)
+        # A crash from here on leaves the marks: the next erase (or GC) finishes the deletion.
+        delete_held(blobs, marked)
+        index.end_delete(marked, persona_id=job.persona_id, versions=mine)
+        counts["blobs_deleted"] += sum(h.kind == BLOB for h in marked)
+        counts["objects_deleted"] += sum(h.kind != BLOB for h in marked)
+        counts["kept_shared"] += len(kept)
     return counts
 
 
-def _delete(blobs: BlobStore, held: Held) -> bool:
-    return blobs.delete(held.ref) if held.kind == BLOB else blobs.delete_object(held.ref)
+def delete_held(blobs: BlobStore, held: Sequence[Held]) -> None:
+    """Delete blobs and named objects from the store (batched where the store can)."""
+    blobs.delete_many([h.ref for h in held if h.kind == BLOB])
+    blobs.delete_objects([h.ref for h in held if h.kind != BLOB])
 
 
 def _delete_unrecorded_manifests(blobs: BlobStore, job: ErasureJob) -> int:

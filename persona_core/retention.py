@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from persona_core.erasure import Purger, erase, resume_unfinished
+from persona_core.erasure import BATCH, Purger, delete_held, erase, resume_unfinished
 from persona_core.errors import PersonaCoreError
 from persona_core.ingest import MANIFEST_PREFIX
 from persona_core.store.base import BlobStore, MetadataStore, StoredItem, VersionStatus
@@ -95,6 +95,7 @@ def collect_garbage(
             ):
                 continue
             sweeper.sweep(OBJECT, item, held_objects)
+    sweeper.flush()
     report.seconds = round(time.perf_counter() - started, 3)
     if not dry_run:
         detail = report.as_dict()
@@ -105,10 +106,14 @@ def collect_garbage(
 
 @dataclass
 class _Sweeper:
+    """Collects what nothing holds and deletes it in batches (one transaction and one store
+    batch delete for each)."""
+
     meta: MetadataStore
     blobs: BlobStore
     report: GcReport
     young: datetime  # written after this: inside the grace period
+    _pending: dict[Held, int] = field(default_factory=dict)  # candidate -> its size
 
     def sweep(self, kind: RefKind, item: StoredItem, held: set[str]) -> None:
         if item.name in held:
@@ -116,17 +121,20 @@ class _Sweeper:
         if item.modified_at > self.young:
             self.report.kept_young += 1
             return
-        target = Held(kind, item.name)
-        if self.report.dry_run:
-            deleted = True
-        elif not self.meta.refs.begin_delete(target):
-            return  # someone recorded it since the mark: it is held now
-        else:
-            deleted = self.blobs.delete(item.name) if kind == BLOB else self.blobs.delete_object(item.name)
-            self.meta.refs.end_delete(target)
-        if deleted:
-            self.report.bytes_reclaimed += item.size
-            if kind == BLOB:
+        self._pending[Held(kind, item.name)] = item.size
+        if len(self._pending) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        # Marked only if still unheld now: something recorded since the mark keeps its blob.
+        marked = list(pending) if self.report.dry_run else self.meta.refs.begin_delete(list(pending))
+        if not self.report.dry_run:
+            delete_held(self.blobs, marked)
+            self.meta.refs.end_delete(marked)
+        for held in marked:
+            self.report.bytes_reclaimed += pending[held]
+            if held.kind == BLOB:
                 self.report.blobs_deleted += 1
             else:
                 self.report.objects_deleted += 1
@@ -135,12 +143,9 @@ class _Sweeper:
 def _finish_stale_marks(meta: MetadataStore, blobs: BlobStore) -> None:
     """A deleter killed between its mark and its unmark: the blob is unheld (it checked), so
     finish the deletion; uploads waiting on the mark then write the blob again."""
-    for held in list(meta.refs.stale_deletions(STALE_MARK_S)):
-        if held.kind == BLOB:
-            blobs.delete(held.ref)
-        else:
-            blobs.delete_object(held.ref)
-        meta.refs.end_delete(held)
+    stale = list(meta.refs.stale_deletions(STALE_MARK_S))
+    delete_held(blobs, stale)
+    meta.refs.end_delete(stale)
 
 
 def _expired(meta: MetadataStore, cutoff: datetime) -> list[tuple[str, int]]:

@@ -7,7 +7,7 @@ import os
 import re
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -87,6 +87,14 @@ class BlobStore(ABC):
     @abstractmethod
     def delete_object(self, key: str) -> bool:
         """Remove a named object; False when it was not there."""
+
+    def delete_many(self, refs: Sequence[str]) -> int:
+        """Remove many blobs (a store with a batch delete does it in few calls); how many."""
+        return sum(self.delete(ref) for ref in refs)
+
+    def delete_objects(self, keys: Sequence[str]) -> int:
+        """Remove many named objects; how many."""
+        return sum(self.delete_object(key) for key in keys)
 
     @abstractmethod
     def iter_blobs(self) -> Iterator[StoredItem]:

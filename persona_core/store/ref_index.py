@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -75,8 +75,7 @@ class RefIndex:
         items = sorted(set(held), key=lambda h: (h.kind, h.ref))
         if not items:
             return []
-        for h in items:
-            self._lock(conn, h)
+        self._lock_all(conn, items)
         dialect = postgresql if self._db.is_postgres else sqlite
         now = utc_now()
         rows = [
@@ -130,43 +129,54 @@ class RefIndex:
             return set(conn.execute(sa.select(_r.c.ref).where(_r.c.kind == kind).distinct()).scalars())
 
     def begin_delete(
-        self, held: Held, *, except_persona: str | None = None, except_versions: Collection[int] = ()
-    ) -> bool:
-        """Mark ``held`` as being deleted, unless a version holds it (other than the erased
-        ``except_persona`` versions ``except_versions``, or all its versions when that is
-        empty). True when the caller may now delete it from the store, then call
-        :meth:`end_delete`."""
+        self,
+        held: Sequence[Held],
+        *,
+        except_persona: str | None = None,
+        except_versions: Collection[int] = (),
+    ) -> list[Held]:
+        """Mark each of ``held`` as being deleted unless a version holds it (other than the
+        erased ``except_persona`` versions ``except_versions``, or all its versions when that is
+        empty). Returns the ones marked: delete them from the store, then :meth:`end_delete`.
+        One transaction for the batch."""
+        items = _unique(held)
+        if not items:
+            return []
         with self._db.tx(write=True) as conn:
-            self._lock(conn, held)
-            holders = sa.select(_r.c.persona_id).where(_r.c.kind == held.kind, _r.c.ref == held.ref)
+            self._lock_all(conn, items)
+            holders = sa.select(_r.c.kind, _r.c.ref).where(sa.tuple_(_r.c.kind, _r.c.ref).in_(_pairs(items)))
             if except_persona is not None:
                 mine = _r.c.persona_id == except_persona
                 if except_versions:
                     mine = sa.and_(mine, _r.c.version.in_(list(except_versions)))
                 holders = holders.where(sa.not_(mine))
-            if conn.execute(holders.limit(1)).first() is not None:
-                return False
-            dialect = postgresql if self._db.is_postgres else sqlite
-            conn.execute(
-                dialect.insert(_d)
-                .values(kind=held.kind, ref=held.ref, started_at=utc_now())
-                .on_conflict_do_nothing()
-            )
-            return True
+            still_held = {Held(row.kind, row.ref) for row in conn.execute(holders)}
+            marked = [h for h in items if h not in still_held]
+            if marked:
+                dialect = postgresql if self._db.is_postgres else sqlite
+                now = utc_now()
+                rows = [{"kind": h.kind, "ref": h.ref, "started_at": now} for h in marked]
+                conn.execute(dialect.insert(_d).values(rows).on_conflict_do_nothing())
+            return marked
 
     def end_delete(
-        self, held: Held, *, persona_id: str | None = None, versions: Collection[int] = ()
+        self, held: Sequence[Held], *, persona_id: str | None = None, versions: Collection[int] = ()
     ) -> None:
-        """The deletion of ``held`` is over: unmark it, and drop the erased versions' rows."""
+        """The deletions of ``held`` are over: unmark them, and drop the erased versions' rows."""
+        items = _unique(held)
+        if not items:
+            return
         with self._db.tx(write=True) as conn:
-            conn.execute(sa.delete(_d).where(_d.c.kind == held.kind, _d.c.ref == held.ref))
+            conn.execute(sa.delete(_d).where(sa.tuple_(_d.c.kind, _d.c.ref).in_(_pairs(items))))
             if persona_id is not None:
-                self._forget(conn, persona_id, versions, held)
+                self._forget(conn, persona_id, versions, items)
 
-    def forget(self, persona_id: str, versions: Collection[int], held: Held) -> None:
+    def forget(self, persona_id: str, versions: Collection[int], held: Sequence[Held]) -> None:
         """The erased versions no longer hold ``held`` (which stays: someone else holds it)."""
-        with self._db.tx(write=True) as conn:
-            self._forget(conn, persona_id, versions, held)
+        items = _unique(held)
+        if items:
+            with self._db.tx(write=True) as conn:
+                self._forget(conn, persona_id, versions, items)
 
     def stale_deletions(self, older_than_s: float) -> Iterator[Held]:
         """Marks left by a deleter that died between mark and unmark (resumed by GC)."""
@@ -178,21 +188,27 @@ class RefIndex:
                 yield Held(row.kind, row.ref)
 
     @staticmethod
-    def _forget(conn: sa.Connection, persona_id: str, versions: Collection[int], held: Held) -> None:
-        where = sa.and_(_r.c.persona_id == persona_id, _r.c.kind == held.kind, _r.c.ref == held.ref)
+    def _forget(conn: sa.Connection, persona_id: str, versions: Collection[int], items: list[Held]) -> None:
+        where = sa.and_(_r.c.persona_id == persona_id, sa.tuple_(_r.c.kind, _r.c.ref).in_(_pairs(items)))
         if versions:
             where = sa.and_(where, _r.c.version.in_(list(versions)))
         conn.execute(sa.delete(_r).where(where))
 
-    def _lock(self, conn: sa.Connection, held: Held) -> None:
-        if self._db.is_postgres:  # SQLite's write transaction already excludes every other writer
-            key = zlib.crc32(f"{held.kind}:{held.ref}".encode())
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    def _lock_all(self, conn: sa.Connection, items: Collection[Held]) -> None:
+        """Per-reference locks, taken in one statement and in key order (no deadlock between
+        two batches). SQLite's write transaction already excludes every other writer."""
+        if self._db.is_postgres:
+            keys = sorted({zlib.crc32(f"{h.kind}:{h.ref}".encode()) for h in items})
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+                {"keys": keys},
+            )
 
     @staticmethod
     def _marks(items: Collection[Held]) -> sa.Select[Any]:
-        keys = [sa.and_(_d.c.kind == h.kind, _d.c.ref == h.ref) for h in items]
-        return sa.select(_d.c.kind, _d.c.ref, _d.c.started_at).where(sa.or_(*keys))
+        return sa.select(_d.c.kind, _d.c.ref, _d.c.started_at).where(
+            sa.tuple_(_d.c.kind, _d.c.ref).in_(_pairs(items))
+        )
 
     def _deleting(self, conn: sa.Connection, items: Collection[Held]) -> list[Held]:
         if not items:
@@ -213,3 +229,11 @@ def _must_be_live(conn: sa.Connection, persona_id: str, version: int) -> None:
 def _age_mark(started_at: datetime) -> float:
     """The mark's start as a POSIX time (SQLite hands back naive UTC datetimes)."""
     return (aware(started_at) or started_at).timestamp()
+
+
+def _unique(held: Iterable[Held]) -> list[Held]:
+    return sorted(set(held), key=lambda h: (h.kind, h.ref))
+
+
+def _pairs(items: Iterable[Held]) -> list[tuple[str, str]]:
+    return [(h.kind, h.ref) for h in items]

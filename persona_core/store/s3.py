@@ -10,7 +10,7 @@ reported as an :class:`IntegrityError` instead of being served.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -155,6 +155,27 @@ class S3BlobStore(BlobStore):
 
     def delete_object(self, key: str) -> bool:
         return self._delete(self.object_key(key))
+
+    def delete_many(self, refs: Sequence[str]) -> int:
+        return self._delete_keys([self.blob_key(ref) for ref in refs])
+
+    def delete_objects(self, keys: Sequence[str]) -> int:
+        return self._delete_keys([self.object_key(key) for key in keys])
+
+    def _delete_keys(self, keys: list[str]) -> int:
+        """DeleteObjects, 1,000 keys a call (S3's limit); a key that was not there counts too."""
+        deleted = 0
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            with self._errors(f"deleting {len(chunk)} objects"):
+                resp = self._s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": False}
+                )
+            if resp.get("Errors"):
+                first = resp["Errors"][0]
+                raise StoreUnavailableError(f"S3 could not delete {first.get('Key')}: {first.get('Code')}")
+            deleted += len(resp.get("Deleted", []))
+        return deleted
 
     def iter_blobs(self) -> Iterator[StoredItem]:
         base = self.prefix + "blobs/sha256/"

@@ -7,7 +7,7 @@ version keeps it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from persona_core.refs import parse_ref, sha256_hex
 from persona_core.store.base import BlobStore, StoredItem
@@ -64,6 +64,12 @@ class TrackedBlobStore(BlobStore):
 
     def delete_object(self, key: str) -> bool:
         return self.inner.delete_object(key)
+
+    def delete_many(self, refs: Sequence[str]) -> int:
+        return self.inner.delete_many(refs)
+
+    def delete_objects(self, keys: Sequence[str]) -> int:
+        return self.inner.delete_objects(keys)
 
     def iter_blobs(self) -> Iterator[StoredItem]:
         return self.inner.iter_blobs()

@@ -12,6 +12,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 from persona_core.settings import Settings
 from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.store.from_settings import open_blob_store, open_metadata_store
+from persona_core.store.tracked import TrackedBlobStore
 from persona_core.vision.base import FaceDetector, IdentityEmbedder
 from persona_core.vision.errors import ModelTaskMismatchError, NonCommercialModelError
 from persona_core.vision.registry import (
@@ -31,6 +32,7 @@ from persona_pipeline.models import (
     register_builder_models,
 )
 from persona_pipeline.models.base import Matter, StyleEmbedder, VoiceEmbedder
+from persona_pipeline.partition_keys import parse_partition_key
 from persona_pipeline.steps.config import PipelineConfig
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ class StoresResource(dg.ConfigurableResource):
     settings_fields: dict[str, Any] = Field(default_factory=dict, description="Settings fields by name.")
     _meta: MetadataStore | None = PrivateAttr(default=None)
     _blobs: BlobStore | None = PrivateAttr(default=None)
+    _version: tuple[str, int] | None = PrivateAttr(default=None)  # a build run's version
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoresResource:
@@ -66,9 +69,19 @@ class StoresResource(dg.ConfigurableResource):
         return Settings(**self.settings_fields)
 
     def blobs(self) -> BlobStore:
+        """The blob store; in a build run, one that records every blob and object the run
+        writes as held by its version (what erasure finds and GC keeps)."""
         if self._blobs is None:
             self._blobs = open_blob_store(self.settings())
+        if self._version is not None:
+            return TrackedBlobStore(self._blobs, self.meta().refs, *self._version)
         return self._blobs
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.dagster_run
+        key = run.tags.get(PARTITION_TAG) if run is not None else None
+        if run is not None and key is not None and run.job_name == BUILD_JOB:
+            self._version = parse_partition_key(key)
 
     def meta(self) -> MetadataStore:
         if self._meta is None:
