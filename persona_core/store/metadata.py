@@ -37,6 +37,7 @@ from persona_core.errors import (
     InvalidTransitionError,
     PersonaErasedError,
     PersonaNotFoundError,
+    StoreUnavailableError,
     VersionErasedError,
     VersionNotFoundError,
 )
@@ -288,7 +289,13 @@ class SqlMetadataStore(MetadataStore):
                 # Held by the version in the same transaction: GC never sees a published pack's
                 # blob unheld.
                 held = [Held(BLOB, ref.partition("#")[0]) for ref in (pack.pack_ref, *pack.blob_refs)]
-                RefIndex(self._db).record_in(conn, pack.persona_id, pack.version, held)
+                deleting = RefIndex(self._db).record_in(conn, pack.persona_id, pack.version, held)
+                if deleting:
+                    # A deleter found one of these blobs unheld a moment ago (written through a
+                    # store that did not record it): never publish a pack that may miss it.
+                    raise StoreUnavailableError(
+                        f"{len(deleting)} blob(s) of this pack are being deleted by GC; build it again"
+                    )
                 conn.execute(
                     sa.insert(t.published_packs).values(
                         persona_id=pack.persona_id,
