@@ -5,14 +5,16 @@ packs, ``latest`` numbers and known blob refs. An erasure is written to the data
 (``erasures``) by whichever process runs it; every worker reads that log at most
 ``erasure_poll_s`` apart (0.25 s) and drops what it caches of the erased personas.
 
-No background thread and no query per request: the hot routes only ask :meth:`fresh` (a clock
-read); when the last look is older than ``erasure_poll_s`` the request goes to a worker thread,
-which looks again (:meth:`refresh`, one indexed query, one thread at a time) before any cache
-is read. So a cache entry is only ever used within ``erasure_poll_s`` of a look at the log that
-began after it was filled, and an erasure that waits ``erasure_poll_s`` after its start
+No query per request: the hot routes only ask :meth:`fresh` (a clock read). Past half the
+interval it also wakes a helper thread that looks ahead, so under steady traffic no request
+ever waits for a look; when the last look is older than ``erasure_poll_s`` (an idle worker) the
+request goes to a worker thread, which looks first (:meth:`refresh`, one indexed query, one
+thread at a time). So a cache entry is only ever used within ``erasure_poll_s`` of the start of
+a look at the log, and an erasure that waits ``erasure_poll_s`` after its start
 (``persona_core.erasure.readers_forget``) is served by no worker from memory once it returns.
 A worker that cannot reach the database cannot look, so it serves nothing from memory either
-(503, like every other read).
+(503, like every other read). The helper ends after ``HELPER_IDLE_S`` without a wake-up and is
+started again by the next one.
 
 Job ids come from a sequence: on PostgreSQL a job with a lower id can commit after one with a
 higher id. Ids skipped over are watched for ``GAP_WAIT_S`` until they appear (or never do: a
@@ -21,18 +23,23 @@ rolled-back start).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from math import inf
 
+from persona_core.errors import PersonaCoreError
 from persona_core.store.tombstones import ErasureJob, Tombstones
 
 __all__ = ["ErasureWatch"]
 
+log = logging.getLogger(__name__)
+
 GAP_WAIT_S = 60.0  # far longer than the one short transaction that starts an erasure
 # A worker's first look also covers the newest jobs, in case one committed out of order.
 FIRST_LOOK_BACK = 32
+HELPER_IDLE_S = 10.0
 
 
 class ErasureWatch:
@@ -49,24 +56,51 @@ class ErasureWatch:
         self._last_id: int | None = None  # the highest job id seen
         self._gaps: dict[int, float] = {}  # ids below it not seen yet -> when first missed
         self._looked_at = -inf  # monotonic time the last successful look began
+        self._wake = threading.Event()
+        self._helper: threading.Thread | None = None
+        self._helper_lock = threading.Lock()
 
     def fresh(self) -> bool:
         """Whether the caches may be read now without looking at the log first (no I/O)."""
-        return time.monotonic() - self._looked_at < self.poll_s
+        age = time.monotonic() - self._looked_at
+        if age >= self.poll_s / 2:
+            self._look_ahead()
+        return age < self.poll_s
 
     def refresh(self) -> None:
-        """Look at the log unless another thread just did; drop what new erasures cover. Raises
-        StoreUnavailableError when the database does not answer."""
-        if self.fresh():
+        """Look at the log unless a look began within ``erasure_poll_s``; drop what new erasures
+        cover. Raises StoreUnavailableError when the database does not answer."""
+        self._look_if_older(self.poll_s)
+
+    def _look_if_older(self, age_s: float) -> None:
+        if time.monotonic() - self._looked_at < age_s:
             return
         with self._lock:
-            if self.fresh():  # another thread looked while this one waited
+            if time.monotonic() - self._looked_at < age_s:  # another thread looked meanwhile
                 return
             began = time.monotonic()
             new = self._new_jobs(began)
             if new:
                 self._forget(new)
             self._looked_at = began
+
+    def _look_ahead(self) -> None:
+        self._wake.set()
+        if self._helper is not None and self._helper.is_alive():
+            return
+        with self._helper_lock:
+            if self._helper is None or not self._helper.is_alive():
+                self._helper = threading.Thread(target=self._help, name="erasure-watch", daemon=True)
+                self._helper.start()
+
+    def _help(self) -> None:
+        while self._wake.wait(HELPER_IDLE_S):
+            try:
+                self._look_if_older(self.poll_s / 2)
+            except PersonaCoreError as exc:  # the next cached read looks itself, and answers 503
+                log.warning("erasure log not read: %s", exc)
+            finally:
+                self._wake.clear()
 
     def _new_jobs(self, now: float) -> list[ErasureJob]:
         tombstones = self._tombstones()

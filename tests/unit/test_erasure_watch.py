@@ -3,6 +3,7 @@ transactions commit in, and looks at the log at most once per poll interval."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -106,3 +107,20 @@ def test_one_look_per_poll_interval() -> None:
     for _ in range(100):
         watch.refresh()
     assert log.queries == asked
+
+
+def test_past_half_the_interval_a_helper_looks_ahead() -> None:
+    """Under steady traffic the caches never go stale: past half the interval the hot path's
+    clock check wakes a helper thread that looks, so no request waits for a look."""
+    log: Any = Log()
+    watch = _watch(log, [], poll_s=0.4)
+    watch.refresh()
+    asked = log.queries
+    time.sleep(0.25)
+    assert watch.fresh()  # still inside the interval: served from memory, and a look is under way
+    deadline = time.monotonic() + 5
+    while log.queries == asked:
+        assert time.monotonic() < deadline, "the helper did not look"
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert watch.fresh()
