@@ -116,6 +116,7 @@ class VersionStatus(StrEnum):
     PUBLISHED = "published"
     ERASING = "erasing"  # an erasure has started: reads answer 410 Gone from now on
     ERASED = "erased"  # a tombstone: what the version held is gone
+    RETRACTED = "retracted"  # published, then withdrawn: readable by number, skipped by latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,8 @@ class VersionRecord:
     content_hash: str | None = None
     lease: BuildLease | None = None  # set while ``building``
     heartbeat_at: datetime | None = None  # the lease's last heartbeat
+    retracted_at: datetime | None = None
+    retraction_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

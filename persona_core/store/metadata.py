@@ -285,7 +285,8 @@ class SqlMetadataStore(MetadataStore):
             with self._db.tx(write=True) as conn:
                 # A published version carries no build reasons (its lease goes with the commit).
                 version_states.transition(conn, pack.persona_id, pack.version, _S.PUBLISHED, reasons=[],
-                                          checks=list(checks), published_at=now)
+                                          checks=list(checks), published_at=now,
+                                          event_data={"content_hash": pack.content_hash})
                 # Held by the version in the same transaction: GC never sees a published pack's
                 # blob unheld.
                 held = [Held(BLOB, ref.partition("#")[0]) for ref in (pack.pack_ref, *pack.blob_refs)]
@@ -318,10 +319,13 @@ class SqlMetadataStore(MetadataStore):
         query = (
             sa.select(p)
             .join(v, sa.and_(v.c.persona_id == p.c.persona_id, v.c.version == p.c.version))
-            .where(p.c.persona_id == persona_id, v.c.status == _S.PUBLISHED.value)
+            .where(p.c.persona_id == persona_id)
         )
+        # A retracted pack is served by its number, never as latest.
         query = (
-            query.where(p.c.version == version) if version is not None else query.order_by(p.c.version.desc())
+            query.where(p.c.version == version, v.c.status.in_([_S.PUBLISHED.value, _S.RETRACTED.value]))
+            if version is not None
+            else query.where(v.c.status == _S.PUBLISHED.value).order_by(p.c.version.desc())
         )
         with self._db.tx(write=False) as conn:
             row = conn.execute(query.limit(1)).first()
@@ -443,4 +447,6 @@ def _version(row: Any) -> VersionRecord:
         content_hash=row.content_hash,
         lease=BuildLease(row.lease_host, row.lease_pid, row.lease_run_id or "") if row.lease_host else None,
         heartbeat_at=aware(row.heartbeat_at),
+        retracted_at=aware(row.retracted_at),
+        retraction_reason=row.retraction_reason,
     )

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 # JSONB on PostgreSQL (indexable, compact), plain JSON text on SQLite.
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 Timestamp = sa.DateTime(timezone=True)
-STATUSES = ("pending", "building", "blocked", "failed", "published", "erasing", "erased")
+STATUSES = ("pending", "building", "blocked", "failed", "published", "erasing", "erased", "retracted")
 
 metadata = sa.MetaData()
 # Alembic's record of this schema's revision. Not `alembic_version`: a deployment may keep
@@ -49,6 +49,9 @@ persona_versions = sa.Table(
     sa.Column("lease_pid", sa.Integer, nullable=True),
     sa.Column("lease_run_id", sa.String(64), nullable=True),
     sa.Column("heartbeat_at", Timestamp, nullable=True),
+    # A retracted version (published, then withdrawn): when and why.
+    sa.Column("retracted_at", Timestamp, nullable=True),
+    sa.Column("retraction_reason", sa.String(1000), nullable=True),
     sa.UniqueConstraint("persona_id", "version", name="uq_persona_versions_persona_version"),
     sa.CheckConstraint("version >= 1", name="ck_persona_versions_version_positive"),
     sa.CheckConstraint(f"status IN {STATUSES!r}", name="ck_persona_versions_status"),
@@ -133,4 +136,43 @@ gc_deleting = sa.Table(
     sa.Column("kind", sa.String(8), primary_key=True),
     sa.Column("ref", sa.String(300), primary_key=True),
     sa.Column("started_at", Timestamp, nullable=False),
+)
+
+# Named pointers per persona (``live``, ``staging``): the version a renderer fleet pins.
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("persona_id", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
+
+alias_history = sa.Table(
+    "alias_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("persona_id", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("from_version", sa.Integer, nullable=True),
+    sa.Column("to_version", sa.Integer, nullable=True),  # None: the alias was deleted
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("reason", sa.String(1000), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Index("ix_alias_history_alias", "persona_id", "name", "id"),
+)
+
+# The outbox: one row per state change, written in the transaction that makes it; the id is
+# the event feed's cursor and the webhooks' idempotency key.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("persona_id", sa.String(63), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("data", Json, nullable=False),
+    sa.Index("ix_events_persona", "persona_id"),
 )

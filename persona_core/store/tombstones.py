@@ -22,6 +22,7 @@ from persona_core.store import tables as t
 from persona_core.store import version_states
 from persona_core.store.base import VersionStatus
 from persona_core.store.engine import Database, aware, utc_now
+from persona_core.store.events import emit
 
 __all__ = ["AuditLine", "ErasureJob", "Tombstones"]
 
@@ -96,6 +97,7 @@ class Tombstones:
                 conn.execute(
                     sa.update(_p).where(_p.c.persona_id == persona_id).values(metadata={}, erased_at=now)
                 )
+            _forget_pointers(conn, persona_id, version)
             job_id = conn.execute(
                 sa.insert(_e)
                 .values(
@@ -133,6 +135,9 @@ class Tombstones:
                 conn.execute(sa.delete(pp).where(pp.c.persona_id == job.persona_id, pp.c.version == v))
                 version_states.transition(conn, job.persona_id, v, S.ERASED)
             conn.execute(sa.update(_e).where(_e.c.id == job.id).values(state="erased", finished_at=now))
+            # Fleets learn of it from the feed and webhooks too (no reason text: it is free text).
+            kind = "persona.erased" if job.version is None else "version.erased"
+            emit(conn, kind, job.persona_id, job.version, {"versions": list(job.versions)})
             _audit(conn, "erase.done", job.actor, job.persona_id, {"version": job.version, **detail})
             return _job(conn.execute(sa.select(_e).where(_e.c.id == job.id)).one())
 
@@ -175,6 +180,18 @@ class Tombstones:
             rows = conn.execute(sa.select(a).order_by(a.c.id.desc()).limit(limit)).all()
         for row in rows:
             yield AuditLine(aware(row.at) or row.at, row.action, row.actor, row.persona_id, dict(row.detail))
+
+
+def _forget_pointers(conn: sa.Connection, persona_id: str, version: int | None) -> None:
+    """Aliases go with what they point at; a whole persona's alias history and earlier events
+    go with it (they name its versions and who moved them)."""
+    a, h, ev = t.aliases, t.alias_history, t.events
+    if version is None:
+        conn.execute(sa.delete(a).where(a.c.persona_id == persona_id))
+        conn.execute(sa.delete(h).where(h.c.persona_id == persona_id))
+        conn.execute(sa.delete(ev).where(ev.c.persona_id == persona_id))
+        return
+    conn.execute(sa.delete(a).where(a.c.persona_id == persona_id, a.c.version == version))
 
 
 def _covering(conn: sa.Connection, persona_id: str, version: int | None) -> ErasureJob | None:

@@ -7,8 +7,8 @@ writers (a read-time settle and a live heartbeat, a sensor and a hook) can never
 no move is decided on a row read earlier. Facts about who builds a version live in columns
 (``lease_host``, ``lease_pid``, ``lease_run_id``, ``heartbeat_at``), never in its reasons.
 
-A state a later feature adds (retracted) is one entry in the enum and one line in
-:data:`ALLOWED`.
+Every move that a consumer cares about (published, blocked, failed, retracted) also writes
+its event to the outbox (persona_core.store.events) in the same transaction.
 """
 
 from __future__ import annotations
@@ -30,24 +30,34 @@ from persona_core.errors import (
 from persona_core.store import tables as t
 from persona_core.store.base import BuildLease, VersionRecord, VersionStatus
 from persona_core.store.engine import utc_now
+from persona_core.store.events import emit
 
 __all__ = ["ALLOWED", "allowed_from", "born", "claim", "heartbeat", "settle", "transition"]
 
 S = VersionStatus
 
 # from -> where it may go. ``pending`` is where a version is born (or ``building``, when its
-# builder creates it under its own lease); ``published`` is final but for erasure; ``erased``
-# is final. building -> building is a claim handed over inside one process (the CLI's lease
-# to its run's).
+# builder creates it under its own lease); ``published`` is final but for retraction and
+# erasure; ``erased`` is final. building -> building is a claim handed over inside one
+# process (the CLI's lease to its run's).
 ALLOWED: Final[Mapping[VersionStatus, frozenset[VersionStatus]]] = MappingProxyType({
     S.PENDING: frozenset({S.BUILDING, S.BLOCKED, S.FAILED, S.PUBLISHED, S.ERASING}),
     S.BUILDING: frozenset({S.BUILDING, S.BLOCKED, S.FAILED, S.PUBLISHED, S.ERASING}),
     S.BLOCKED: frozenset({S.BUILDING, S.BLOCKED, S.FAILED, S.ERASING}),
     S.FAILED: frozenset({S.BUILDING, S.BLOCKED, S.FAILED, S.ERASING}),
-    S.PUBLISHED: frozenset({S.ERASING}),  # the one move out of published: its erasure
+    S.PUBLISHED: frozenset({S.RETRACTED, S.ERASING}),  # withdrawn, or erased; its pack never changes
+    S.RETRACTED: frozenset({S.ERASING}),
     # An erasure is a resumable job: erasing again resumes it; erased is final (a tombstone).
     S.ERASING: frozenset({S.ERASING, S.ERASED}),
     S.ERASED: frozenset(),
+})
+
+# The moves consumers are told about (the erasure's own event comes from its job).
+_EVENTS: Final[Mapping[VersionStatus, str]] = MappingProxyType({
+    S.PUBLISHED: "version.published",
+    S.BLOCKED: "version.blocked",
+    S.FAILED: "version.failed",
+    S.RETRACTED: "version.retracted",
 })
 
 _NO_LEASE: Final[dict[str, Any]] = {"lease_host": None, "lease_pid": None, "lease_run_id": None,
@@ -90,6 +100,7 @@ def transition(
     run_id: str | None = None,
     expected: Collection[VersionStatus] | None = None,
     published_at: datetime | None = None,
+    event_data: Mapping[str, Any] | None = None,
 ) -> None:
     """Move the version to ``to`` from any state :data:`ALLOWED` lets it leave for ``to``.
     Leaving ``building`` drops the lease; with ``holder`` (``run_id``) a ``building`` version
@@ -117,10 +128,20 @@ def transition(
         values["published_at"] = published_at or now
     if to is S.ERASED:
         # A tombstone keeps no content: no file names, hashes, checks or build reasons.
-        values.update(inputs={}, checks=[], reasons=[])
+        values.update(inputs={}, checks=[], reasons=[], retraction_reason=None)
+    if to is S.RETRACTED:
+        # The pack and its record stay byte for byte; the why goes in its own columns.
+        values.pop("reasons", None)
+        values.update(retracted_at=now, retraction_reason="; ".join(reasons or []) or "retracted")
     if not _cas(conn, persona_id, version, where, values):
         caller = holder.describe() if holder is not None else (f"run {run_id}" if run_id else "")
         _refuse(conn, persona_id, version, to, caller)
+    if to in _EVENTS:
+        data: dict[str, Any] = {"status": to.value}
+        if to in (S.BLOCKED, S.FAILED, S.RETRACTED):
+            data["reasons"] = [str(r) for r in reasons or []]
+        data.update(event_data or {})
+        emit(conn, _EVENTS[to], persona_id, version, data)
 
 
 def claim(conn: sa.Connection, persona_id: str, version: int, lease: BuildLease) -> None:
@@ -155,7 +176,11 @@ def settle(conn: sa.Connection, seen: VersionRecord, cause: str) -> bool:
     else:
         return False
     values = {"status": S.FAILED.value, "reasons": [cause], "updated_at": utc_now(), **_NO_LEASE}
-    return _cas(conn, seen.persona_id, seen.version, where, values)
+    if not _cas(conn, seen.persona_id, seen.version, where, values):
+        return False
+    failed = {"status": S.FAILED.value, "reasons": [cause]}
+    emit(conn, _EVENTS[S.FAILED], seen.persona_id, seen.version, failed)
+    return True
 
 
 def _cas(conn: sa.Connection, persona_id: str, version: int, where: sa.ColumnElement[bool],

@@ -37,11 +37,14 @@ SAME_PROCESS = BuildLease("builder-1", 4242, "run-3")  # the CLI hands its lease
 
 # Spelled out, not read from ALLOWED: changing the machine should fail this test on purpose.
 EXPECTED = {
-    S.PENDING: {S.BUILDING, S.BLOCKED, S.FAILED, S.PUBLISHED},
-    S.BUILDING: {S.BUILDING, S.BLOCKED, S.FAILED, S.PUBLISHED},
-    S.BLOCKED: {S.BUILDING, S.BLOCKED, S.FAILED},
-    S.FAILED: {S.BUILDING, S.BLOCKED, S.FAILED},
-    S.PUBLISHED: set(),
+    S.PENDING: {S.BUILDING, S.BLOCKED, S.FAILED, S.PUBLISHED, S.ERASING},
+    S.BUILDING: {S.BUILDING, S.BLOCKED, S.FAILED, S.PUBLISHED, S.ERASING},
+    S.BLOCKED: {S.BUILDING, S.BLOCKED, S.FAILED, S.ERASING},
+    S.FAILED: {S.BUILDING, S.BLOCKED, S.FAILED, S.ERASING},
+    S.PUBLISHED: {S.RETRACTED, S.ERASING},
+    S.RETRACTED: {S.ERASING},
+    S.ERASING: {S.ERASING, S.ERASED},
+    S.ERASED: set(),
 }
 
 
@@ -54,8 +57,14 @@ def _put_in(store: SqlMetadataStore, status: VersionStatus) -> int:
     version = store.create_version("alice", {"files": []}).version
     if status is S.BUILDING:
         store.claim("alice", version, BUILDER)
-    elif status is S.PUBLISHED:
+    elif status in (S.PUBLISHED, S.RETRACTED):
         store.publish(_pack(version), checks=[])
+        if status is S.RETRACTED:
+            store.transition("alice", version, S.RETRACTED, reasons=["wrong person in photo 3"])
+    elif status in (S.ERASING, S.ERASED):
+        store.transition("alice", version, S.ERASING)
+        if status is S.ERASED:
+            store.transition("alice", version, S.ERASED)
     elif status is not S.PENDING:
         store.transition("alice", version, status, reasons=["set up"])
     assert store.get_version("alice", version).status is status
