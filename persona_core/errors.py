@@ -47,6 +47,10 @@ class PackNotPublishedError(VersionNotFoundError):
     code = "pack_not_published"
 
 
+class AliasNotFoundError(NotFoundError):
+    code = "alias_not_found"
+
+
 class BlobNotFoundError(NotFoundError):
     code = "blob_not_found"
 
@@ -82,6 +86,18 @@ class ImmutableVersionError(PersonaCoreError):
 
 class InvalidTransitionError(PersonaCoreError):
     code = "invalid_status_transition"
+
+
+class AliasConflictError(PersonaCoreError):
+    """An alias moved (or was created) since the caller read it: re-read and retry (409/412)."""
+
+    code = "alias_conflict"
+
+
+class AliasInUseError(InvalidTransitionError):
+    """A version an alias points at cannot be retracted: move the alias first."""
+
+    code = "alias_in_use"
 
 
 class BuildInProgressError(InvalidTransitionError):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from persona_core.errors import InvalidNameError
 
 if TYPE_CHECKING:
+    from persona_core.store.aliases import AliasStore
     from persona_core.store.ref_index import RefIndex
     from persona_core.store.tombstones import Tombstones
 
@@ -272,6 +273,16 @@ class MetadataStore(ABC):
     def publish(self, pack: PublishedPack, checks: list[dict[str, Any]]) -> VersionRecord:
         """In one transaction: record the pack and flip the version to ``published``.
         Raises ImmutableVersionError if it is already published."""
+
+    @abstractmethod
+    def retract(self, persona_id: str, version: int, *, reason: str) -> VersionRecord:
+        """Withdraw a published version: readable by number, skipped by latest. Refused while
+        an alias points at it (AliasInUseError)."""
+
+    @property
+    @abstractmethod
+    def aliases(self) -> AliasStore:
+        """Named pointers per persona (persona_core.store.aliases)."""
 
     @property
     @abstractmethod

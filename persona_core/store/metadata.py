@@ -30,6 +30,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from persona_core.errors import (
+    AliasInUseError,
     AlreadyExistsError,
     ImmutableVersionError,
     InvalidInputError,
@@ -45,6 +46,7 @@ from persona_core.pack import PERSONA_ID_PATTERN
 from persona_core.refs import parse_ref
 from persona_core.store import migrate, version_states
 from persona_core.store import tables as t
+from persona_core.store.aliases import AliasStore
 from persona_core.store.base import (
     BuildLease,
     MetadataStore,
@@ -336,6 +338,24 @@ class SqlMetadataStore(MetadataStore):
                 which = f"v{version}" if version is not None else "any version"
                 raise VersionNotFoundError(f"persona {persona_id!r} has no published pack for {which}")
         return PublishedPack(row.persona_id, row.version, row.pack_ref, row.content_hash, list(row.blob_refs))
+
+    def retract(self, persona_id: str, version: int, *, reason: str) -> VersionRecord:
+        """Withdraw a published version (its pack stays readable by number; latest skips it).
+        Refused while an alias points at it: AliasInUseError names the aliases."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInputError("a retraction needs a reason")
+        with self._db.tx(write=True) as conn:
+            names = self.aliases.pointing_at(conn, persona_id, version)
+            if names:
+                raise AliasInUseError(
+                    f"{persona_id} v{version} is what alias(es) {', '.join(names)} point at: move them first"
+                )
+            version_states.transition(conn, persona_id, version, _S.RETRACTED, reasons=[reason.strip()])
+        return self.get_version(persona_id, version)
+
+    @property
+    def aliases(self) -> AliasStore:
+        return AliasStore(self._db)
 
     @property
     def refs(self) -> RefIndex:
