@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     # How long one database or S3 call may take before the store answers "unavailable";
     # shorter than a client's patience, so a hung server gives a 503 instead of a hang.
     store_timeout_s: float = Field(default=3.0, gt=0)
+    # Webhooks (persona_core.webhooks, docs/webhooks.md). URLs that name or resolve to loopback,
+    # private, link-local or other non-public addresses are refused unless this allows them.
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    # A failed delivery is tried again after base x 2^(attempt-1) seconds, at most max apart,
+    # and abandoned after max_attempts tries (the defaults span about 8.5 hours).
+    webhook_retry_base_s: float = Field(default=5.0, gt=0)
+    webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    webhook_max_attempts: int = Field(default=18, gt=0)
+    # A subscription is disabled after this many failed tries in a row (any of its deliveries).
+    webhook_disable_after: int = Field(default=100, gt=0)
+    # How often the dispatcher looks for new events, and how long its lease lasts unrenewed.
+    webhook_poll_s: float = Field(default=0.1, gt=0)
+    webhook_lease_ttl_s: float = Field(default=10.0, gt=0)
+    # Whether `persona-core serve` dispatches webhooks itself (one worker does, under the lease).
+    webhook_dispatch: bool = True
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> Settings:

@@ -176,3 +176,63 @@ events = sa.Table(
     sa.Column("data", Json, nullable=False),
     sa.Index("ix_events_persona", "persona_id"),
 )
+
+# Webhooks (persona_core.webhooks): subscriptions with their fan-out cursor (the last event id
+# already turned into deliveries), one delivery per (subscription, event), a log row per try.
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("event_types", Json, nullable=True),  # None: every type
+    sa.Column("persona_ids", Json, nullable=True),  # None: every persona
+    sa.Column("description", sa.String(500), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("disabled_at", Timestamp, nullable=True),
+    sa.Column("disabled_reason", sa.String(500), nullable=True),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Column("cursor", sa.Integer, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscription_id", sa.String(40), nullable=False),
+    sa.Column("event_id", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | delivered | abandoned
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("delivered_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_event"),
+    sa.CheckConstraint("state IN ('pending', 'delivered', 'abandoned')", name="ck_webhook_delivery_state"),
+    sa.Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.Integer, nullable=False),
+    sa.Column("subscription_id", sa.String(40), nullable=False),
+    sa.Column("event_id", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.String(500), nullable=True),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Index("ix_webhook_attempts_subscription", "subscription_id", "id"),
+)
+
+# Who dispatches webhooks now: one row per dispatcher name, renewed while its holder lives.
+dispatcher_leases = sa.Table(
+    "dispatcher_leases",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+)

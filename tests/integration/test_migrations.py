@@ -28,7 +28,7 @@ def test_upgrade_builds_the_schema_the_code_uses(metadata_store: SqlMetadataStor
         head = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
         # Not Alembic's default table: Dagster's storage keeps its own revision there.
         assert "alembic_version" not in sa.inspect(conn).get_table_names()
-    assert head == "0004_registry_ops"
+    assert head == "0005_webhooks"
 
 
 def test_downgrade_then_upgrade_round_trips(metadata_store: SqlMetadataStore) -> None:
