@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ import grpc
 from persona_core.erasure import ARCHIVES_NOTE, ErasureReport
 from persona_core.errors import InvalidInputError, PersonaCoreError
 from persona_core.store.base import PersonaRecord, VersionRecord
+from persona_core.store.events import Event
 from persona_core.uploads import RawFile, parse_manifest, validate_upload
 from registry_api.auth import Principal, key_from_headers
 from registry_api.errors import grpc_status_for, problem_fields, public_detail
@@ -76,6 +77,17 @@ def version_message(record: VersionRecord) -> pb.PersonaVersion:
         updated_at=_ts(record.updated_at),
         published_at=_ts(record.published_at),
         content_hash=record.content_hash or "",
+    )
+
+
+def event_message(event: Event) -> pb.Event:
+    return pb.Event(
+        id=event.id,
+        type=event.type,
+        at=_ts(event.at),
+        persona_id=event.persona_id,
+        version=event.version,
+        data_json=json.dumps(event.data, sort_keys=True, default=str),
     )
 
 
@@ -164,6 +176,17 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
             return pb.ResolveAssetResponse(ref=asset.ref, data=asset.data)
         return pb.ResolveAssetResponse(ref=asset.ref, url=asset.url, expires_at=asset.expires_at)
 
+
+    @_guarded
+    def WatchEvents(  # noqa: N802
+        self, request: pb.WatchEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Event]:
+        who = self._who(context)
+        who.require("read")  # here, so a refusal is a status before the stream starts
+        if request.after < 0:
+            raise InvalidInputError("after must be >= 0")
+        events = self.service.events.watch(who, request.after, context.is_active)
+        return (event_message(event) for event in events)
 
     @_guarded
     def ErasePersona(  # noqa: N802

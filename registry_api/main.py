@@ -26,6 +26,8 @@ from registry_api.config import ApiSettings
 from registry_api.errors import PROBLEM_JSON, problem, problem_fields, public_detail, status_for
 from registry_api.guards import RequestGuard
 from registry_api.routes import assets, erasures, health, personas, ui, versions
+from registry_api.routes.events import router as events_router
+from registry_api.routes.webhooks import router as webhooks_router
 from registry_api.schemas import ResolveRequest
 from registry_api.service import RegistryService
 
@@ -67,6 +69,8 @@ def create_app(
     # versions first: its GET-pack route is the hot one, and routes are matched in order.
     for router in (versions.router, personas.router, assets.router, erasures.router, health.router):
         app.include_router(router)
+    app.include_router(events_router)
+    app.include_router(webhooks_router)
     ui.register(app)
     app.add_middleware(RequestGuard)
     metrics.register(app)

@@ -17,6 +17,8 @@ import grpc
 import uvicorn
 
 from persona_core.store.base import BlobStore, MetadataStore
+from persona_core.store.engine import Database
+from persona_core.webhooks import DispatcherThread
 from registry_api.config import ApiSettings
 from registry_api.grpc_server import start_grpc_server
 from registry_api.main import close_app_stores, create_app
@@ -55,6 +57,9 @@ def serve(
     if grpc_port:
         grpc_server, bound = start_grpc_server(app.state.service, grpc_port, host)
         log.info("gRPC listening on %s:%d", host, bound)
+    # In this process, whatever the number of HTTP workers; the lease keeps it the only one
+    # dispatching among registries that share the database.
+    dispatcher = start_dispatcher(settings, app.state.service.metadata)
     try:
         # log_config=None keeps persona-core's own (redacting) logging setup for uvicorn too.
         if workers == 1:
@@ -73,9 +78,20 @@ def serve(
                 **options,  # type: ignore[arg-type]
             )
     finally:
+        if dispatcher is not None:
+            dispatcher.stop()
         if grpc_server is not None:
             grpc_server.stop(grace=2).wait()
         close_app_stores(app)
+
+
+def start_dispatcher(settings: ApiSettings, metadata: MetadataStore) -> DispatcherThread | None:
+    """The webhook dispatcher in a thread, when ``settings.webhook_dispatch`` and the metadata
+    store is SQL (the webhook tables live there)."""
+    database = getattr(metadata, "database", None)
+    if not settings.webhook_dispatch or not isinstance(database, Database):
+        return None
+    return DispatcherThread(database, settings).start()
 
 
 def reserve_socket(host: str = "127.0.0.1") -> socket.socket:
@@ -91,7 +107,8 @@ class BackgroundServer:
 
     ``base_url`` and ``grpc_target`` are set once started. Stores may be passed in (tests);
     otherwise they are opened from ``settings``. Pass ``sock`` from :func:`reserve_socket`
-    when ``settings.public_base_url`` must name this server (signed blob URLs).
+    when ``settings.public_base_url`` must name this server (signed blob URLs), and
+    ``dispatch=True`` to deliver webhooks from this process as ``serve`` does.
     """
 
     def __init__(
@@ -102,6 +119,7 @@ class BackgroundServer:
         blobs: BlobStore | None = None,
         with_grpc: bool = True,
         sock: socket.socket | None = None,
+        dispatch: bool = False,
     ) -> None:
         self.app = create_app(settings, metadata=metadata, blobs=blobs)
         self.service = self.app.state.service
@@ -116,6 +134,8 @@ class BackgroundServer:
         self._with_grpc = with_grpc
         self._grpc: grpc.Server | None = None
         self.grpc_target = ""
+        self._dispatch = dispatch
+        self._dispatcher: DispatcherThread | None = None
 
     def start(self, timeout_s: float = 10.0) -> BackgroundServer:
         if self._with_grpc:
@@ -127,10 +147,14 @@ class BackgroundServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("registry HTTP server did not start")
             time.sleep(0.01)
+        if self._dispatch:
+            self._dispatcher = start_dispatcher(self.service.settings, self.service.metadata)
         return self
 
     def stop(self) -> None:
         """Stop both servers, then close the stores they were opened with (not ones passed in)."""
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
         self._uvicorn.should_exit = True
         self._thread.join(timeout=10)
         self._sock.close()

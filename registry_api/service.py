@@ -60,6 +60,7 @@ from registry_api.auth import KeyVerifier, Principal
 from registry_api.config import ApiSettings
 from registry_api.erasure_watch import ErasureWatch
 from registry_api.errors import PersonaForbiddenError, RequestTooLargeError
+from registry_api.events import EventsService
 from registry_api.key_store import ApiKeyRecord, ApiKeyStore
 
 LATEST: Literal["latest"] = "latest"
@@ -143,6 +144,8 @@ class RegistryService:
         self.metadata = metadata
         self.blobs = blobs
         self.keys = KeyVerifier(self._verify_key, settings.api_key_cache_ttl_s)
+        # The event feed and webhook subscriptions (registry_api.events).
+        self.events = EventsService(settings, metadata)
         # First in, first out. A FIFOCache read does not reorder (an LRU one would), so the
         # hot routes read these two without a lock; only writers take it.
         self._packs: FIFOCache[tuple[str, int], ServedPack] = FIFOCache(settings.pack_cache_max_entries)

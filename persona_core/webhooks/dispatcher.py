@@ -29,7 +29,7 @@ from persona_core.webhooks.signing import sign
 from persona_core.webhooks.store import Delivery, Subscription, WebhookStore
 from persona_core.webhooks.urls import WebhookUrlRefusedError, check_webhook_url
 
-__all__ = ["LEASE_NAME", "Dispatcher", "PostResult", "event_body", "retry_delay_s"]
+__all__ = ["LEASE_NAME", "Dispatcher", "DispatcherThread", "PostResult", "event_body", "retry_delay_s"]
 
 log = logging.getLogger("persona_core.webhooks")
 LEASE_NAME = "webhooks"
@@ -186,3 +186,22 @@ class Dispatcher:
         if not result.ok:
             # The subscription id and URL host only: the URL's path or query may hold a token.
             log.warning("webhook %s event %d try %d failed: %s", sub.id, event.id, attempt, result.error)
+
+
+class DispatcherThread:
+    """A :class:`Dispatcher` in a daemon thread of this process; ``stop()`` ends it."""
+
+    def __init__(self, db: Database, settings: Settings, **kwargs: object) -> None:
+        self.dispatcher = Dispatcher(db, settings, **kwargs)  # type: ignore[arg-type]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self.dispatcher.run, args=(self._stop,), name="webhook-dispatcher", daemon=True
+        )
+
+    def start(self) -> DispatcherThread:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)

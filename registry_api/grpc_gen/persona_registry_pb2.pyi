@@ -138,6 +138,28 @@ class ResolveAssetResponse(_message.Message):
     data: bytes
     def __init__(self, ref: _Optional[str] = ..., url: _Optional[str] = ..., expires_at: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class WatchEventsRequest(_message.Message):
+    __slots__ = ("after",)
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    after: int
+    def __init__(self, after: _Optional[int] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("id", "type", "at", "persona_id", "version", "data_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    type: str
+    at: str
+    persona_id: str
+    version: int
+    data_json: str
+    def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., at: _Optional[str] = ..., persona_id: _Optional[str] = ..., version: _Optional[int] = ..., data_json: _Optional[str] = ...) -> None: ...
+
 class ErasePersonaRequest(_message.Message):
     __slots__ = ("persona_id", "version", "reason")
     PERSONA_ID_FIELD_NUMBER: _ClassVar[int]

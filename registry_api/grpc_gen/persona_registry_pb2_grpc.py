@@ -59,6 +59,11 @@ class PersonaRegistryStub:
                 request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetRequest.SerializeToString,
                 response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetResponse.FromString,
                 _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/persona.registry.v1.PersonaRegistry/WatchEvents',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.Event.FromString,
+                _registered_method=True)
         self.ErasePersona = channel.unary_unary(
                 '/persona.registry.v1.PersonaRegistry/ErasePersona',
                 request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasePersonaRequest.SerializeToString,
@@ -105,6 +110,15 @@ class PersonaRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEvents(self, request, context):
+        """Scope read. Every event after `after` (the HTTP feed's cursor; 0: from the start), oldest
+        first, then each new one as it happens, until the client cancels. A key restricted to some
+        personas gets only their events. Each stream holds one of the server's worker threads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ErasePersona(self, request, context):
         """Scope admin; a reason is required (INVALID_ARGUMENT invalid_input when blank). Erases the
         persona, or only `version`: reads answer NOT_FOUND persona_erased / version_erased from the
@@ -141,6 +155,11 @@ def add_PersonaRegistryServicer_to_server(servicer, server):
                     servicer.ResolveAsset,
                     request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetRequest.FromString,
                     response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.WatchEventsRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.Event.SerializeToString,
             ),
             'ErasePersona': grpc.unary_unary_rpc_method_handler(
                     servicer.ErasePersona,
@@ -283,6 +302,33 @@ class PersonaRegistry:
             '/persona.registry.v1.PersonaRegistry/ResolveAsset',
             registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetRequest.SerializeToString,
             registry__api_dot_grpc__gen_dot_persona__registry__pb2.ResolveAssetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/WatchEvents',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.WatchEventsRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.Event.FromString,
             options,
             channel_credentials,
             insecure,
