@@ -1,4 +1,4 @@
-"""``persona-core pack show|verify|export|import``."""
+"""``persona-core pack show|verify|diff|export|import``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from rich.table import Table
 from persona_cli.common import JsonOpt, emit_json, handle_errors, open_stores, out, settings, want_json
 from persona_cli.progress import spinner
 from persona_core.archive import export_pack, import_pack, verify_archive
-from persona_core.errors import IntegrityError
+from persona_core.errors import IntegrityError, PackNotPublishedError, VersionNotFoundError
 from persona_core.pack import PersonaPack
+from persona_core.pack_diff import PackDiff, centroid_cosine, diff_packs
 from persona_core.publish import verify_pack_blobs
 from persona_core.schema import validate_pack_document
+from persona_core.store.base import BlobStore, MetadataStore
 
 app = typer.Typer(help="Inspect, verify and move published PersonaPacks.", no_args_is_help=True)
 
@@ -129,6 +131,98 @@ def verify(
             f"ok: {result['persona_id']} v{result['version']} content hash {result['content_hash']}, "
             f"{result['blobs_verified']} blobs verified"
         )
+
+
+SpecArg = Annotated[str, typer.Argument(help="A version number, 'latest' or an alias.")]
+
+
+@app.command("diff")
+@handle_errors
+def diff(persona_id: str, from_version: SpecArg, to_version: SpecArg, json_out: JsonOpt = False) -> None:
+    """What changed between two published versions: anchors per camera mode (by image), the
+    identity centroids' cosine, drift lines, models, behaviour, voice, thresholds, inputs, checks."""
+    meta, blobs = open_stores(settings())
+    a, b = (published_pack(meta, blobs, persona_id, spec) for spec in (from_version, to_version))
+    result = diff_packs(a, b, centroid_cosine=centroid_cosine(blobs, a, b))
+    if want_json(json_out):
+        emit_json(result.model_dump(mode="json"))
+    else:
+        print_diff(result)
+
+
+def published_pack(meta: MetadataStore, blobs: BlobStore, persona_id: str, spec: str) -> PersonaPack:
+    """The published pack a version spec names (a number, ``latest`` or an alias)."""
+    if spec == "latest":
+        number = None
+    elif spec.isascii() and spec.isdigit():
+        number = int(spec)
+    else:
+        number = meta.aliases.get(persona_id, spec).version
+    try:
+        return load_pack(meta, blobs, persona_id, number)[1]
+    except VersionNotFoundError:
+        if number is None:
+            raise PackNotPublishedError(f"{persona_id} has no published version yet") from None
+        status = meta.get_version(persona_id, number).status  # raises if there is no such version
+        raise PackNotPublishedError(
+            f"{persona_id} v{number} is {status.value}; its pack exists once it is published"
+        ) from None
+
+
+def print_diff(d: PackDiff) -> None:
+    console = out()
+    same = "same content" if d.same_content else "content differs"
+    cosine = "n/a" if d.centroid_cosine is None else f"{d.centroid_cosine:.4f}"
+    console.print(f"[bold]{d.persona_id} v{d.from_version} -> v{d.to_version}[/bold]  {same}  "
+                  f"identity centroid cosine {cosine}")
+    anchors = Table(title="Anchors (matched by image)")
+    for col in ("mode", "change", "anchor", "image", "details"):
+        anchors.add_column(col)
+    for mode in d.anchors:
+        for a in mode.added:
+            anchors.add_row(mode.camera_mode, "+ added", a.anchor_id + (" *" if a.canonical else ""),
+                            a.image_ref[7:19], "")
+        for a in mode.removed:
+            anchors.add_row(mode.camera_mode, "- removed", a.anchor_id + (" *" if a.canonical else ""),
+                            a.image_ref[7:19], "")
+        for k in mode.kept:
+            details = "; ".join(f"{c.path}: {c.before} -> {c.after}" for c in k.changes)
+            anchors.add_row(mode.camera_mode, "~ changed" if k.changes else "  kept", k.to_anchor_id,
+                            k.image_ref[7:19], details)
+    console.print(anchors)
+    changes = _other_changes(d)
+    if changes.row_count:
+        console.print(changes)
+    else:
+        console.print("no other changes")
+
+
+def _other_changes(d: PackDiff) -> Table:
+    changes = Table(title="Other changes")
+    for col in ("area", "field", "from", "to"):
+        changes.add_column(col)
+    for area, items in (("identity", d.identity), ("drift lines", d.refresh_policy), ("models", d.models),
+                        ("behaviour", d.behavior), ("voice", d.voice), ("thresholds", d.thresholds)):
+        for c in items:
+            changes.add_row(area, c.path, _short(c.before), _short(c.after))
+    for i in d.inputs_added:
+        changes.add_row("inputs", f"+ {i.name}", "", i.sha256[:12])
+    for i in d.inputs_removed:
+        changes.add_row("inputs", f"- {i.name}", i.sha256[:12], "")
+    for check in d.checks:
+        if check.changed:
+            changes.add_row("checks", f"{check.name} ({check.severity})", _verdict(check.from_passed),
+                            _verdict(check.to_passed))
+    return changes
+
+
+def _verdict(passed: bool | None) -> str:
+    return "-" if passed is None else "pass" if passed else "FAIL"
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = "-" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @app.command("export")

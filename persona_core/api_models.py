@@ -14,9 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from persona_core.store.base import PersonaRecord, VersionRecord, VersionStatus
 
 __all__ = [
+    "AnchorChange",
+    "AnchorRef",
+    "CheckChange",
     "ErasureFeed",
     "ErasureOut",
     "ErasureSummary",
+    "FieldChange",
+    "InputRef",
+    "ModeDiff",
+    "PackDiff",
     "PersonaOut",
     "PersonaPage",
     "PersonaSummary",
@@ -135,3 +142,81 @@ class ErasureFeed(_Body):
     next_since: datetime | None = Field(
         description="Pass as `since` for the next page; null when this page holds the last one."
     )
+
+
+class FieldChange(_Body):
+    """One value that differs between two packs: its dotted path, the value before and after
+    (null where the field is absent on that side)."""
+
+    path: str
+    before: Any = None
+    after: Any = None
+
+
+class AnchorRef(_Body):
+    """An anchor, named by its image blob (the same photo has the same ref in every version)."""
+
+    image_ref: str
+    anchor_id: str
+    source_sha256: str
+    canonical: bool
+
+
+class AnchorChange(_Body):
+    """An anchor both versions keep (same image), with what changed in its tags."""
+
+    image_ref: str
+    from_anchor_id: str
+    to_anchor_id: str
+    changes: list[FieldChange]
+
+
+class ModeDiff(_Body):
+    camera_mode: str
+    added: list[AnchorRef]
+    removed: list[AnchorRef]
+    kept: list[AnchorChange]
+
+
+class CheckChange(_Body):
+    """A check's result in each version (null: the version has no such check)."""
+
+    name: str
+    severity: str
+    from_passed: bool | None
+    to_passed: bool | None
+
+    @property
+    def changed(self) -> bool:
+        return self.from_passed != self.to_passed
+
+
+class InputRef(_Body):
+    name: str
+    sha256: str
+    kind: str
+    accepted: bool
+
+
+class PackDiff(_Body):
+    """What changed from one published version of a persona to another (``GET .../diff``)."""
+
+    persona_id: str
+    from_version: int
+    to_version: int
+    from_content_hash: str | None
+    to_content_hash: str | None
+    same_content: bool = Field(description="The two packs have the same content hash.")
+    anchors: list[ModeDiff] = Field(description="Per camera mode, anchors matched by image_ref.")
+    centroid_cosine: float | None = Field(
+        description="Cosine between the two identity centroids; null when either could not be read."
+    )
+    identity: list[FieldChange] = Field(description="Identity and style model changes.")
+    refresh_policy: list[FieldChange] = Field(description="Drift lines and their calibration.")
+    models: list[FieldChange] = Field(description="Models and weights (provenance), by model name.")
+    behavior: list[FieldChange]
+    voice: list[FieldChange]
+    thresholds: list[FieldChange] = Field(description="The builder thresholds each pack recorded.")
+    inputs_added: list[InputRef] = Field(description="Inputs (by sha256) only the `to` version has.")
+    inputs_removed: list[InputRef] = Field(description="Inputs (by sha256) only the `from` version has.")
+    checks: list[CheckChange] = Field(description="Every check of either version, with both results.")

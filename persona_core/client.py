@@ -24,6 +24,7 @@ from persona_core import errors as _errors
 from persona_core.api_models import (
     ErasureFeed,
     ErasureOut,
+    PackDiff,
     PersonaOut,
     PersonaPage,
     PersonaSummary,
@@ -46,6 +47,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "ErasureFeed",
     "ErasureOut",
+    "PackDiff",
     "PackNotPublishedError",
     "PackResponse",
     "PersonaOut",
@@ -223,6 +225,11 @@ class RegistryClient:
             body=response.content if response.status_code == 200 else b"",
             not_modified=response.status_code == 304,
         )
+
+    def diff(self, persona_id: str, from_version: int | str, to_version: int | str = "latest") -> PackDiff:
+        """What changed between two published versions (numbers, ``latest`` or aliases)."""
+        params = {"from": str(from_version), "to": str(to_version)}
+        return self._parse(PackDiff, "GET", f"/v1/personas/{persona_id}/diff", params=params)
 
     def resolve_url(self, ref: str, ttl_s: int = 3600) -> ResolvedUrl:
         """A signed URL that needs no API key (``.url``), valid until ``.expires_at``."""

@@ -197,6 +197,23 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
         return erasure_message(self.service.erase(who, request.persona_id, version, request.reason))
 
 
+    @_guarded
+    def DiffPersonaVersions(  # noqa: N802
+        self, request: pb.DiffPersonaVersionsRequest, context: grpc.ServicerContext
+    ) -> pb.PackDiff:
+        who = self._who(context)
+        diff = self.service.diff(who, request.persona_id, request.from_version or LATEST,
+                                 request.to_version or LATEST)
+        return pb.PackDiff(
+            persona_id=diff.persona_id,
+            from_version=diff.from_version,
+            to_version=diff.to_version,
+            same_content=diff.same_content,
+            centroid_cosine=diff.centroid_cosine,
+            diff_json=diff.model_dump_json(),
+        )
+
+
 def _json_object(text: str, field: str) -> dict[str, Any]:
     if not text:
         return {}

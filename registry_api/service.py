@@ -40,7 +40,8 @@ from persona_core.errors import (
     VersionErasedError,
     VersionNotFoundError,
 )
-from persona_core.pack import check_persona_id
+from persona_core.pack import PersonaPack, check_persona_id
+from persona_core.pack_diff import PackDiff, centroid_cosine, diff_packs
 from persona_core.refs import parse_ref
 from persona_core.signing import MAX_TTL_S, verify_blob_signature
 from persona_core.store.base import (
@@ -334,6 +335,13 @@ class RegistryService:
             if self._generation == generation:
                 self._packs[key] = pack
         return pack
+
+    def diff(self, who: Principal, persona_id: str, from_spec: str | int, to_spec: str | int) -> PackDiff:
+        """What changed from one published version to another; each side is a version spec
+        as the GET-pack route takes it, with the same errors (unpublished, unknown, erased)."""
+        a, b = (PersonaPack.model_validate_json(self.get_pack(who, persona_id, spec).body)
+                for spec in (from_spec, to_spec))
+        return diff_packs(a, b, centroid_cosine=centroid_cosine(self.blobs, a, b))
 
     def _served(self, key: tuple[str, int]) -> ServedPack | None:
         try:

@@ -197,3 +197,29 @@ class ErasureReport(_message.Message):
     already_erased: bool
     note: str
     def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., state: _Optional[str] = ..., actor: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., blobs_deleted: _Optional[int] = ..., objects_deleted: _Optional[int] = ..., kept_shared: _Optional[int] = ..., already_erased: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...
+
+class DiffPersonaVersionsRequest(_message.Message):
+    __slots__ = ("persona_id", "from_version", "to_version")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    from_version: str
+    to_version: str
+    def __init__(self, persona_id: _Optional[str] = ..., from_version: _Optional[str] = ..., to_version: _Optional[str] = ...) -> None: ...
+
+class PackDiff(_message.Message):
+    __slots__ = ("persona_id", "from_version", "to_version", "same_content", "centroid_cosine", "diff_json")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SAME_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    CENTROID_COSINE_FIELD_NUMBER: _ClassVar[int]
+    DIFF_JSON_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    from_version: int
+    to_version: int
+    same_content: bool
+    centroid_cosine: float
+    diff_json: str
+    def __init__(self, persona_id: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., same_content: _Optional[bool] = ..., centroid_cosine: _Optional[float] = ..., diff_json: _Optional[str] = ...) -> None: ...

@@ -69,6 +69,11 @@ class PersonaRegistryStub:
                 request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasePersonaRequest.SerializeToString,
                 response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasureReport.FromString,
                 _registered_method=True)
+        self.DiffPersonaVersions = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/DiffPersonaVersions',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.DiffPersonaVersionsRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.PackDiff.FromString,
+                _registered_method=True)
 
 
 class PersonaRegistryServicer:
@@ -128,6 +133,14 @@ class PersonaRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiffPersonaVersions(self, request, context):
+        """Scope read. What changed between two published versions (as GET /v1/personas/{id}/diff);
+        NOT_FOUND pack_not_published / version_not_found, persona_erased / version_erased.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonaRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +178,11 @@ def add_PersonaRegistryServicer_to_server(servicer, server):
                     servicer.ErasePersona,
                     request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasePersonaRequest.FromString,
                     response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasureReport.SerializeToString,
+            ),
+            'DiffPersonaVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffPersonaVersions,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.DiffPersonaVersionsRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.PackDiff.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +374,33 @@ class PersonaRegistry:
             '/persona.registry.v1.PersonaRegistry/ErasePersona',
             registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasePersonaRequest.SerializeToString,
             registry__api_dot_grpc__gen_dot_persona__registry__pb2.ErasureReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffPersonaVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/DiffPersonaVersions',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.DiffPersonaVersionsRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.PackDiff.FromString,
             options,
             channel_credentials,
             insecure,
