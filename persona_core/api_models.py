@@ -7,13 +7,20 @@ A class docstring here is the schema's description in the registry's OpenAPI doc
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from persona_core.store.base import PersonaRecord, VersionRecord, VersionStatus
 
+if TYPE_CHECKING:  # the store module pulls in SQLAlchemy; the client does not need it
+    from persona_core.store.aliases import Alias, AliasMove
+
 __all__ = [
+    "AliasHistory",
+    "AliasList",
+    "AliasMoveOut",
+    "AliasOut",
     "AnchorChange",
     "AnchorRef",
     "CheckChange",
@@ -76,12 +83,16 @@ class VersionOut(_Body):
     published_at: datetime | None
     content_hash: str | None
     status_url: str
-    pack_url: str | None = Field(description="Set once the version is published.")
+    pack_url: str | None = Field(description="Set once the version is published (and kept once retracted).")
+    retracted_at: datetime | None = Field(
+        default=None, description="When it was retracted: `latest` skips it, its number still serves it."
+    )
+    retraction_reason: str | None = None
 
     @classmethod
     def of(cls, record: VersionRecord) -> VersionOut:
         base = f"/v1/personas/{record.persona_id}/versions/{record.version}"
-        published = record.status == VersionStatus.PUBLISHED
+        published = record.status in (VersionStatus.PUBLISHED, VersionStatus.RETRACTED)
         return cls(
             persona_id=record.persona_id,
             version=record.version,
@@ -95,12 +106,70 @@ class VersionOut(_Body):
             content_hash=record.content_hash,
             status_url=base,
             pack_url=f"{base}/pack" if published else None,
+            retracted_at=record.retracted_at,
+            retraction_reason=record.retraction_reason,
         )
 
 
 class VersionList(_Body):
     persona_id: str
     items: list[VersionOut]
+
+
+class AliasOut(_Body):
+    """A named pointer to a published version (``live``); its ETag is ``"v<N>"``."""
+
+    persona_id: str
+    name: str
+    version: int
+    updated_at: datetime
+    updated_by: str = Field(description="Who moved it last: `key:<key id> (<name>)` or `cli:<user>`.")
+    pack_url: str
+
+    @classmethod
+    def of(cls, alias: Alias) -> AliasOut:
+        return cls(
+            persona_id=alias.persona_id,
+            name=alias.name,
+            version=alias.version,
+            updated_at=alias.updated_at,
+            updated_by=alias.updated_by,
+            pack_url=f"/v1/personas/{alias.persona_id}/versions/{alias.name}/pack",
+        )
+
+
+class AliasList(_Body):
+    persona_id: str
+    items: list[AliasOut]
+
+
+class AliasMoveOut(_Body):
+    """One move of an alias: who, when, from, to, why (``to_version`` null: deleted)."""
+
+    persona_id: str
+    name: str
+    from_version: int | None = Field(description="null: the alias was created by this move.")
+    to_version: int | None = Field(description="null: the alias was deleted by this move.")
+    actor: str
+    reason: str
+    at: datetime
+
+    @classmethod
+    def of(cls, move: AliasMove) -> AliasMoveOut:
+        return cls(
+            persona_id=move.persona_id,
+            name=move.name,
+            from_version=move.from_version,
+            to_version=move.to_version,
+            actor=move.actor,
+            reason=move.reason,
+            at=move.at,
+        )
+
+
+class AliasHistory(_Body):
+    persona_id: str
+    items: list[AliasMoveOut] = Field(description="Newest first.")
 
 
 class ResolvedUrl(_Body):

@@ -22,6 +22,10 @@ from pydantic import BaseModel
 
 from persona_core import errors as _errors
 from persona_core.api_models import (
+    AliasHistory,
+    AliasList,
+    AliasMoveOut,
+    AliasOut,
     ErasureFeed,
     ErasureOut,
     PackDiff,
@@ -45,6 +49,8 @@ from persona_core.refs import parse_ref, sha256_hex
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "TERMINAL_STATUSES",
+    "AliasMoveOut",
+    "AliasOut",
     "ErasureFeed",
     "ErasureOut",
     "PackDiff",
@@ -95,6 +101,7 @@ class PackResponse:
     etag: str
     body: bytes  # the pack's stored JSON bytes; empty when not_modified
     not_modified: bool = False
+    retracted: str | None = None  # the Persona-Retracted header: "<time>; reason=\"...\""
 
     def document(self) -> dict[str, Any]:
         """The pack's JSON, parsed (``PackCache`` gives a verified, typed pack)."""
@@ -224,12 +231,50 @@ class RegistryClient:
             etag=response.headers["ETag"],
             body=response.content if response.status_code == 200 else b"",
             not_modified=response.status_code == 304,
+            retracted=response.headers.get("Persona-Retracted"),
         )
 
     def diff(self, persona_id: str, from_version: int | str, to_version: int | str = "latest") -> PackDiff:
         """What changed between two published versions (numbers, ``latest`` or aliases)."""
         params = {"from": str(from_version), "to": str(to_version)}
         return self._parse(PackDiff, "GET", f"/v1/personas/{persona_id}/diff", params=params)
+
+    # -- aliases and retraction -----------------------------------------------------------
+
+    def list_aliases(self, persona_id: str) -> list[AliasOut]:
+        return self._parse(AliasList, "GET", f"/v1/personas/{persona_id}/aliases").items
+
+    def get_alias(self, persona_id: str, name: str) -> AliasOut:
+        """Where the alias points; AliasNotFoundError when it does not exist."""
+        return self._parse(AliasOut, "GET", f"/v1/personas/{persona_id}/aliases/{name}")
+
+    def set_alias(
+        self, persona_id: str, name: str, version: int | str, *, expected: int | None, reason: str
+    ) -> AliasMoveOut:
+        """Point ``name`` at ``version`` (a number, ``latest`` or another alias) if it points at
+        ``expected`` now (None: it must not exist yet); a promote key. AliasConflictError when
+        someone moved it first: read it again and decide."""
+        body = {"version": version, "reason": reason, "expected_version": expected}
+        return self._parse(AliasMoveOut, "PUT", f"/v1/personas/{persona_id}/aliases/{name}", json=body)
+
+    def delete_alias(self, persona_id: str, name: str, *, expected: int, reason: str) -> AliasMoveOut:
+        body = {"reason": reason, "expected_version": expected}
+        return self._parse(AliasMoveOut, "DELETE", f"/v1/personas/{persona_id}/aliases/{name}", json=body)
+
+    def rollback_alias(self, persona_id: str, name: str, *, reason: str) -> AliasMoveOut:
+        """Move ``name`` back to its previous target in its history."""
+        url = f"/v1/personas/{persona_id}/aliases/{name}/rollback"
+        return self._parse(AliasMoveOut, "POST", url, json={"reason": reason})
+
+    def alias_history(self, persona_id: str, name: str, limit: int = 100) -> list[AliasMoveOut]:
+        """The alias's moves, newest first."""
+        url = f"/v1/personas/{persona_id}/aliases/{name}/history"
+        return self._parse(AliasHistory, "GET", url, params={"limit": limit}).items
+
+    def retract_version(self, persona_id: str, version: int, *, reason: str) -> VersionOut:
+        """Withdraw a published version: ``latest`` skips it, its number still serves it."""
+        url = f"/v1/personas/{persona_id}/versions/{version}/retract"
+        return self._parse(VersionOut, "POST", url, json={"reason": reason})
 
     def resolve_url(self, ref: str, ttl_s: int = 3600) -> ResolvedUrl:
         """A signed URL that needs no API key (``.url``), valid until ``.expires_at``."""

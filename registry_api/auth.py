@@ -1,7 +1,9 @@
 """API keys at the edge: who is calling, and may they do this.
 
-Scopes are ordered: ``admin`` implies ``build`` implies ``read``. A key may be restricted
-to a set of persona ids; it then sees and touches only those personas.
+Scopes are ordered: ``admin`` implies ``build`` implies ``read``; ``promote`` (move aliases,
+retract versions) implies ``read`` and is implied by ``admin`` only, so a build key cannot put
+its own version live. A key may be restricted to a set of persona ids; it then sees and
+touches only those personas.
 
 Verified keys are cached in memory for ``api_key_cache_ttl_s`` (30 s by default), keyed by
 the sha256 of the presented key, so the hot GET-pack route never waits on the database; past
@@ -22,12 +24,13 @@ from cachetools import TTLCache
 
 from registry_api.errors import AuthenticationError, InsufficientScopeError, PersonaForbiddenError
 
-SCOPES = ("read", "build", "admin", "metrics")
+SCOPES = ("read", "build", "promote", "admin", "metrics")
 # `metrics` is for a Prometheus scraper: /metrics only, nothing about any persona's content.
 _IMPLIED = {
     "read": {"read"},
     "build": {"read", "build"},
-    "admin": {"read", "build", "admin", "metrics"},
+    "promote": {"read", "promote"},
+    "admin": {"read", "build", "promote", "admin", "metrics"},
     "metrics": {"metrics"},
 }
 API_KEY_HEADER = "x-api-key"
@@ -39,6 +42,7 @@ class Principal:
     name: str
     scopes: frozenset[str]
     persona_ids: frozenset[str] | None = None  # None = every persona
+    key_id: str = ""
 
     @classmethod
     def from_record(cls, record: Any) -> Principal:
@@ -49,7 +53,13 @@ class Principal:
         # Only None means "every persona": an empty list (which the store now refuses, but an
         # older row may hold) restricts the key to nothing, never widens it to everything.
         restricted = frozenset(ids) if ids is not None else None
-        return cls(name=record.name, scopes=frozenset(granted), persona_ids=restricted)
+        return cls(name=record.name, scopes=frozenset(granted), persona_ids=restricted,
+                   key_id=str(getattr(record, "key_id", "")))
+
+    @property
+    def actor(self) -> str:
+        """Who this is in an alias's history: the API key's id (and its name, for people)."""
+        return f"key:{self.key_id} ({self.name})" if self.key_id else f"key:{self.name}"
 
     def require(self, scope: str, persona_id: str | None = None) -> None:
         """Raise InsufficientScopeError / PersonaForbiddenError unless this call is allowed."""

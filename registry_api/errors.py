@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from persona_core.errors import (
+    AliasConflictError,
     AlreadyExistsError,
     ContentTypeMismatchError,
     CorruptFileError,
@@ -73,6 +74,16 @@ class PersonaForbiddenError(PermissionDeniedError):
     code = "persona_forbidden"
 
 
+class AliasPreconditionFailedError(AliasConflictError):
+    """A move whose ``If-Match`` no longer holds: the same ``alias_conflict``, answered 412."""
+
+
+class PreconditionRequiredError(InvalidInputError):
+    """A move that says nothing about where the caller believes the alias points."""
+
+    code = "precondition_required"
+
+
 # Most specific first is not needed: lookup follows the MRO of the raised class.
 _HTTP_STATUS: dict[type[PersonaCoreError], int] = {
     AuthenticationError: 401,
@@ -80,6 +91,9 @@ _HTTP_STATUS: dict[type[PersonaCoreError], int] = {
     SignatureError: 403,
     NotFoundError: 404,
     AlreadyExistsError: 409,
+    AliasConflictError: 409,
+    AliasPreconditionFailedError: 412,
+    PreconditionRequiredError: 428,
     # Erased, or its erasure under way: never served again (RFC 9110 Gone).
     ErasedError: 410,
     ImmutableVersionError: 409,
@@ -109,6 +123,7 @@ _GRPC_STATUS: dict[int, grpc.StatusCode] = {
     # gRPC has no "gone": a deleted resource is NOT_FOUND; error-code says persona_erased /
     # version_erased, and trailing metadata carries the times.
     410: grpc.StatusCode.NOT_FOUND,
+    412: grpc.StatusCode.ABORTED,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     415: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
@@ -123,8 +138,10 @@ _TITLES = {
     404: "Not found",
     409: "Conflict",
     410: "Gone",
+    412: "Precondition failed",
     413: "Payload too large",
     415: "Unsupported media type",
+    428: "Precondition required",
     422: "Unprocessable content",
     500: "Internal error",
     503: "Service unavailable",
@@ -140,6 +157,8 @@ def status_for(exc: PersonaCoreError) -> int:
 
 def grpc_status_for(exc: PersonaCoreError) -> grpc.StatusCode:
     status = status_for(exc)
+    if isinstance(exc, AliasConflictError):
+        return grpc.StatusCode.ABORTED  # a lost compare-and-set: read again and retry
     if isinstance(exc, (ImmutableVersionError, InvalidTransitionError)):
         return grpc.StatusCode.FAILED_PRECONDITION
     return _GRPC_STATUS.get(status, grpc.StatusCode.UNKNOWN)

@@ -25,7 +25,7 @@ from registry_api.auth import API_KEY_HEADER
 from registry_api.config import ApiSettings
 from registry_api.errors import PROBLEM_JSON, problem, problem_fields, public_detail, status_for
 from registry_api.guards import RequestGuard
-from registry_api.routes import assets, diffs, erasures, health, personas, ui, versions
+from registry_api.routes import aliases, assets, diffs, erasures, health, personas, ui, versions
 from registry_api.routes.events import router as events_router
 from registry_api.routes.webhooks import router as webhooks_router
 from registry_api.schemas import ResolveRequest
@@ -67,8 +67,9 @@ def create_app(
     app.state.service = RegistryService(settings, metadata, blobs)
     app.state.owned_stores = owned
     # versions first: its GET-pack route is the hot one, and routes are matched in order.
-    for router in (versions.router, personas.router, diffs.router, assets.router, erasures.router,
-                   health.router):
+    routers = (versions.router, aliases.router, personas.router, diffs.router, assets.router,
+               erasures.router, health.router)
+    for router in routers:
         app.include_router(router)
     app.include_router(events_router)
     app.include_router(webhooks_router)

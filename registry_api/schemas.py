@@ -9,6 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from persona_core.api_models import (
+    AliasHistory,
+    AliasList,
+    AliasMoveOut,
+    AliasOut,
     ErasureFeed,
     ErasureOut,
     ErasureSummary,
@@ -24,6 +28,13 @@ from persona_core.pack import BlobRefStr, PersonaId
 from persona_core.signing import MAX_TTL_S
 
 __all__ = [
+    "AliasDelete",
+    "AliasHistory",
+    "AliasList",
+    "AliasMoveOut",
+    "AliasOut",
+    "AliasRollback",
+    "AliasSet",
     "ErasureFeed",
     "ErasureOut",
     "ErasureRequest",
@@ -37,6 +48,7 @@ __all__ = [
     "Problem",
     "ResolveRequest",
     "ResolvedUrl",
+    "RetractRequest",
     "VersionList",
     "VersionOut",
 ]
@@ -55,6 +67,39 @@ class ErasureRequest(_Body):
     reason: str = Field(
         description="Why (e.g. the erasure request's ticket): kept in the erasure record and the audit "
         "log, never shown to read keys. Blank is refused (400 invalid_input).",
+    )
+
+
+_REASON = Field(min_length=1, max_length=2000, description="Why: kept in the alias's history.")
+_EXPECTED = Field(
+    default=None,
+    ge=1,
+    description="The version the caller believes the alias points at now; null: it must not exist "
+    "yet. Required unless an `If-Match: \"v<N>\"` (or `If-None-Match: *`) header says it; a lost "
+    "race is 409 `alias_conflict` (412 with If-Match).",
+)
+
+
+class AliasSet(_Body):
+    version: int | str = Field(description="A version number, `latest`, or another alias (read now).")
+    reason: str = _REASON
+    expected_version: int | None = _EXPECTED
+
+
+class AliasDelete(_Body):
+    reason: str = _REASON
+    expected_version: int | None = _EXPECTED
+
+
+class AliasRollback(_Body):
+    reason: str = _REASON
+
+
+class RetractRequest(_Body):
+    reason: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="Why: shown in the version record and the pack's Persona-Retracted header.",
     )
 
 

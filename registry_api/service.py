@@ -7,6 +7,12 @@ Published packs are immutable, so their bytes and ETag are cached in memory per
 (persona, version) after the first read; ``latest`` is resolved to a number that is
 re-read from the database every ``latest_cache_ttl_s`` (1 s by default).
 
+An alias (``live``) names a version wherever a number or ``latest`` does; its target is
+cached like ``latest``'s, for the same ``latest_cache_ttl_s``, and served with the same
+validator ``"<content_hash>.v<N>"``. A cached numbered pack is re-checked against the database
+once per ``latest_cache_ttl_s`` at most (never per request), so a retraction another worker made
+shows in its ``Persona-Retracted`` header within that time; one this worker made shows at once.
+
 A numbered pack's ETag is its content hash. The content hash leaves out the version, so two
 versions can share it; ``latest`` therefore answers with ``"<content_hash>.v<N>"``, which
 changes whenever ``latest`` moves to another version, even one with the same content.
@@ -30,6 +36,7 @@ from cachetools import FIFOCache, TTLCache
 
 from persona_core.erasure import ErasureReport, erase, readers_forget
 from persona_core.errors import (
+    AliasNotFoundError,
     BlobNotFoundError,
     ErasedError,
     InvalidInputError,
@@ -44,6 +51,7 @@ from persona_core.pack import PersonaPack, check_persona_id
 from persona_core.pack_diff import PackDiff, centroid_cosine, diff_packs
 from persona_core.refs import parse_ref
 from persona_core.signing import MAX_TTL_S, verify_blob_signature
+from persona_core.store.aliases import ALIAS_PATTERN, RESERVED, Alias, AliasMove
 from persona_core.store.base import (
     BlobStore,
     MetadataStore,
@@ -68,6 +76,7 @@ LATEST: Literal["latest"] = "latest"
 # ASCII digits only: str.isdigit() also accepts "²" or "١", which int() then refuses or reads.
 _MAX_VERSION_DIGITS = 9
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_ALIAS = re.compile(ALIAS_PATTERN)
 # Personas whose `latest` number is held; expired entries go at every insert, so this only
 # bounds a burst of distinct personas within one latest_cache_ttl_s.
 _LATEST_MAX = 100_000
@@ -91,6 +100,10 @@ class ServedPack:
     # ETag and X-Persona-Version, encoded once: the GET-pack route appends them as they are.
     raw_headers: tuple[tuple[bytes, bytes], ...] = ()
     latest_raw_headers: tuple[tuple[bytes, bytes], ...] = ()
+    retracted_at: datetime | None = None
+    retraction_reason: str | None = None
+    # time.monotonic() after which the version's record is read again (a retraction elsewhere).
+    fresh_until: float = 0.0
 
     def is_current(self, if_none_match: str | None, latest: bool) -> bool:
         """Whether a client's ``If-None-Match`` names this very representation.
@@ -122,6 +135,16 @@ class AssetBytes:
 def is_version_number(spec: str) -> bool:
     """``spec`` is 1 to 9 ASCII digits (so ``int(spec)`` cannot fail or overflow a column)."""
     return spec.isascii() and spec.isdigit() and len(spec) <= _MAX_VERSION_DIGITS
+
+
+def is_alias_spec(spec: str | int) -> bool:
+    """``spec`` names an alias (``live``), not a number or ``latest``."""
+    return isinstance(spec, str) and spec not in RESERVED and _ALIAS.fullmatch(spec) is not None
+
+
+def retraction_header(retracted_at: datetime, reason: str | None) -> str:
+    """``Persona-Retracted``'s value: the time, and the reason as a JSON string (ASCII only)."""
+    return f"{retracted_at.isoformat()}; reason={json.dumps(reason or '')}"
 
 
 def parse_version_spec(spec: str | int) -> int | Literal["latest"]:
@@ -157,6 +180,8 @@ class RegistryService:
         # A TTLCache read reorders its entries: every access holds this lock (a dict lookup).
         self._latest: TTLCache[str, int] = TTLCache(_LATEST_MAX, ttl=settings.latest_cache_ttl_s)
         self._latest_lock = threading.Lock()
+        # (persona, alias) -> version, held like `latest` (same TTL, same lock).
+        self._aliases: TTLCache[tuple[str, str], int] = TTLCache(_LATEST_MAX, ttl=settings.latest_cache_ttl_s)
         # Bumped (under both locks) whenever erasures drop cache entries: a fill that read the
         # stores before the drop compares it and stores nothing.
         self._generation = 0
@@ -241,6 +266,8 @@ class RegistryService:
                 self._packs.pop(key, None)
             for persona_id in personas:
                 self._latest.pop(persona_id, None)
+            for alias_key in [k for k in self._aliases if k[0] in personas]:
+                self._aliases.pop(alias_key, None)
             self._known_blobs.clear()
 
     def _gone(self, persona_id: str, version: int) -> ErasedError:
@@ -297,16 +324,18 @@ class RegistryService:
         who.require("read", persona_id)
         if not self._erasures.fresh():
             return None
-        if spec == LATEST:
-            latest = self._latest_number(persona_id)
-            if latest is None:
-                return None
-            number = latest
-        elif is_version_number(spec):
-            number = int(spec)
+        if is_version_number(spec):
+            number: int | None = int(spec)
+        elif spec == LATEST:
+            number = self._latest_number(persona_id)
         else:
+            number = self._alias_number(persona_id, spec)
+        if number is None:
             return None
-        return self._served((persona_id, number))
+        pack = self._served((persona_id, number))
+        if pack is None or pack.fresh_until < time.monotonic():
+            return None
+        return pack
 
     def get_pack(self, who: Principal, persona_id: str, spec: str | int) -> ServedPack:
         """The published pack's exact stored bytes; PackNotPublishedError until it is published."""
@@ -315,9 +344,9 @@ class RegistryService:
         generation = self._generation
         number = self._resolve_number(persona_id, spec)
         key = (persona_id, number)
-        pack = self._served(key)
-        if pack is not None:
-            return pack
+        held = self._served(key)
+        if held is not None and held.fresh_until >= time.monotonic():
+            return held
         try:
             record = self.metadata.get_published(persona_id, number)
         except VersionNotFoundError:
@@ -326,7 +355,10 @@ class RegistryService:
                 f"{persona_id} v{number} is {status.value}; its pack exists once it is published"
             ) from None
         try:
-            pack = self._load(record)
+            if held is not None and held.content_hash == record.content_hash:
+                pack = self._with_record(held, record)  # published bytes never change: no blob read
+            else:
+                pack = self._load(record)
         except BlobNotFoundError:
             # Erased between the two reads: the record is gone now, and says how.
             self.metadata.get_published(persona_id, number)
@@ -353,21 +385,35 @@ class RegistryService:
         body = self.blobs.get(record.pack_ref)  # the store verifies the bytes hash to the ref
         refs = {parse_ref(r).blob for r in record.blob_refs} | {parse_ref(record.pack_ref).blob}
         etag = f'"{record.content_hash}"'
-        latest_etag = f'"{record.content_hash}.v{record.version}"'
-        version_header = (b"x-persona-version", str(record.version).encode())
-        return ServedPack(
+        pack = ServedPack(
             persona_id=record.persona_id,
             version=record.version,
             body=body,
             content_hash=record.content_hash,
             etag=etag,
             blob_refs=frozenset(refs),
-            latest_etag=latest_etag,
-            raw_headers=((b"etag", etag.encode()), version_header),
-            latest_raw_headers=((b"etag", latest_etag.encode()), version_header),
+            latest_etag=f'"{record.content_hash}.v{record.version}"',
+        )
+        return self._with_record(pack, record)
+
+    def _with_record(self, pack: ServedPack, record: PublishedPack) -> ServedPack:
+        """The pack with its record's retraction, headers encoded once, fresh for one TTL."""
+        heads = [(b"x-persona-version", str(record.version).encode())]
+        if record.retracted_at is not None:
+            value = retraction_header(record.retracted_at, record.retraction_reason)
+            heads.append((b"persona-retracted", value.encode("ascii")))
+        return replace(
+            pack,
+            retracted_at=record.retracted_at,
+            retraction_reason=record.retraction_reason,
+            raw_headers=((b"etag", pack.etag.encode()), *heads),
+            latest_raw_headers=((b"etag", pack.latest_etag.encode()), *heads),
+            fresh_until=time.monotonic() + self.settings.latest_cache_ttl_s,
         )
 
     def _resolve_number(self, persona_id: str, spec: str | int) -> int:
+        if isinstance(spec, str) and is_alias_spec(spec):
+            return self._resolve_alias(persona_id, spec)
         parsed = parse_version_spec(spec)
         if isinstance(parsed, int):
             return parsed
@@ -385,12 +431,105 @@ class RegistryService:
                 self._latest[persona_id] = number
         return number
 
+    def _resolve_alias(self, persona_id: str, name: str) -> int:
+        cached = self._alias_number(persona_id, name)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        try:
+            number = self.metadata.aliases.get(persona_id, name).version
+        except AliasNotFoundError:
+            raise InvalidInputError(
+                f"version must be a number, 'latest' or an alias of {persona_id}; {name!r} is none of them"
+            ) from None
+        with self._latest_lock:
+            if self._generation == generation:
+                self._aliases[(persona_id, name)] = number
+        return number
+
+    def _alias_number(self, persona_id: str, name: str) -> int | None:
+        with self._latest_lock:
+            try:
+                return self._aliases[(persona_id, name)]
+            except KeyError:
+                return None
+
     def _latest_number(self, persona_id: str) -> int | None:
         with self._latest_lock:
             try:
                 return self._latest[persona_id]  # half the cost of TTLCache.get
             except KeyError:
                 return None
+
+    # -- aliases and retraction -----------------------------------------------------------
+
+    def list_aliases(self, who: Principal, persona_id: str) -> list[Alias]:
+        who.require("read", persona_id)
+        return self.metadata.aliases.all(persona_id)
+
+    def get_alias(self, who: Principal, persona_id: str, name: str) -> Alias:
+        who.require("read", persona_id)
+        return self.metadata.aliases.get(persona_id, name)
+
+    def alias_history(self, who: Principal, persona_id: str, name: str | None, limit: int) -> list[AliasMove]:
+        """Moves, newest first (of one alias, or of all the persona's)."""
+        who.require("read", persona_id)
+        self.metadata.get_persona(persona_id)
+        return self.metadata.aliases.history(persona_id, name, limit=limit)
+
+    def move_alias(
+        self, who: Principal, persona_id: str, name: str, version: str | int | None, *,
+        expected: int | None, reason: str,
+    ) -> AliasMove:
+        """Point ``name`` at ``version`` (a number, ``latest`` or another alias, read fresh; None
+        deletes it) if it still points at ``expected`` (scope ``promote``); AliasConflictError
+        when someone moved it first. This worker answers with the new target at once."""
+        who.require("promote", persona_id)
+        number = None if version is None else self._fresh_number(persona_id, version)
+        try:
+            return self.metadata.aliases.move(persona_id, name, number, expected=expected,
+                                              actor=who.actor, reason=reason)
+        finally:
+            self._forget_alias(persona_id, name)
+
+    def rollback_alias(self, who: Principal, persona_id: str, name: str, reason: str) -> AliasMove:
+        """Move ``name`` back to the previous target in its history (scope ``promote``)."""
+        who.require("promote", persona_id)
+        try:
+            return self.metadata.aliases.rollback(persona_id, name, actor=who.actor, reason=reason)
+        finally:
+            self._forget_alias(persona_id, name)
+
+    def retract(self, who: Principal, persona_id: str, version: str | int, reason: str) -> VersionRecord:
+        """Withdraw a published version (scope ``promote``): ``latest`` skips it, its number still
+        serves the pack with a ``Persona-Retracted`` header; refused (AliasInUseError naming the
+        aliases) while an alias points at it."""
+        who.require("promote", persona_id)
+        number = parse_version_spec(version)
+        if not isinstance(number, int):
+            raise InvalidInputError("a retraction names a version number")
+        record = self.metadata.retract(persona_id, number, reason=reason)
+        with self._lock, self._latest_lock:
+            self._latest.pop(persona_id, None)
+            self._packs.pop((persona_id, number), None)
+        return record
+
+    def _fresh_number(self, persona_id: str, spec: str | int) -> int:
+        """A version spec read from the database now (a move must not act on a cached target)."""
+        if isinstance(spec, str) and is_alias_spec(spec):
+            return self.metadata.aliases.get(persona_id, spec).version
+        parsed = parse_version_spec(spec)
+        if isinstance(parsed, int):
+            return parsed
+        try:
+            return self.metadata.get_published(persona_id, None).version
+        except VersionNotFoundError:
+            self.metadata.get_persona(persona_id)
+            raise PackNotPublishedError(f"{persona_id} has no published version yet") from None
+
+    def _forget_alias(self, persona_id: str, name: str) -> None:
+        with self._latest_lock:
+            self._aliases.pop((persona_id, name), None)
 
     # -- assets ---------------------------------------------------------------------------
 

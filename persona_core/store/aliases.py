@@ -114,7 +114,7 @@ class AliasStore:
             with self._db.tx(write=True) as conn:
                 _persona_must_exist(conn, persona_id)
                 if version is not None:
-                    _must_be_published(conn, persona_id, version)
+                    _must_be_published(conn, self._db, persona_id, version)
                 current = conn.execute(
                     self._db.locked(
                         sa.select(_a.c.version).where(_a.c.persona_id == persona_id, _a.c.name == name)
@@ -203,9 +203,11 @@ def _check_expected(persona_id: str, name: str, current: int | None, expected: i
         raise AliasConflictError(f"alias {name!r} of {persona_id} {now}, not v{expected}")
 
 
-def _must_be_published(conn: sa.Connection, persona_id: str, version: int) -> None:
+def _must_be_published(conn: sa.Connection, db: Database, persona_id: str, version: int) -> None:
+    # Locked: a retraction locks the same row before it looks for aliases, so the two cannot
+    # both pass on PostgreSQL (one sees the other's commit).
     status = conn.execute(
-        sa.select(_v.c.status).where(_v.c.persona_id == persona_id, _v.c.version == version)
+        db.locked(sa.select(_v.c.status).where(_v.c.persona_id == persona_id, _v.c.version == version))
     ).scalar()
     if status is None:
         raise VersionNotFoundError(f"persona {persona_id!r} has no version {version}")

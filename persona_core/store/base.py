@@ -194,6 +194,8 @@ class PublishedPack:
     pack_ref: str
     content_hash: str
     blob_refs: list[str] = field(default_factory=list)
+    retracted_at: datetime | None = None  # set when the version was retracted (served by number only)
+    retraction_reason: str | None = None
 
 
 class MetadataStore(ABC):

@@ -319,7 +319,7 @@ class SqlMetadataStore(MetadataStore):
         p, v = t.published_packs, t.persona_versions
         # A pack whose version is being erased is never served, from the erasure's first commit.
         query = (
-            sa.select(p)
+            sa.select(p, v.c.retracted_at, v.c.retraction_reason)
             .join(v, sa.and_(v.c.persona_id == p.c.persona_id, v.c.version == p.c.version))
             .where(p.c.persona_id == persona_id)
         )
@@ -337,14 +337,20 @@ class SqlMetadataStore(MetadataStore):
                     self._version_must_not_be_erased(conn, persona_id, version)
                 which = f"v{version}" if version is not None else "any version"
                 raise VersionNotFoundError(f"persona {persona_id!r} has no published pack for {which}")
-        return PublishedPack(row.persona_id, row.version, row.pack_ref, row.content_hash, list(row.blob_refs))
+        return PublishedPack(row.persona_id, row.version, row.pack_ref, row.content_hash, list(row.blob_refs),
+                             aware(row.retracted_at), row.retraction_reason)
 
     def retract(self, persona_id: str, version: int, *, reason: str) -> VersionRecord:
         """Withdraw a published version (its pack stays readable by number; latest skips it).
         Refused while an alias points at it: AliasInUseError names the aliases."""
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInputError("a retraction needs a reason")
+        v = t.persona_versions
         with self._db.tx(write=True) as conn:
+            # Lock the version first (an alias move locks it too) so a move onto it and this
+            # retraction cannot both succeed on PostgreSQL.
+            conn.execute(self._db.locked(
+                sa.select(v.c.status).where(v.c.persona_id == persona_id, v.c.version == version)))
             names = self.aliases.pointing_at(conn, persona_id, version)
             if names:
                 raise AliasInUseError(

@@ -1,4 +1,4 @@
-"""Persona versions: upload (starts a build), list, status, erase, and the published pack."""
+"""Persona versions: upload (starts a build), list, status, retract, erase, and the published pack."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from registry_api.deps import PrincipalDep, ServiceDep, authenticate
 from registry_api.errors import FileTooLargeError, RequestTooLargeError, TooManyFilesError, UploadError
 from registry_api.guards import capped_receive
 from registry_api.routes.common import PROBLEMS
-from registry_api.schemas import ErasureOut, ErasureRequest, VersionList, VersionOut
-from registry_api.service import LATEST, RegistryService
+from registry_api.schemas import ErasureOut, ErasureRequest, RetractRequest, VersionList, VersionOut
+from registry_api.service import RegistryService, is_version_number
 
 router = APIRouter(prefix="/v1/personas/{persona_id}/versions", tags=["versions"])
 
@@ -71,6 +71,12 @@ _UPLOAD_BODY = {
         200: {
             "description": "The PersonaPack JSON (schemas/persona_pack.schema.json), exactly as stored.",
             "content": {"application/json": {"schema": {"type": "object"}}},
+            "headers": {
+                "Persona-Retracted": {
+                    "description": 'Only on a retracted version: `<RFC 3339 time>; reason="<JSON string>"`.',
+                    "schema": {"type": "string"},
+                }
+            },
         },
         304: {"description": "The client's copy (If-None-Match) is current."},
         **PROBLEMS(400, 401, 403, 404, 410),
@@ -82,8 +88,10 @@ async def get_pack(request: Request) -> Response:
     404 ``pack_not_published`` until the version is published. ``latest`` answers with the
     newest published pack, ``Content-Location`` naming its version, and the ETag
     ``"<content_hash>.v<N>"``, so a client's copy of another version never revalidates as
-    current even when the content is the same. 410 ``persona_erased`` / ``version_erased``
-    (with the erasure's times) once an erasure of it has started: drop every copy; after a
+    current even when the content is the same. An alias (``live``) answers like ``latest``
+    with the version it points at. A retracted version is still served by its number, with
+    ``Persona-Retracted: <time>; reason="..."``; ``latest`` skips it. 410 ``persona_erased`` /
+    ``version_erased`` (with the erasure's times) once an erasure of it has started: drop every copy; after a
     version's erasure ``latest`` is the newest remaining published version.
     """
     # The hot route: no injected dependencies or parameter models (FastAPI's resolver costs
@@ -95,12 +103,12 @@ async def get_pack(request: Request) -> Response:
     pack = service.cached_pack(who, persona_id, version)
     if pack is None:
         pack = await run_in_threadpool(service.get_pack, who, persona_id, version)
-    latest = version == LATEST
-    if pack.is_current(request.headers.get("if-none-match"), latest):
+    moving = not is_version_number(version)  # `latest` or an alias: it moves
+    if pack.is_current(request.headers.get("if-none-match"), moving):
         response = Response(status_code=304)
     else:
         response = Response(pack.body, media_type="application/json")
-    if latest:
+    if moving:
         response.raw_headers.extend(pack.latest_raw_headers)
         where = f"/v1/personas/{persona_id}/versions/{pack.version}/pack"
         response.raw_headers += [_REVALIDATE_HEADER, (b"content-location", where.encode())]
@@ -148,6 +156,18 @@ def get_version(persona_id: str, version: str, who: PrincipalDep, service: Servi
     """One version's status; ``latest`` is the newest published one (scope ``read``). 410
     ``version_erased`` (or ``persona_erased``) once its erasure has started."""
     return VersionOut.of(service.get_version(who, persona_id, version))
+
+
+@router.post("/{version}/retract", responses=PROBLEMS(400, 401, 403, 404, 409, 410))
+def retract_version(
+    persona_id: str, version: str, body: RetractRequest, who: PrincipalDep, service: ServiceDep
+) -> VersionOut:
+    """Withdraw a published version (scope ``promote``; a ``reason`` is required), as PyPI yanks
+    a release: ``latest`` skips it, its number still serves the pack byte for byte with a
+    ``Persona-Retracted`` header, and the version record shows when and why. 409
+    ``alias_in_use`` (naming the aliases) while an alias points at it; 409
+    ``invalid_status_transition`` unless it is published."""
+    return VersionOut.of(service.retract(who, persona_id, version, body.reason))
 
 
 @router.delete("/{version}", responses=PROBLEMS(400, 401, 403, 404, 422))
