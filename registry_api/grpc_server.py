@@ -17,6 +17,7 @@ import grpc
 
 from persona_core.erasure import ARCHIVES_NOTE, ErasureReport
 from persona_core.errors import InvalidInputError, PersonaCoreError
+from persona_core.store.aliases import UNSET, Alias, AliasMove
 from persona_core.store.base import PersonaRecord, VersionRecord
 from persona_core.store.events import Event
 from persona_core.uploads import RawFile, parse_manifest, validate_upload
@@ -24,7 +25,7 @@ from registry_api.auth import Principal, key_from_headers
 from registry_api.errors import grpc_status_for, problem_fields, public_detail
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
-from registry_api.service import LATEST, AssetBytes, RegistryService
+from registry_api.service import LATEST, AssetBytes, RegistryService, is_version_number
 
 log = logging.getLogger("registry_api.grpc")
 T = TypeVar("T")
@@ -77,7 +78,19 @@ def version_message(record: VersionRecord) -> pb.PersonaVersion:
         updated_at=_ts(record.updated_at),
         published_at=_ts(record.published_at),
         content_hash=record.content_hash or "",
+        retracted_at=_ts(record.retracted_at),
+        retraction_reason=record.retraction_reason or "",
     )
+
+
+def alias_message(alias: Alias) -> pb.Alias:
+    return pb.Alias(persona_id=alias.persona_id, name=alias.name, version=alias.version,
+                    updated_at=_ts(alias.updated_at), updated_by=alias.updated_by)
+
+
+def move_message(move: AliasMove) -> pb.AliasMove:
+    return pb.AliasMove(persona_id=move.persona_id, name=move.name, from_version=move.from_version,
+                        to_version=move.to_version, actor=move.actor, reason=move.reason, at=_ts(move.at))
 
 
 def event_message(event: Event) -> pb.Event:
@@ -151,7 +164,7 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
         who = self._who(context)
         spec = request.version or LATEST
         pack = self.service.get_pack(who, request.persona_id, spec)
-        latest = spec == LATEST
+        latest = not is_version_number(spec)  # `latest` or an alias: it moves
         # As over HTTP; a numbered version also takes the bare content hash (documented in the proto).
         tag = request.if_none_match.strip()
         fresh = pack.is_current(tag, latest) or (not latest and tag == pack.content_hash)
@@ -162,6 +175,8 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
             etag=pack.latest_etag if latest else pack.etag,
             pack_json=b"" if fresh else pack.body,
             not_modified=fresh,
+            retracted_at=_ts(pack.retracted_at),
+            retraction_reason=pack.retraction_reason or "",
         )
 
     @_guarded
@@ -212,6 +227,57 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
             centroid_cosine=diff.centroid_cosine,
             diff_json=diff.model_dump_json(),
         )
+
+
+    @_guarded
+    def ListAliases(  # noqa: N802
+        self, request: pb.ListAliasesRequest, context: grpc.ServicerContext
+    ) -> pb.ListAliasesResponse:
+        aliases = self.service.list_aliases(self._who(context), request.persona_id)
+        items = [alias_message(a) for a in aliases]
+        return pb.ListAliasesResponse(persona_id=request.persona_id, aliases=items)
+
+    @_guarded
+    def GetAlias(self, request: pb.GetAliasRequest, context: grpc.ServicerContext) -> pb.Alias:  # noqa: N802
+        return alias_message(self.service.get_alias(self._who(context), request.persona_id, request.name))
+
+    @_guarded
+    def SetAlias(self, request: pb.SetAliasRequest, context: grpc.ServicerContext) -> pb.AliasMove:  # noqa: N802
+        expected = request.expected_version if request.HasField("expected_version") else UNSET
+        move = self.service.move_alias(self._who(context), request.persona_id, request.name, request.version,
+                                       expected=expected, reason=request.reason)
+        return move_message(move)
+
+    @_guarded
+    def DeleteAlias(self, request: pb.DeleteAliasRequest, context: grpc.ServicerContext) -> pb.AliasMove:  # noqa: N802
+        move = self.service.move_alias(self._who(context), request.persona_id, request.name, None,
+                                       expected=request.expected_version, reason=request.reason)
+        return move_message(move)
+
+    @_guarded
+    def RollbackAlias(  # noqa: N802
+        self, request: pb.RollbackAliasRequest, context: grpc.ServicerContext
+    ) -> pb.AliasMove:
+        who = self._who(context)
+        move = self.service.rollback_alias(who, request.persona_id, request.name, request.reason)
+        return move_message(move)
+
+    @_guarded
+    def AliasHistory(  # noqa: N802
+        self, request: pb.AliasHistoryRequest, context: grpc.ServicerContext
+    ) -> pb.AliasHistoryResponse:
+        limit = request.limit or 100
+        if not 1 <= limit <= 1000:
+            raise InvalidInputError(f"limit must be in 1..1000, got {limit}")
+        moves = self.service.alias_history(self._who(context), request.persona_id, request.name, limit)
+        return pb.AliasHistoryResponse(persona_id=request.persona_id, moves=[move_message(m) for m in moves])
+
+    @_guarded
+    def RetractVersion(  # noqa: N802
+        self, request: pb.RetractVersionRequest, context: grpc.ServicerContext
+    ) -> pb.PersonaVersion:
+        who = self._who(context)
+        return version_message(self.service.retract(who, request.persona_id, request.version, request.reason))
 
 
 def _json_object(text: str, field: str) -> dict[str, Any]:

@@ -53,7 +53,7 @@ class CreatePersonaVersionRequest(_message.Message):
     def __init__(self, persona_id: _Optional[str] = ..., files: _Optional[_Iterable[_Union[UploadFile, _Mapping]]] = ..., manifest_json: _Optional[str] = ...) -> None: ...
 
 class PersonaVersion(_message.Message):
-    __slots__ = ("persona_id", "version", "status", "reasons", "checks_json", "inputs_json", "created_at", "updated_at", "published_at", "content_hash")
+    __slots__ = ("persona_id", "version", "status", "reasons", "checks_json", "inputs_json", "created_at", "updated_at", "published_at", "content_hash", "retracted_at", "retraction_reason")
     PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,8 @@ class PersonaVersion(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_AT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    RETRACTED_AT_FIELD_NUMBER: _ClassVar[int]
+    RETRACTION_REASON_FIELD_NUMBER: _ClassVar[int]
     persona_id: str
     version: int
     status: str
@@ -74,7 +76,9 @@ class PersonaVersion(_message.Message):
     updated_at: str
     published_at: str
     content_hash: str
-    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., status: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., checks_json: _Optional[str] = ..., inputs_json: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., published_at: _Optional[str] = ..., content_hash: _Optional[str] = ...) -> None: ...
+    retracted_at: str
+    retraction_reason: str
+    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., status: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., checks_json: _Optional[str] = ..., inputs_json: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., published_at: _Optional[str] = ..., content_hash: _Optional[str] = ..., retracted_at: _Optional[str] = ..., retraction_reason: _Optional[str] = ...) -> None: ...
 
 class ListPersonaVersionsRequest(_message.Message):
     __slots__ = ("persona_id",)
@@ -101,20 +105,24 @@ class GetPersonaPackRequest(_message.Message):
     def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[str] = ..., if_none_match: _Optional[str] = ...) -> None: ...
 
 class GetPersonaPackResponse(_message.Message):
-    __slots__ = ("persona_id", "version", "content_hash", "etag", "pack_json", "not_modified")
+    __slots__ = ("persona_id", "version", "content_hash", "etag", "pack_json", "not_modified", "retracted_at", "retraction_reason")
     PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     PACK_JSON_FIELD_NUMBER: _ClassVar[int]
     NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    RETRACTED_AT_FIELD_NUMBER: _ClassVar[int]
+    RETRACTION_REASON_FIELD_NUMBER: _ClassVar[int]
     persona_id: str
     version: int
     content_hash: str
     etag: str
     pack_json: bytes
     not_modified: bool
-    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., content_hash: _Optional[str] = ..., etag: _Optional[str] = ..., pack_json: _Optional[bytes] = ..., not_modified: _Optional[bool] = ...) -> None: ...
+    retracted_at: str
+    retraction_reason: str
+    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., content_hash: _Optional[str] = ..., etag: _Optional[str] = ..., pack_json: _Optional[bytes] = ..., not_modified: _Optional[bool] = ..., retracted_at: _Optional[str] = ..., retraction_reason: _Optional[str] = ...) -> None: ...
 
 class ResolveAssetRequest(_message.Message):
     __slots__ = ("ref", "mode", "ttl_s")
@@ -223,3 +231,121 @@ class PackDiff(_message.Message):
     centroid_cosine: float
     diff_json: str
     def __init__(self, persona_id: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., same_content: _Optional[bool] = ..., centroid_cosine: _Optional[float] = ..., diff_json: _Optional[str] = ...) -> None: ...
+
+class Alias(_message.Message):
+    __slots__ = ("persona_id", "name", "version", "updated_at", "updated_by")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    name: str
+    version: int
+    updated_at: str
+    updated_by: str
+    def __init__(self, persona_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., updated_at: _Optional[str] = ..., updated_by: _Optional[str] = ...) -> None: ...
+
+class AliasMove(_message.Message):
+    __slots__ = ("persona_id", "name", "from_version", "to_version", "actor", "reason", "at")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    name: str
+    from_version: int
+    to_version: int
+    actor: str
+    reason: str
+    at: str
+    def __init__(self, persona_id: _Optional[str] = ..., name: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
+
+class ListAliasesRequest(_message.Message):
+    __slots__ = ("persona_id",)
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    def __init__(self, persona_id: _Optional[str] = ...) -> None: ...
+
+class ListAliasesResponse(_message.Message):
+    __slots__ = ("persona_id", "aliases")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    aliases: _containers.RepeatedCompositeFieldContainer[Alias]
+    def __init__(self, persona_id: _Optional[str] = ..., aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ...) -> None: ...
+
+class GetAliasRequest(_message.Message):
+    __slots__ = ("persona_id", "name")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    name: str
+    def __init__(self, persona_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class SetAliasRequest(_message.Message):
+    __slots__ = ("persona_id", "name", "version", "expected_version", "reason")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    name: str
+    version: str
+    expected_version: int
+    reason: str
+    def __init__(self, persona_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeleteAliasRequest(_message.Message):
+    __slots__ = ("persona_id", "name", "expected_version", "reason")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    name: str
+    expected_version: int
+    reason: str
+    def __init__(self, persona_id: _Optional[str] = ..., name: _Optional[str] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RollbackAliasRequest(_message.Message):
+    __slots__ = ("persona_id", "name", "reason")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    name: str
+    reason: str
+    def __init__(self, persona_id: _Optional[str] = ..., name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AliasHistoryRequest(_message.Message):
+    __slots__ = ("persona_id", "name", "limit")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    name: str
+    limit: int
+    def __init__(self, persona_id: _Optional[str] = ..., name: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AliasHistoryResponse(_message.Message):
+    __slots__ = ("persona_id", "moves")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    moves: _containers.RepeatedCompositeFieldContainer[AliasMove]
+    def __init__(self, persona_id: _Optional[str] = ..., moves: _Optional[_Iterable[_Union[AliasMove, _Mapping]]] = ...) -> None: ...
+
+class RetractVersionRequest(_message.Message):
+    __slots__ = ("persona_id", "version", "reason")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    version: int
+    reason: str
+    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...

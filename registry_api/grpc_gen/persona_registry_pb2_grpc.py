@@ -74,6 +74,41 @@ class PersonaRegistryStub:
                 request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.DiffPersonaVersionsRequest.SerializeToString,
                 response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.PackDiff.FromString,
                 _registered_method=True)
+        self.ListAliases = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/ListAliases',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListAliasesRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListAliasesResponse.FromString,
+                _registered_method=True)
+        self.GetAlias = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/GetAlias',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.GetAliasRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.Alias.FromString,
+                _registered_method=True)
+        self.SetAlias = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/SetAlias',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.SetAliasRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasMove.FromString,
+                _registered_method=True)
+        self.DeleteAlias = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/DeleteAlias',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.DeleteAliasRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasMove.FromString,
+                _registered_method=True)
+        self.RollbackAlias = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/RollbackAlias',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.RollbackAliasRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasMove.FromString,
+                _registered_method=True)
+        self.AliasHistory = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/AliasHistory',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasHistoryRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasHistoryResponse.FromString,
+                _registered_method=True)
+        self.RetractVersion = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/RetractVersion',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.RetractVersionRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.PersonaVersion.FromString,
+                _registered_method=True)
 
 
 class PersonaRegistryServicer:
@@ -141,6 +176,56 @@ class PersonaRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAliases(self, request, context):
+        """Scope read. Every alias of the persona.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAlias(self, request, context):
+        """Scope read. NOT_FOUND alias_not_found when it does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAlias(self, request, context):
+        """Scope promote. Create or move an alias if it points at `expected_version` now (unset: it
+        must not exist yet); the move goes to its history with the key and the reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlias(self, request, context):
+        """Scope promote. Delete an alias that points at `expected_version`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackAlias(self, request, context):
+        """Scope promote. Move the alias back to its previous target in its history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AliasHistory(self, request, context):
+        """Scope read. The alias's moves, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetractVersion(self, request, context):
+        """Scope promote. Withdraw a published version: latest skips it, its number still serves it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonaRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +268,41 @@ def add_PersonaRegistryServicer_to_server(servicer, server):
                     servicer.DiffPersonaVersions,
                     request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.DiffPersonaVersionsRequest.FromString,
                     response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.PackDiff.SerializeToString,
+            ),
+            'ListAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliases,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListAliasesRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListAliasesResponse.SerializeToString,
+            ),
+            'GetAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlias,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.GetAliasRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.Alias.SerializeToString,
+            ),
+            'SetAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAlias,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.SetAliasRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasMove.SerializeToString,
+            ),
+            'DeleteAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlias,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.DeleteAliasRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasMove.SerializeToString,
+            ),
+            'RollbackAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackAlias,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.RollbackAliasRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasMove.SerializeToString,
+            ),
+            'AliasHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.AliasHistory,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasHistoryRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasHistoryResponse.SerializeToString,
+            ),
+            'RetractVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetractVersion,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.RetractVersionRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.PersonaVersion.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +521,195 @@ class PersonaRegistry:
             '/persona.registry.v1.PersonaRegistry/DiffPersonaVersions',
             registry__api_dot_grpc__gen_dot_persona__registry__pb2.DiffPersonaVersionsRequest.SerializeToString,
             registry__api_dot_grpc__gen_dot_persona__registry__pb2.PackDiff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/ListAliases',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListAliasesRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/GetAlias',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.GetAliasRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.Alias.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/SetAlias',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.SetAliasRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasMove.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/DeleteAlias',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.DeleteAliasRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasMove.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/RollbackAlias',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.RollbackAliasRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasMove.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AliasHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/AliasHistory',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasHistoryRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.AliasHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetractVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/RetractVersion',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.RetractVersionRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.PersonaVersion.FromString,
             options,
             channel_credentials,
             insecure,
