@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from persona_cli import api_keys, cache, drift, erasure, pack, qc, webhooks
+from persona_cli import aliases, api_keys, cache, drift, erasure, pack, qc, webhooks
 from persona_cli.common import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -58,12 +58,16 @@ app = typer.Typer(
 app.add_typer(pack.app, name="pack")
 app.add_typer(api_keys.app, name="keys")
 app.add_typer(cache.app, name="cache")
+app.add_typer(aliases.app, name="alias")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(webhooks.events_app, name="events")
 app.command(name="qc")(qc.qc)
 app.command(name="drift")(drift.drift)
 app.command(name="erase")(erasure.erase_command)
 app.command(name="gc")(erasure.gc_command)
+app.command(name="promote")(aliases.promote_command)
+app.command(name="rollback")(aliases.rollback_command)
+app.command(name="retract")(aliases.retract_command)
 
 
 @app.callback()
