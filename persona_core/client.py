@@ -318,6 +318,9 @@ class RegistryPackSource:
     def pack_document(self, persona_id: str, version: int | None) -> bytes:
         return self.client.get_pack(persona_id, "latest" if version is None else version).body
 
+    def alias_document(self, persona_id: str, alias: str) -> bytes:
+        return self.client.get_pack(persona_id, alias).body
+
     def blob(self, ref: str) -> bytes:
         return self.client.resolve_bytes(ref)
 

@@ -5,6 +5,7 @@ numpy and pydantic.
 """
 
 from persona_core.runtime.cache import (
+    AliasPackSource,
     CachedPack,
     ErasureNotice,
     PackCache,
@@ -37,6 +38,7 @@ from persona_core.vision.errors import BadFrameError, IdentityModelMismatchError
 __all__ = [
     "ActorEvent",
     "ActorEventDict",
+    "AliasPackSource",
     "AnchorChoice",
     "BadFrameError",
     "BehaviorPolicySource",

@@ -23,6 +23,12 @@ the pack (every version, for a persona's erasure) from memory and disk before th
 reaches the caller. A pinned version the cache already holds is served without asking the
 source, so fleets also poll the registry's erasure feed and call :meth:`PackCache.forget_erased`
 (or :meth:`PackCache.purge`, or ``persona-core cache purge``).
+
+Aliases: ``load(persona, alias="live")`` follows a named pointer data ops move (promote,
+rollback). Like ``latest``, where it points is asked of the source at most once per
+``latest_ttl_s`` (the pack itself is fetched only when the alias moved to a version not
+held); :meth:`PackCache.refresh` makes the next load ask at once (call it from the registry's
+event feed on ``alias.moved``). The source must be an :class:`AliasPackSource`.
 """
 
 from __future__ import annotations
@@ -81,6 +87,13 @@ class PackSource(Protocol):
     def blob(self, ref: str) -> bytes: ...
 
 
+@runtime_checkable
+class AliasPackSource(Protocol):
+    """A PackSource that also resolves aliases: the JSON bytes of the pack ``alias`` points at."""
+
+    def alias_document(self, persona_id: str, alias: str) -> bytes: ...
+
+
 class StorePackSource:
     """A PackSource over the project's own stores (the published record's pack_ref)."""
 
@@ -90,6 +103,9 @@ class StorePackSource:
 
     def pack_document(self, persona_id: str, version: int | None) -> bytes:
         return self.blobs.get(self.meta.get_published(persona_id, version).pack_ref)
+
+    def alias_document(self, persona_id: str, alias: str) -> bytes:
+        return self.pack_document(persona_id, self.meta.aliases.get(persona_id, alias).version)
 
     def blob(self, ref: str) -> bytes:
         return self.blobs.get(ref)
@@ -264,18 +280,28 @@ class PackCache:
         self.latest_ttl_s = latest_ttl_s
         self._mem: dict[tuple[str, int], CachedPack] = {}
         self._latest: dict[str, tuple[CachedPack, float]] = {}
+        # (persona, alias) -> the pack it pointed at, and until when that answer is trusted.
+        self._aliases: dict[tuple[str, str], tuple[CachedPack, float]] = {}
         # One lock per pack (and per persona's "latest") so a slow fetch of one pack never
         # blocks loads of another; ``_lock`` only guards the dicts, never I/O.
         self._lock = threading.Lock()
-        self._key_locks: dict[tuple[str, int | None], threading.Lock] = {}
+        self._key_locks: dict[tuple[str, int | str | None], threading.Lock] = {}
         # Purges so far, per persona: a load keeps its pack only if none happened meanwhile.
         self._purges: dict[str, int] = {}
 
-    def load(self, persona_id: str, version: int | None = None) -> CachedPack:
+    def load(self, persona_id: str, version: int | None = None, *, alias: str | None = None) -> CachedPack:
         """The verified pack; raises VersionNotFoundError / PersonaNotFoundError when the
         source has no such published pack (or, offline, it is not on disk), PersonaErasedError
         / VersionErasedError when the source says it was erased (the cache has forgotten it by
-        then), IntegrityError when any verified hash does not match."""
+        then), IntegrityError when any verified hash does not match. ``alias`` (not with
+        ``version``) follows a named pointer such as ``live`` (module docstring: Aliases)."""
+        if alias is not None:
+            if version is not None:
+                raise InvalidInputError("load a version or an alias, not both")
+            held = self._aliases.get((persona_id, alias))
+            if held is not None and held[1] > time.monotonic():
+                return held[0]
+            return self._load_alias(persona_id, alias)
         if version is None:
             entry = self._latest.get(persona_id)
             if entry is not None and entry[1] > time.monotonic():
@@ -285,6 +311,16 @@ class PackCache:
         if pack is not None:
             return pack
         return self._load_version(persona_id, version)
+
+    def refresh(self, persona_id: str, alias: str | None = None) -> None:
+        """Ask the source at the next load where ``alias`` (None: ``latest``) points, instead of
+        waiting out ``latest_ttl_s``: what an ``alias.moved`` or ``version.published`` event
+        calls for. Held packs stay; only the pointer is forgotten."""
+        with self._lock:
+            if alias is None:
+                self._latest.pop(persona_id, None)
+            else:
+                self._aliases.pop((persona_id, alias), None)
 
     def path_for(self, persona_id: str, version: int) -> Path:
         """Where the disk cache keeps one pack."""
@@ -296,6 +332,7 @@ class PackCache:
         with self._lock:
             self._mem.pop((persona_id, version), None)
             self._latest.pop(persona_id, None)
+            self._drop_aliases(persona_id)
             if disk:
                 self.path_for(persona_id, version).unlink(missing_ok=True)
 
@@ -319,7 +356,12 @@ class PackCache:
                 if key[0] == persona_id and (versions is None or key[1] in versions):
                     del self._mem[key]
             self._latest.pop(persona_id, None)
+            self._drop_aliases(persona_id)
         return removed
+
+    def _drop_aliases(self, persona_id: str) -> None:
+        for key in [k for k in self._aliases if k[0] == persona_id]:
+            del self._aliases[key]
 
     def forget_erased(self, erasures: Iterable[ErasureNotice]) -> int:
         """Purge what the registry's erasure feed lists (``RegistryClient.erasures``, the
@@ -340,7 +382,7 @@ class PackCache:
             return []
         return sorted(int(m.group(1)) for m in map(_FILE_RE.fullmatch, names) if m)
 
-    def _key_lock(self, persona_id: str, version: int | None) -> threading.Lock:
+    def _key_lock(self, persona_id: str, version: int | str | None) -> threading.Lock:
         with self._lock:
             return self._key_locks.setdefault((persona_id, version), threading.Lock())
 
@@ -375,6 +417,41 @@ class PackCache:
                     return pack
         raise _purged_while_loading(persona_id)
 
+    def _load_alias(self, persona_id: str, alias: str) -> CachedPack:
+        _check_key(persona_id, 1)
+        source = self.source
+        if not isinstance(source, AliasPackSource):
+            raise InvalidInputError("this cache's source cannot resolve aliases (no alias_document)")
+        with self._key_lock(persona_id, f"@{alias}"):
+            for _ in range(_PURGE_RETRIES):
+                purges = self._purge_count(persona_id)
+                try:
+                    with self._forgetting_erased(persona_id, None):
+                        data = source.alias_document(persona_id, alias)
+                except StoreUnavailableError:
+                    held = self._aliases.get((persona_id, alias))
+                    if held is None:
+                        raise
+                    log.warning("pack source unavailable; serving %s %s's last target", persona_id, alias)
+                    return held[0]
+                pack, fetched = self._pack_from(source, persona_id, data)
+                if self._keep(pack, purges, fetched=fetched):
+                    with self._lock:
+                        self._aliases[(persona_id, alias)] = (pack, time.monotonic() + self.latest_ttl_s)
+                    return pack
+        raise _purged_while_loading(persona_id)
+
+    def _pack_from(self, source: PackSource, persona_id: str, data: bytes) -> tuple[CachedPack, bool]:
+        """The pack whose document is ``data``: the one held when its bytes match (no blob
+        fetches), else fetched; and whether it was fetched."""
+        version = _version_of(data)
+        known = self._mem.get((persona_id, version)) or self._from_disk(
+            self.path_for(persona_id, version), persona_id, version
+        )
+        if known is not None and known.pack_ref == "sha256:" + hashlib.sha256(data).hexdigest():
+            return known, False
+        return self._fetch(source, persona_id, version, data), True
+
     def _resolve_latest(self, persona_id: str) -> tuple[CachedPack, bool]:
         """The newest pack, and whether it was fetched from the source just now."""
         data: bytes | None = None
@@ -390,14 +467,8 @@ class PackCache:
             if not versions:
                 raise VersionNotFoundError(f"no cached version of {persona_id} and no reachable source")
             return self._load_version(persona_id, versions[-1]), False
-        version = _version_of(data)
-        known = self._mem.get((persona_id, version)) or self._from_disk(
-            self.path_for(persona_id, version), persona_id, version
-        )
         # The newest version may already be here: same bytes, no blob fetches.
-        if known is not None and known.pack_ref == "sha256:" + hashlib.sha256(data).hexdigest():
-            return known, False
-        return self._fetch(source, persona_id, version, data), True
+        return self._pack_from(source, persona_id, data)
 
     def _fetch(
         self, source: PackSource, persona_id: str, version: int, data: bytes | None = None
