@@ -1,4 +1,5 @@
-"""The Dagster code location: build assets and checks, the build and rebuild jobs, the upload,
+"""The Dagster code location: build assets and checks, the build and rebuild jobs, the promote
+and rollback jobs (aliases, from the Launchpad), the upload,
 lifecycle and erasure sensors, the daily garbage collection (job and schedule) and the
 resources (embedded default stores, default offline models, default thresholds).
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 
+from persona_pipeline.defs.aliases import promote_version, rollback_alias
 from persona_pipeline.defs.assets import build_assets
 from persona_pipeline.defs.build_lease import build_lease
 from persona_pipeline.defs.erasure import erasure_sensor
@@ -38,7 +40,7 @@ def make_defs(io_manager: Any = None, resources: dict[str, Any] | None = None) -
         resources["io_manager"] = io_manager
     return dg.Definitions(
         assets=build_assets,
-        jobs=[build_persona_version, rebuild_newest_version, gc_job],
+        jobs=[build_persona_version, rebuild_newest_version, gc_job, promote_version, rollback_alias],
         sensors=[upload_manifest_sensor, version_run_failure_sensor, stuck_builds_sensor, erasure_sensor],
         schedules=[daily_gc_schedule],
         resources=resources,
