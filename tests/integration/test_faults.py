@@ -135,7 +135,7 @@ def outage_row(name: str, *, recovered: bool) -> None:
 
 
 def report() -> None:
-    print("\nfaults: seeded SIGKILLs mid-publish, mid-build, mid-erasure and mid-GC; "
+    print("\nfaults: seeded SIGKILLs mid-publish, mid-build, mid-erasure, mid-GC and mid-dispatch; "
           "servers frozen and stopped; a full disk")
     print(
         f"{'case':<20} {'trials':>6} {'faults':>6} {'lost':>5} {'corrupt':>7} {'stuck':>5} "
@@ -164,4 +164,4 @@ def report() -> None:
 
 
 def _is_kill_row(name: str) -> bool:
-    return name in BACKENDS or name.startswith(("build ", "erase ", "gc "))
+    return name in BACKENDS or name.startswith(("build ", "erase ", "gc ", "webhooks "))
