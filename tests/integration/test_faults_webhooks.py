@@ -1,5 +1,5 @@
 """``make faults``, webhooks: the dispatcher SIGKILLed at seeded points while events keep
-coming, and the receiver down (503, then its port closed) for a while and back. Every event
+coming, and the receiver down (answering 503) for three trials and back. Every event
 reaches the receiver, every delivery verifies, duplicates carry the same webhook-id, nothing is
 left pending. Adds its row to the faults table."""
 
