@@ -189,9 +189,32 @@ def _forget_pointers(conn: sa.Connection, persona_id: str, version: int | None) 
     if version is None:
         conn.execute(sa.delete(a).where(a.c.persona_id == persona_id))
         conn.execute(sa.delete(h).where(h.c.persona_id == persona_id))
+        theirs = sa.select(ev.c.id).where(ev.c.persona_id == persona_id).scalar_subquery()
+        conn.execute(sa.delete(t.webhook_attempts).where(t.webhook_attempts.c.event_id.in_(theirs)))
+        conn.execute(sa.delete(t.webhook_deliveries).where(t.webhook_deliveries.c.event_id.in_(theirs)))
         conn.execute(sa.delete(ev).where(ev.c.persona_id == persona_id))
+        _drop_from_webhook_filters(conn, persona_id)
         return
     conn.execute(sa.delete(a).where(a.c.persona_id == persona_id, a.c.version == version))
+
+
+def _drop_from_webhook_filters(conn: sa.Connection, persona_id: str) -> None:
+    """A subscription's persona filter no longer names the persona; one that named only it
+    is disabled (an empty filter would mean nothing, and None would mean everyone)."""
+    w = t.webhook_subscriptions
+    for row in conn.execute(sa.select(w.c.id, w.c.persona_ids).where(w.c.persona_ids.is_not(None))).all():
+        ids = list(row.persona_ids or [])
+        if persona_id not in ids:
+            continue
+        rest = [p for p in ids if p != persona_id]
+        values: dict[str, Any] = {"persona_ids": rest}
+        if not rest:
+            values |= {
+                "enabled": False,
+                "disabled_at": utc_now(),
+                "disabled_reason": "its personas were erased",
+            }
+        conn.execute(sa.update(w).where(w.c.id == row.id).values(**values))
 
 
 def _covering(conn: sa.Connection, persona_id: str, version: int | None) -> ErasureJob | None:

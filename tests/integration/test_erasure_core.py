@@ -210,3 +210,22 @@ def test_gc_never_deletes_a_blob_an_upload_in_flight_reuses(
         t.join(60)
     assert meta.get_version("alice", results["version"]).inputs["files"][0]["ref"] == ref
     assert blobs.get(ref) == data  # present and whole, whoever won
+
+
+def test_erasing_a_persona_takes_its_events_and_its_place_in_webhook_filters(
+    stores: tuple[MetadataStore, BlobStore],
+) -> None:
+    from persona_core.store.events import EventLog  # noqa: PLC0415
+    from persona_core.webhooks.store import WebhookStore  # noqa: PLC0415
+
+    meta, blobs = stores
+    _two_people(meta, blobs)
+    hooks = WebhookStore(meta.database)  # type: ignore[attr-defined]
+    only_alice = hooks.create("https://hooks.example.com/a", created_by="test", persona_ids=["alice"])
+    both = hooks.create("https://hooks.example.com/b", created_by="test", persona_ids=["alice", "bob"])
+    erase(meta, blobs, "alice", actor="test", reason="request")
+    events = EventLog(meta.database).after(0, limit=1000)  # type: ignore[attr-defined]
+    assert [e.type for e in events if e.persona_id == "alice"] == ["persona.erased"]
+    assert any(e.persona_id == "bob" for e in events)
+    assert not hooks.get(only_alice.id).enabled
+    assert list(hooks.get(both.id).persona_ids or []) == ["bob"]
