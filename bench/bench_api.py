@@ -6,6 +6,13 @@ connections for 60 s (``BENCH_API_64C_SECONDS``); errors, p99, and how much the 
 resident memory grew from the end of a 10 s warm-up to the end of the run. Goals on 2 cores
 with wrk on the same machine: 0 errors, p99 <= 25 ms, RSS growth < 10 %.
 
+Then GET pack by number and by alias (``/versions/live/pack``, the alias pointing at the
+benched version) side by side under the same settings: ``BENCH_API_ALIAS_ROUNDS`` (4) pairs of
+``BENCH_API_ALIAS_SECONDS`` (5) s runs, the order swapped every pair so that neither always
+runs second. Each ratio is the median of the pairs' ratios, so load that other processes put
+on the machine for a few seconds counts against both sides alike. Goals: requests/s >= 0.9 x
+and p99 <= 1.2 x by number (``api_alias_rps_ratio``, ``api_alias_p99_ratio``).
+
 32 connections for 20 s on a published ~115 KB pack (``BENCH_API_SECONDS``,
 ``BENCH_API_CONNECTIONS``, ``BENCH_API_WORKERS`` override). Goals: >= 5,000 req/s and
 p99 <= 15 ms on 2 cores with 0 errors (a bare FastAPI route returning the same cached bytes
@@ -22,6 +29,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +41,7 @@ import httpx
 
 from bench.common import record
 from persona_core.publish import publish_pack
+from persona_core.store.aliases import UNSET
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 from persona_core.testing import make_pack
@@ -113,7 +122,8 @@ def _uvicorn(
     return proc, base
 
 
-def _load(url: str, headers: dict[str, str], expected: bytes, workers: int, home: Path) -> dict[str, float]:
+def _load(url: str, headers: dict[str, str], expected: bytes, workers: int, home: Path,
+          seconds: int | None = None) -> dict[str, float]:
     """Warm every worker (pack and key caches), then wrk at the configured load."""
     for _ in range(workers * 8):
         warm = httpx.get(url, headers=headers, timeout=10)
@@ -123,12 +133,40 @@ def _load(url: str, headers: dict[str, str], expected: bytes, workers: int, home
     script.write_text(
         'wrk.method = "GET"\n' + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
     )
-    seconds = int(os.environ.get("BENCH_API_SECONDS", "20"))
+    seconds = seconds or int(os.environ.get("BENCH_API_SECONDS", "20"))
     connections = int(os.environ.get("BENCH_API_CONNECTIONS", "32"))
     wrk = str(shutil.which("wrk"))
     cmd = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
     out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
     return _parse_wrk(out)
+
+
+def _side_by_side(base: str, path: str, alias_path: str, headers: dict[str, str], body: bytes,
+                  workers: int, home: Path) -> dict[str, Any]:
+    """GET pack by number and by alias in alternating pairs of short runs (see the module doc)."""
+    rounds = int(os.environ.get("BENCH_API_ALIAS_ROUNDS", "4"))
+    seconds = int(os.environ.get("BENCH_API_ALIAS_SECONDS", "5"))
+    runs: dict[str, list[dict[str, float]]] = {"number": [], "alias": []}
+    for i in range(rounds):
+        order = [("number", path), ("alias", alias_path)]
+        for side, url_path in order if i % 2 == 0 else order[::-1]:
+            runs[side].append(_load(base + url_path, headers, body, workers, home, seconds))
+
+    def total(side: str, key: str) -> float:
+        return sum(r[key] for r in runs[side])
+
+    def median_ratio(key: str) -> float:
+        return statistics.median(a[key] / n[key] for a, n in zip(runs["alias"], runs["number"], strict=True))
+
+    return {
+        "api_number_rps": round(total("number", "requests") / (rounds * seconds), 1),
+        "api_number_p99_ms": round(statistics.median(r["p99_ms"] for r in runs["number"]), 3),
+        "api_alias_rps": round(total("alias", "requests") / (rounds * seconds), 1),
+        "api_alias_p99_ms": round(statistics.median(r["p99_ms"] for r in runs["alias"]), 3),
+        "api_alias_errors": int(total("alias", "errors")),
+        "api_alias_rps_ratio": round(median_ratio("rps"), 3),
+        "api_alias_p99_ratio": round(median_ratio("p99_ms"), 3),
+    }
 
 
 def _rss_kib(root_pid: int) -> int:
@@ -206,6 +244,7 @@ def main() -> None:
         meta.create_version(PERSONA, {"files": []})
         pack = make_pack(blobs, PERSONA, 1, n_anchors=N_ANCHORS)
         publish_pack(meta, blobs, pack)
+        meta.aliases.move(PERSONA, "live", 1, expected=UNSET, actor="bench", reason="bench_api")
         _, key = create_key(meta, "bench", ["read"])
         meta.close()
         body = pack.canonical_bytes()
@@ -218,6 +257,8 @@ def main() -> None:
         }
         proc, base = _uvicorn("registry_api.main:app_from_env", env, home, workers)
         stats = _load(base + path, {"X-API-Key": key}, body, workers, home)
+        alias_path = path.replace("/versions/1/", "/versions/live/")
+        side_by_side = _side_by_side(base, path, alias_path, {"X-API-Key": key}, body, workers, home)
         first = next(a for anchors in pack.anchor_sets.values() for a in anchors)
         mixed = _mixed_load(base, path, first.image_ref, key, proc, home)
         _stop(proc)
@@ -228,6 +269,7 @@ def main() -> None:
             "api_errors": int(stats["errors"]),
             "api_pack_bytes": len(body),
             "api_uvicorn_workers": workers,
+            **side_by_side,
             "api_64c_rps": round(mixed["rps"], 1),
             "api_64c_p50_ms": round(mixed["p50_ms"], 3),
             "api_64c_p99_ms": round(mixed["p99_ms"], 3),
