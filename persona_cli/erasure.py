@@ -69,7 +69,7 @@ def erase_command(  # noqa: PLR0917 - typer maps each parameter to an option
     s = settings()
     meta, blobs = open_stores(s)
     subject = _fingerprint(s, meta, blobs, persona_id, version) if verify else None
-    purgers = [readers_forget(s.erasure_poll_s), *_dagster_purgers(s)]
+    purgers = [readers_forget(s.erasure_wait_s), *_dagster_purgers(s)]
     report = erase(meta, blobs, persona_id, version, actor=_actor(), reason=reason, purgers=purgers)
     survivors: list[Survivor] | None = None
     if subject is not None:

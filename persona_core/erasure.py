@@ -50,17 +50,17 @@ Purger = Callable[[ErasureJob], None]
 """Clears what a store outside persona-core keeps about the job's versions (idempotent)."""
 
 
-def readers_forget(poll_s: float) -> Purger:
-    """A purger that returns ``poll_s`` after the job started: by then every registry worker
-    (each looks for new erasures at most ``poll_s`` apart, ``Settings.erasure_poll_s``) has
-    dropped what it caches of the subject, so none serves it from memory once erase returns."""
+def readers_forget(wait_s: float) -> Purger:
+    """A purger that returns ``wait_s`` (``Settings.erasure_wait_s``) after the job started: a
+    registry worker answers from memory only within that long of a look at the erasure log,
+    so none serves the subject from memory once erase returns."""
 
     def wait(job: ErasureJob) -> None:
         # started_at is this process's clock for a job it started; clamped for one resumed
         # from a process whose clock disagrees.
-        left = poll_s - (datetime.now(UTC) - job.started_at).total_seconds()
+        left = wait_s - (datetime.now(UTC) - job.started_at).total_seconds()
         if left > 0:
-            time.sleep(min(left, poll_s))
+            time.sleep(min(left, wait_s))
 
     return wait
 

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_SIGNING_SECRET = "dev-only-signing-secret-change-me"  # noqa: S105 - refused outside dev
 MIB = 1024 * 1024
 LEASE_TTL_HEARTBEATS = 3
+ERASURE_LOOKS_PER_WAIT = 4
 
 
 class Settings(BaseSettings):
@@ -47,9 +48,9 @@ class Settings(BaseSettings):
     # than gc_grace_s (longer than any upload takes, so a blob an upload is reusing survives).
     retention_days: float = Field(default=30.0, gt=0)
     gc_grace_s: float = Field(default=24 * 3600.0, ge=0)
-    # Registry workers look for new erasures at most this long apart and drop what they cache of
-    # the erased persona; an erasure waits this long after it starts before it deletes bytes
-    # and returns, so from then on no worker serves the erased pack from memory.
+    # A busy registry worker looks for new erasures this often and drops what it caches of the
+    # erased personas; it answers from memory only within erasure_wait_s of a look, and an
+    # erasure waits erasure_wait_s after its start before it deletes bytes and returns.
     erasure_poll_s: float = Field(default=0.25, gt=0, le=10)
     # Logging (persona_core.logging.configure_logging): JSON lines for log shippers.
     log_json: bool = False
@@ -84,6 +85,13 @@ class Settings(BaseSettings):
     webhook_lease_ttl_s: float = Field(default=10.0, gt=0)
     # Whether `persona-core serve` dispatches webhooks itself (one worker does, under the lease).
     webhook_dispatch: bool = True
+
+    @property
+    def erasure_wait_s(self) -> float:
+        """How long after its start an erasure waits before it deletes bytes and returns: by
+        then no registry worker answers the subject from memory. Several looks long, so a look
+        that a loaded worker's threads slow down still lands inside it."""
+        return ERASURE_LOOKS_PER_WAIT * self.erasure_poll_s
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> Settings:

@@ -2,15 +2,18 @@
 
 ``persona-core serve`` runs several worker processes, each with its own in-memory caches of
 packs, ``latest`` numbers and known blob refs. An erasure is written to the database
-(``erasures``) by whichever process runs it; every worker reads that log at most
-``erasure_poll_s`` apart (0.25 s) and drops what it caches of the erased personas.
+(``erasures``) by whichever process runs it; every busy worker reads that log every
+``erasure_poll_s`` (0.25 s) and drops what it caches of the erased personas.
 
-No query per request: the hot routes only ask :meth:`fresh` (a clock read). Past half the
-interval it also wakes a helper thread that looks ahead, so under steady traffic no request
-ever waits for a look; when the last look is older than ``erasure_poll_s`` (an idle worker) the
-request goes to a worker thread, which looks first (:meth:`refresh`, one indexed query, one
-thread at a time). So a cache entry is only ever used within ``erasure_poll_s`` of the start of
-a look at the log, and an erasure that waits ``erasure_poll_s`` after its start
+No query per request: the hot routes only ask :meth:`fresh` (a clock read), which wakes a
+helper thread to look once the last look is ``erasure_poll_s`` old. Memory answers only while
+the last look began less than ``erasure_wait_s`` ago (four polls, 1 s: room for a look that a
+loaded worker's event loop keeps waiting on the GIL for a hundred milliseconds or more), so
+under steady traffic no request waits for a look. Past that (an idle worker) the request goes to
+a worker thread, which waits for a look that began at most ``erasure_wait_s`` before it asked
+(:meth:`refresh`: the one under way, or a new one; one look at a time, one indexed query). So a
+request is only ever answered from memory after a look that began within ``erasure_wait_s`` of
+its arrival, and an erasure that waits ``erasure_wait_s`` after its start
 (``persona_core.erasure.readers_forget``) is served by no worker from memory once it returns.
 A worker that cannot reach the database cannot look, so it serves nothing from memory either
 (503, like every other read). The helper ends after ``HELPER_IDLE_S`` without a wake-up and is
@@ -46,16 +49,23 @@ class ErasureWatch:
     def __init__(
         self,
         tombstones: Callable[[], Tombstones],
-        poll_s: float,
         forget: Callable[[list[ErasureJob]], None],
+        *,
+        poll_s: float,
+        bound_s: float,
     ) -> None:
+        if not 0 < poll_s <= bound_s:
+            raise ValueError(f"need 0 < poll_s <= bound_s, got {poll_s} and {bound_s}")
         self._tombstones = tombstones
-        self.poll_s = poll_s
+        self.poll_s, self.bound_s = poll_s, bound_s
         self._forget = forget
-        self._lock = threading.Lock()
+        # Guards the times below; one look at a time, made without holding it.
+        self._cond = threading.Condition()
+        self._looked_at = -inf  # when the newest completed look began (monotonic)
+        self._looking: float | None = None  # when the look under way began
+        self._failed: tuple[float, PersonaCoreError] | None = None  # the newest failed look
         self._last_id: int | None = None  # the highest job id seen
         self._gaps: dict[int, float] = {}  # ids below it not seen yet -> when first missed
-        self._looked_at = -inf  # monotonic time the last successful look began
         self._wake = threading.Event()
         self._helper: threading.Thread | None = None
         self._helper_lock = threading.Lock()
@@ -63,25 +73,44 @@ class ErasureWatch:
     def fresh(self) -> bool:
         """Whether the caches may be read now without looking at the log first (no I/O)."""
         age = time.monotonic() - self._looked_at
-        if age >= self.poll_s / 2:
+        if age >= self.poll_s:
             self._look_ahead()
-        return age < self.poll_s
+        return age < self.bound_s
 
     def refresh(self) -> None:
-        """Look at the log unless a look began within ``erasure_poll_s``; drop what new erasures
-        cover. Raises StoreUnavailableError when the database does not answer."""
-        self._look_if_older(self.poll_s)
+        """Return once a look that began at most ``bound_s`` before this call has ended: the one
+        under way if it began late enough, else a new one (never one per waiting request).
+        Raises StoreUnavailableError when such a look could not read the log."""
+        need = time.monotonic() - self.bound_s
+        with self._cond:
+            while self._looked_at < need:
+                if self._failed is not None and self._failed[0] >= need:
+                    raise self._failed[1]
+                if self._looking is None:
+                    self._look()
+                else:
+                    self._cond.wait()
 
-    def _look_if_older(self, age_s: float) -> None:
-        if time.monotonic() - self._looked_at < age_s:
-            return
-        with self._lock:
-            if time.monotonic() - self._looked_at < age_s:  # another thread looked meanwhile
-                return
-            began = time.monotonic()
-            new = self._new_jobs(began)
+    def _look(self) -> None:
+        """One look at the log; called holding the condition, which it lets go for the I/O."""
+        began = time.monotonic()
+        self._looking = began
+        failed: PersonaCoreError | None = None
+        self._cond.release()
+        try:
+            new = self._new_jobs(began)  # the bookkeeping is this thread's: one look at a time
             if new:
                 self._forget(new)
+        except PersonaCoreError as exc:
+            failed = exc
+        finally:
+            self._cond.acquire()
+            self._looking = None
+            self._cond.notify_all()
+        if failed is not None:
+            self._failed = (began, failed)
+            log.warning("erasure log not read: %s", failed)
+        else:
             self._looked_at = began
 
     def _look_ahead(self) -> None:
@@ -95,12 +124,10 @@ class ErasureWatch:
 
     def _help(self) -> None:
         while self._wake.wait(HELPER_IDLE_S):
-            try:
-                self._look_if_older(self.poll_s / 2)
-            except PersonaCoreError as exc:  # the next cached read looks itself, and answers 503
-                log.warning("erasure log not read: %s", exc)
-            finally:
-                self._wake.clear()
+            with self._cond:
+                if self._looking is None and time.monotonic() - self._looked_at >= self.poll_s:
+                    self._look()
+            self._wake.clear()
 
     def _new_jobs(self, now: float) -> list[ErasureJob]:
         tombstones = self._tombstones()

@@ -185,8 +185,8 @@ class RegistryService:
         # Bumped (under both locks) whenever erasures drop cache entries: a fill that read the
         # stores before the drop compares it and stores nothing.
         self._generation = 0
-        self._erasures = ErasureWatch(lambda: self.metadata.tombstones, settings.erasure_poll_s,
-                                      self._forget_erased)
+        self._erasures = ErasureWatch(lambda: self.metadata.tombstones, self._forget_erased,
+                                      poll_s=settings.erasure_poll_s, bound_s=settings.erasure_wait_s)
 
     def _verify_key(self, plaintext: str) -> ApiKeyRecord | None:
         return ApiKeyStore.of(self.metadata).verify_api_key(plaintext)
@@ -241,7 +241,7 @@ class RegistryService:
         # The Dagster instance is purged by the pipeline's own erasure sensor: the registry
         # does not carry the pipeline.
         return erase(self.metadata, self.blobs, persona_id, number, actor=f"key:{who.name}", reason=reason,
-                     purgers=[readers_forget(self.settings.erasure_poll_s)])
+                     purgers=[readers_forget(self.settings.erasure_wait_s)])
 
     def erasures(
         self, who: Principal, since: datetime | None, limit: int
@@ -320,7 +320,7 @@ class RegistryService:
 
     def cached_pack(self, who: Principal, persona_id: str, spec: str) -> ServedPack | None:
         """The pack from memory only (no I/O), or None when a store read is needed (also when
-        this worker has not looked for new erasures within ``erasure_poll_s``)."""
+        this worker has not looked for new erasures within ``erasure_wait_s``)."""
         who.require("read", persona_id)
         if not self._erasures.fresh():
             return None

@@ -195,7 +195,7 @@ def test_erasing_a_persona_over_http(world: World) -> None:
     assert report.blobs_deleted > 0
     assert report.kept_shared >= 1  # the photo bob holds too
     assert ".personapack" in report.note
-    assert time.monotonic() - started >= w.settings.erasure_poll_s  # waited out the workers' look
+    assert time.monotonic() - started >= w.settings.erasure_wait_s  # waited out the workers' looks
 
     p = "/v1/personas/alice"
     for path in (p, f"{p}/versions", f"{p}/versions/1", f"{p}/versions/2", f"{p}/versions/latest",
@@ -270,7 +270,7 @@ def test_reads_are_gone_from_the_start_of_an_erasure(world: World) -> None:
     alice = _warm(w)
     anchor = next(iter(json.loads(alice["1"])["anchor_sets"].values()))[0]
     job = w.meta.tombstones.start("alice", None, actor="test", reason=REASON)
-    time.sleep(w.settings.erasure_poll_s)  # the workers' look at the erasure log
+    time.sleep(w.settings.erasure_wait_s)  # the workers' look at the erasure log
     doc = _gone(w.get("/v1/personas/alice/versions/1/pack"), "persona_erased")
     assert doc["erased_at"] is None
     _gone(w.get("/v1/personas/alice/versions/latest/pack"), "persona_erased")

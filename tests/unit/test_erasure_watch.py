@@ -3,6 +3,7 @@ transactions commit in, and looks at the log at most once per poll interval."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from persona_core.errors import StoreUnavailableError
 from persona_core.store.tombstones import ErasureJob
 from registry_api import erasure_watch
 from registry_api.erasure_watch import ErasureWatch
@@ -40,11 +42,11 @@ class Log:
         return [self.jobs[i] for i in sorted(self.jobs) if i > job_id][:limit]
 
 
-def _watch(log: Log, forgotten: list[str], poll_s: float = 0.0) -> ErasureWatch:
+def _watch(log: Log, forgotten: list[str], poll_s: float = 1e-9) -> ErasureWatch:
     def forget(jobs: list[ErasureJob]) -> None:
         forgotten.extend(job.persona_id for job in jobs)
 
-    return ErasureWatch(lambda: log, poll_s, forget)  # type: ignore[arg-type, return-value]
+    return ErasureWatch(lambda: log, forget, poll_s=poll_s, bound_s=4 * poll_s)  # type: ignore[arg-type, return-value]
 
 
 @pytest.mark.parametrize(
@@ -99,7 +101,7 @@ def test_jobs_from_before_the_worker_started_are_looked_at_once() -> None:
 
 def test_one_look_per_poll_interval() -> None:
     log: Any = Log()
-    watch = _watch(log, [], poll_s=60.0)
+    watch = _watch(log, [], poll_s=30.0)
     assert not watch.fresh()
     watch.refresh()
     asked = log.queries
@@ -110,10 +112,10 @@ def test_one_look_per_poll_interval() -> None:
 
 
 def test_past_half_the_interval_a_helper_looks_ahead() -> None:
-    """Under steady traffic the caches never go stale: past half the interval the hot path's
-    clock check wakes a helper thread that looks, so no request waits for a look."""
+    """Under steady traffic the caches never go stale: once the last look is a poll interval
+    old the hot path's clock check wakes a helper thread that looks, so no request waits."""
     log: Any = Log()
-    watch = _watch(log, [], poll_s=0.4)
+    watch = _watch(log, [], poll_s=0.2)
     watch.refresh()
     asked = log.queries
     time.sleep(0.25)
@@ -124,3 +126,40 @@ def test_past_half_the_interval_a_helper_looks_ahead() -> None:
         time.sleep(0.01)
     time.sleep(0.05)
     assert watch.fresh()
+
+
+def test_a_look_that_cannot_read_the_log_refuses_the_cached_read() -> None:
+    """No database, no look, no answer from memory: StoreUnavailableError (503), at once."""
+
+    class Down(Log):
+        def started_after(self, job_id: int, limit: int = 1000) -> list[ErasureJob]:
+            raise StoreUnavailableError("database unavailable: frozen")
+
+    watch = _watch(Down(), [])
+    with pytest.raises(StoreUnavailableError):
+        watch.refresh()
+    assert not watch.fresh()
+
+
+def test_requests_waiting_on_a_look_share_it() -> None:
+    """Many requests finding the caches stale wait for one look, not one each."""
+    started = threading.Event()
+    release = threading.Event()
+
+    class Slow(Log):
+        def started_after(self, job_id: int, limit: int = 1000) -> list[ErasureJob]:
+            started.set()
+            release.wait(5)
+            return super().started_after(job_id, limit)
+
+    log = Slow()
+    watch = _watch(log, [], poll_s=2.0)
+    threads = [threading.Thread(target=watch.refresh) for _ in range(8)]
+    for t in threads:
+        t.start()
+    assert started.wait(5)
+    time.sleep(0.05)
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert log.queries == 2  # the first look's latest_id and started_after, once
