@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 from pipeline_support import OBAMA, Home
 
+from persona_core.store.aliases import UNSET
 from persona_pipeline.build import build_version
 from persona_pipeline.steps.config import PipelineConfig
 from registry_api.config import ApiSettings
@@ -40,6 +41,8 @@ def test_the_renderer_snippet_runs_as_written(tmp_path: Path) -> None:
         result = build_version("demo-obama", v.version, home.settings, instance,
                                config=PipelineConfig(required_modes=()))
     assert result.status.value == "published", result.errors
+    # The snippet pins `live`, as the README's integrator block sets it.
+    home.meta.aliases.move("demo-obama", "live", v.version, expected=UNSET, actor="test", reason="reviewed")
     key = ApiKeyStore.of(home.meta).create_api_key("renderer", ["read"])[1]
     settings = ApiSettings(env="test", home=tmp_path / "home")
     with BackgroundServer(settings, metadata=home.meta, blobs=home.blobs, with_grpc=False) as server:
