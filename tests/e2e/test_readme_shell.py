@@ -76,6 +76,11 @@ def test_readme_shell_blocks_run_as_written(tmp_path: Path) -> None:
                                  "thresholds": {"max_anchors_per_mode": 4}}
     assert "alice.v1 persona_pack: published" in text
     assert "alice.v2 persona_pack: published" in text
+    # The promote / roll back / retract block: v3 went live, came back off it and was retracted.
+    assert "alice live: (new) -> v2" in text
+    assert "alice live: v2 -> v3 (v3 reviewed)" in text
+    assert "alice live: v3 -> v2 (v3 renders drift)" in text
+    assert docs[2]["status"] == "retracted"
     # The integrators': bob is a new persona whose upload waits for the sensor (no daemon here),
     # and the clip's last second fails the drift check, which --fail-on turns into exit 6.
     assert [d["status"] for d in versions("bob")] == ["pending"]
