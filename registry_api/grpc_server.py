@@ -211,7 +211,6 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
         version = request.version if request.HasField("version") else None
         return erasure_message(self.service.erase(who, request.persona_id, version, request.reason))
 
-
     @_guarded
     def DiffPersonaVersions(  # noqa: N802
         self, request: pb.DiffPersonaVersionsRequest, context: grpc.ServicerContext
