@@ -173,8 +173,9 @@ class RegistryService:
         # First in, first out. A FIFOCache read does not reorder (an LRU one would), so the
         # hot routes read these two without a lock; only writers take it.
         self._packs: FIFOCache[tuple[str, int], ServedPack] = FIFOCache(settings.pack_cache_max_entries)
-        # Blob refs known to exist. Blobs are content-addressed and never deleted, so a ref
-        # seen once stays valid: a repeat resolve needs no store round trip (an S3 HEAD).
+        # Blob refs known to exist. Blobs are content-addressed and go only through erasure or
+        # GC of what nothing holds, so a ref seen once stays valid until an erasure clears this
+        # cache (_forget_erased): a repeat resolve needs no store round trip (an S3 HEAD).
         self._known_blobs: FIFOCache[str, bool] = FIFOCache(settings.pack_cache_max_entries * _BLOBS_PER_PACK)
         self._lock = threading.Lock()
         # A TTLCache read reorders its entries: every access holds this lock (a dict lookup).
