@@ -113,7 +113,8 @@ def erase(
     job = meta.tombstones.start(persona_id, version, actor=actor, reason=reason)
     if job.done:
         return _report(job, {}, already_erased=True)
-    log.warning("erasing %s (%d versions): %s", job.subject, len(job.versions), job.reason)
+    # The reason is an admin's free text about a person: it stays in the erasure record only.
+    log.warning("erasing %s (%d versions, job %d)", job.subject, len(job.versions), job.id)
     for purge in purgers:
         purge(job)
     counts = _delete_held(meta, blobs, job)

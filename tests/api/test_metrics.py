@@ -93,7 +93,7 @@ def test_build_counts_by_status(client: tuple[TestClient, dict[str, str]]) -> No
     fams = _families(http.get("/metrics", headers=SCRAPER).text)
     by_status = {labels["status"]: v for _, labels, v in fams["persona_versions"]}
     assert by_status == {"pending": 1, "building": 0, "blocked": 1, "failed": 1, "published": 1,
-                         "erasing": 0, "erased": 0}
+                         "erasing": 0, "erased": 0, "retracted": 0}
     assert fams["persona_metadata_up"][0][2] == 1
 
 
