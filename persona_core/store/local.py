@@ -63,12 +63,18 @@ class LocalBlobStore(BlobStore):
     def put(self, data: bytes) -> str:
         digest = sha256_hex(data)
         path = self._blobs / digest[:2] / digest
-        if not path.exists():
-            _write(path, data)
         ref = f"sha256:{digest}"
-        if sha256_hex(path.read_bytes()) != digest:
-            raise IntegrityError(f"{ref} does not match its bytes after writing")
-        return ref
+        for _ in range(3):
+            if not path.exists():
+                _write(path, data)
+            try:
+                stored = path.read_bytes()
+            except FileNotFoundError:  # GC deleted an old unheld copy between the two: write it
+                continue
+            if sha256_hex(stored) != digest:
+                raise IntegrityError(f"{ref} does not match its bytes after writing")
+            return ref
+        raise StoreUnavailableError(f"{ref} kept disappearing while it was written")
 
     def get(self, ref: str) -> bytes:
         parsed = parse_ref(ref)
