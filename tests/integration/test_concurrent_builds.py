@@ -67,6 +67,7 @@ def _assert_instance_healthy(dagster_home: Path, runs: int) -> None:
     assert statuses == [dg.DagsterRunStatus.SUCCESS] * runs
 
 
+@pytest.mark.timeout(3600)  # ten rounds in make faults, a minute each on a loaded 2-core machine
 @pytest.mark.parametrize("shape", ["four-new-personas", "one-new-persona"])
 def test_concurrent_first_builds_on_a_fresh_home_all_publish(
     shape: str, tmp_path: Path, request: pytest.FixtureRequest
