@@ -14,12 +14,17 @@ from registry_api.routes.common import PROBLEMS
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
+# Event ids are 64-bit database integers: a larger cursor is a bad request, not a crash.
+MAX_CURSOR = 2**63 - 1
+
+
 @router.get("", responses=PROBLEMS(400, 401, 403))
 async def list_events(
     request: Request,
     who: PrincipalDep,
     after: Annotated[
-        int, Query(ge=0, description="Cursor: the `next_cursor` of the last page (0: from the start).")
+        int,
+        Query(ge=0, le=MAX_CURSOR, description="Cursor: the last page's `next_cursor` (0: from the start)."),
     ] = 0,
     timeout: Annotated[
         float, Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait when nothing is new (long-poll).")
