@@ -265,12 +265,18 @@ def test_the_embedded_sqlite_default_upgrades_itself_and_carries_old_leases_over
                     "VALUES ('alice', 1, 'building', :reasons, '{}', '[]', :now, :now)"),
             {"reasons": '["build lease: run abc pid 77 on host-9"]', "now": now},
         )
+        # An uploaded file, so the erasure migration's backfill of what versions hold runs too.
+        conn.execute(
+            sa.text("UPDATE persona_versions SET inputs = :inputs"),
+            {"inputs": '{"files": [{"ref": "sha256:' + "1" * 64 + '"}]}'},
+        )
     db.close()
     store = SqlMetadataStore.open(url)  # first use by new code: upgrades itself
     try:
         record = store.get_version("alice", 1)
         assert (record.lease, record.reasons) == (BuildLease("host-9", 77, "abc"), [])
         assert record.heartbeat_at is not None
+        assert [h.ref for h in store.refs.held_by("alice")] == ["sha256:" + "1" * 64]
         store.downgrade("0001_initial")
         with store.engine.connect() as conn:
             reasons = conn.execute(sa.text("SELECT reasons FROM persona_versions")).scalar_one()

@@ -14,6 +14,7 @@ Create Date: 2026-12-07
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -207,25 +208,27 @@ def _backfill_refs() -> None:
         sa.column("ref", sa.String),
         sa.column("created_at", _Ts),
     )
-    rows: dict[tuple[str, int, str, str], object] = {}
-    for r in conn.execute(sa.text("SELECT persona_id, version, inputs, created_at FROM persona_versions")):
+    # Text queries hand SQLite's timestamps back as strings: the backfill's own time it is.
+    now = datetime.now(UTC)
+    rows: set[tuple[str, int, str, str]] = set()
+    for r in conn.execute(sa.text("SELECT persona_id, version, inputs FROM persona_versions")):
         inputs = _json(r.inputs)
         inputs = inputs if isinstance(inputs, dict) else {}
         for f in inputs.get("files") or []:
             if isinstance(f, dict) and isinstance(f.get("ref"), str):
-                rows[(r.persona_id, r.version, "blob", f["ref"])] = r.created_at
+                rows.add((r.persona_id, r.version, "blob", f["ref"]))
     for r in conn.execute(
-        sa.text("SELECT persona_id, version, pack_ref, blob_refs, published_at FROM published_packs")
+        sa.text("SELECT persona_id, version, pack_ref, blob_refs FROM published_packs")
     ):
         blob_refs = _json(r.blob_refs)
         for ref in [r.pack_ref, *(blob_refs if isinstance(blob_refs, list) else [])]:
-            rows[(r.persona_id, r.version, "blob", ref.partition("#")[0])] = r.published_at
+            rows.add((r.persona_id, r.version, "blob", ref.partition("#")[0]))
     if rows:
         conn.execute(
             sa.insert(refs),
             [
-                {"persona_id": p, "version": v, "kind": k, "ref": ref, "created_at": at}
-                for (p, v, k, ref), at in rows.items()
+                {"persona_id": p, "version": v, "kind": k, "ref": ref, "created_at": now}
+                for p, v, k, ref in sorted(rows)
             ],
         )
 
