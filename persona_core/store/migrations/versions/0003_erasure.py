@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from persona_core.store.schema_edit import replace_status_check
+
 revision = "0003_erasure"
 down_revision = "0002_lease_columns"
 branch_labels = None
@@ -112,31 +114,7 @@ _PG_OLD_FUNCTIONS = [
 
 
 def _set_status_check(statuses: str) -> None:
-    bind = op.get_bind()
-    if bind.dialect.name == "postgresql":
-        op.execute("ALTER TABLE persona_versions DROP CONSTRAINT ck_persona_versions_status")
-        op.execute(
-            f"ALTER TABLE persona_versions ADD CONSTRAINT ck_persona_versions_status "
-            f"CHECK (status IN {statuses})"
-        )
-        return
-    # SQLite cannot alter a CHECK constraint, and copying the table would trip the RESTRICT
-    # foreign key of published_packs; SQLite documents editing the stored CREATE TABLE text
-    # for changing a CHECK constraint (the rows' on-disk format is unchanged).
-    old = _NEW if statuses == _OLD else _OLD
-    sql = bind.exec_driver_sql(
-        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'persona_versions'"
-    ).scalar_one()
-    if old not in sql:
-        raise RuntimeError("persona_versions' status check is not the one this migration knows")
-    new_sql = sql.replace(old, statuses)
-    version = bind.exec_driver_sql("PRAGMA schema_version").scalar_one()
-    bind.exec_driver_sql("PRAGMA writable_schema = ON")
-    bind.exec_driver_sql(
-        "UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = 'persona_versions'", (new_sql,)
-    )
-    bind.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
-    bind.exec_driver_sql("PRAGMA writable_schema = OFF")
+    replace_status_check(op.get_bind(), _NEW if statuses == _OLD else _OLD, statuses)
 
 
 def _replace_triggers(triggers: dict[str, str], functions: list[str]) -> None:
