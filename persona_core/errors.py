@@ -112,6 +112,20 @@ class IntegrityError(PersonaCoreError):
     code = "integrity_error"
 
 
+class CacheDamagedError(IntegrityError):
+    """A renderer's cached pack file is damaged (truncated, emptied, altered) and no good copy
+    could be fetched to replace it: the source is unreachable or absent."""
+
+    code = "cache_damaged"
+
+
+class PackConflictError(IntegrityError):
+    """A source answered a version already held with a different content hash. Published packs
+    are immutable, so this is an attack or a bug, never an update: the held copy is kept."""
+
+    code = "pack_conflict"
+
+
 class SignatureError(PersonaCoreError):
     """A signed URL is tampered with or expired."""
 
