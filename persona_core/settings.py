@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     s3_access_key: str | None = None
     s3_secret_key: SecretStr | None = None
     s3_region: str = "us-east-1"
+    # The S3 endpoint as the registry's clients reach it, used only to sign asset URLs: the
+    # store reads and writes through s3_endpoint_url (e.g. http://minio:9000, a name only the
+    # deployment's own network resolves) and hands out URLs for this host (e.g. a published
+    # port or a public load balancer). Unset: URLs name s3_endpoint_url.
+    s3_public_endpoint_url: str | None = None
     signing_secret: SecretStr = SecretStr(DEV_SIGNING_SECRET)
     public_base_url: str = "http://127.0.0.1:8000"
     cache_dir: Path | None = None
@@ -66,6 +71,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     # A persona's metadata, as compact JSON: it is returned by every GET of the persona.
     max_metadata_bytes: int = Field(default=64 * 1024, gt=0)
+    # PostgreSQL connections one process holds: db_pool_size kept open, up to db_max_overflow
+    # more under load, after which a call waits (store_timeout_s) for one to come back.
+    # `serve --workers N` (N > 1) runs N + 1 processes (the workers and the one serving gRPC);
+    # the server's max_connections must cover processes x (db_pool_size + db_max_overflow).
+    db_pool_size: int = Field(default=5, gt=0)
+    db_max_overflow: int = Field(default=5, ge=0)
     # How long one database or S3 call may take before the store answers "unavailable";
     # shorter than a client's patience, so a hung server gives a 503 instead of a hang.
     store_timeout_s: float = Field(default=3.0, gt=0)

@@ -1,5 +1,5 @@
 """The SQL engine under every store: SQLite (WAL, busy timeout, explicit ``BEGIN [IMMEDIATE]``)
-or PostgreSQL (a pool sized for a few dozen threads, and a watchdog that cuts a call whose
+or PostgreSQL (a bounded pool, and a watchdog that cuts a call whose
 server stopped answering), and :class:`Database`, which hands out transactions and turns
 driver errors into :class:`~persona_core.errors.StoreUnavailableError`."""
 
@@ -28,20 +28,25 @@ from persona_core.errors import StoreUnavailableError
 __all__ = ["Database", "aware", "create_engine", "utc_now"]
 
 
-def create_engine(url: str, timeout_s: float | None = None) -> sa.Engine:
+def create_engine(
+    url: str, timeout_s: float | None = None, *, pool_size: int = 5, max_overflow: int = 5
+) -> sa.Engine:
     """An engine set up for this store: SQLite gets WAL, a busy timeout and explicit
-    ``BEGIN [IMMEDIATE]``; PostgreSQL gets a pool large enough for a few dozen threads and,
-    with ``timeout_s``, a connect timeout and a pool wait of that long."""
+    ``BEGIN [IMMEDIATE]``; PostgreSQL gets a pool of ``pool_size`` connections plus at most
+    ``max_overflow`` more (a bounded share of the server's connections per process) and, with
+    ``timeout_s``, a connect timeout and a pool wait of that long."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
         if timeout_s is None:
-            return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=30)
+            return sa.create_engine(
+                parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
+            )
         return sa.create_engine(
             parsed,
             # No pool_pre_ping: its ping runs before the watchdog can see the connection, so
             # _tx pings itself, watched (see _Watchdog).
-            pool_size=5,
-            max_overflow=30,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
             pool_timeout=timeout_s,
             connect_args={"connect_timeout": max(2, math.ceil(timeout_s))},
         )
@@ -147,8 +152,10 @@ class Database:
         self._timeout_s = timeout_s if self.is_postgres else None
 
     @classmethod
-    def connect(cls, url: str, timeout_s: float | None = None) -> Database:
-        return cls(create_engine(url, timeout_s), timeout_s)
+    def connect(
+        cls, url: str, timeout_s: float | None = None, *, pool_size: int = 5, max_overflow: int = 5
+    ) -> Database:
+        return cls(create_engine(url, timeout_s, pool_size=pool_size, max_overflow=max_overflow), timeout_s)
 
     def close(self) -> None:
         self.engine.dispose()

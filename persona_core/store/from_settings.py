@@ -33,6 +33,7 @@ def open_blob_store(settings: Settings) -> BlobStore:
             url.netloc,
             prefix=url.path.strip("/"),
             endpoint_url=settings.s3_endpoint_url,
+            public_endpoint_url=settings.s3_public_endpoint_url,
             access_key=settings.s3_access_key,
             secret_key=secret,
             region=settings.s3_region,
@@ -47,8 +48,14 @@ def open_blob_store(settings: Settings) -> BlobStore:
 def open_metadata_store(settings: Settings) -> SqlMetadataStore:
     """The SQL metadata store at ``settings.resolved_database_url``. A server database must be
     migrated already (SchemaOutdatedError names ``persona-core migrate``); the embedded SQLite
-    default upgrades itself on first use."""
-    return SqlMetadataStore.open(settings.resolved_database_url, timeout_s=settings.store_timeout_s)
+    default upgrades itself on first use. A PostgreSQL pool is bounded by ``db_pool_size`` and
+    ``db_max_overflow``."""
+    return SqlMetadataStore.open(
+        settings.resolved_database_url,
+        timeout_s=settings.store_timeout_s,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
 
 
 def migrate_metadata_store(settings: Settings) -> tuple[str | None, str]:

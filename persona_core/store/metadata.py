@@ -72,14 +72,17 @@ class SqlMetadataStore(MetadataStore):
         self._db = db
 
     @classmethod
-    def open(cls, url: str, *, timeout_s: float | None = None) -> SqlMetadataStore:
+    def open(
+        cls, url: str, *, timeout_s: float | None = None, pool_size: int = 5, max_overflow: int = 5
+    ) -> SqlMetadataStore:
         """Connect to ``url``: a PostgreSQL schema must be at this code's revision (else
         SchemaOutdatedError naming ``persona-core migrate``); SQLite upgrades itself.
 
         With ``timeout_s``, a PostgreSQL call that gets no answer for that long fails with
         StoreUnavailableError (the connection is cut), instead of waiting for the server.
+        A PostgreSQL pool holds ``pool_size`` connections and opens at most ``max_overflow`` more.
         """
-        db = Database.connect(url, timeout_s)
+        db = Database.connect(url, timeout_s, pool_size=pool_size, max_overflow=max_overflow)
         try:
             if db.is_postgres:
                 migrate.require_head(db)

@@ -44,6 +44,7 @@ class S3BlobStore(BlobStore):
         bucket: str,
         *,
         endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
         access_key: str | None = None,
         secret_key: str | None = None,
         region: str = "us-east-1",
@@ -72,14 +73,20 @@ class S3BlobStore(BlobStore):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        self._s3: Any = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            region_name=region,
-            config=config,
+        session = boto3.session.Session()
+        credentials = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
+        self._s3: Any = session.client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config, **credentials
         )
+        # A signed URL names the host it was signed for (SigV4 signs the Host header), so URLs
+        # for clients outside the deployment's network are signed against the endpoint they
+        # reach; presigning is local computation, this client never sends a request.
+        self.public_endpoint_url = public_endpoint_url or endpoint_url
+        self._presigner: Any = self._s3
+        if public_endpoint_url:
+            self._presigner = session.client(
+                "s3", endpoint_url=public_endpoint_url, region_name=region, config=config, **credentials
+            )
 
     @property
     def client(self) -> Any:
@@ -145,7 +152,7 @@ class S3BlobStore(BlobStore):
             raise InvalidInputError(f"ttl_s must be in 1..{MAX_TTL_S}")
         with self._errors("presigning"):
             return str(
-                self._s3.generate_presigned_url(
+                self._presigner.generate_presigned_url(
                     "get_object", Params={"Bucket": self.bucket, "Key": self.blob_key(ref)}, ExpiresIn=ttl_s
                 )
             )
