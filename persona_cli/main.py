@@ -8,7 +8,6 @@ stdout, and exits with a documented code (see ``persona-core --help``).
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,16 +35,27 @@ from persona_cli.common import (
     want_json,
 )
 from persona_cli.lineage import origin_of, origin_text
+from persona_cli.models import (
+    AllowNoncommercialOpt,
+    DetectorModelOpt,
+    ExpressionModelOpt,
+    IdentityModelOpt,
+    ModelDirOpt,
+    StyleModelOpt,
+    VoiceModelOpt,
+    chosen_models,
+)
 from persona_cli.progress import steps
 from persona_core.errors import InvalidInputError
 from persona_core.logging import configure_logging
 from persona_core.pack import check_persona_id
-from persona_core.settings import Settings
+from persona_core.settings import LogSettings, Settings
 from persona_core.store.base import BuildLease, MetadataStore, VersionRecord, VersionStatus
 from persona_core.versions import LeaseKeeper, mark_dead_builds
 
 if TYPE_CHECKING:
     from persona_pipeline.build import BuildResult
+    from persona_pipeline.defs.resources import ModelsResource
 
 app = typer.Typer(
     name="persona-core",
@@ -84,7 +94,8 @@ def root(
 ) -> None:
     set_state(State(home=home, json=json_out, verbose=verbose))
     # Logs go to stderr; a CLI shows warnings only unless asked (PERSONA_LOG_LEVEL also works).
-    level = "INFO" if verbose else os.environ.get("PERSONA_LOG_LEVEL", "WARNING")
+    logs = LogSettings()
+    level = "INFO" if verbose else (logs.log_level if "log_level" in logs.model_fields_set else "WARNING")
     configure_logging(level, json_output=True if log_json else None)
 
 
@@ -110,16 +121,24 @@ def demo(json_out: JsonOpt = False) -> None:
 
 @app.command()
 @handle_errors
-def build(
+def build(  # noqa: PLR0917 - typer maps each parameter to an option
     path: Annotated[Path, typer.Argument(help="Folder of photos, clips and voice files (see below).")],
     persona: Annotated[str, typer.Option("--persona", "-p", help="Persona id; created if missing.")],
+    detector_model: DetectorModelOpt = "",
+    identity_model: IdentityModelOpt = "",
+    style_model: StyleModelOpt = "",
+    voice_model: VoiceModelOpt = "",
+    expression_model: ExpressionModelOpt = "",
+    model_dir: ModelDirOpt = None,
+    allow_noncommercial: AllowNoncommercialOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Upload a folder as a new version and build its pack here (no Dagster daemon needed).
 
     Sub-folders named A_SELFIE, B_MIRROR or C_CUTAWAY tag their files with that camera mode;
     behavior.json / voice.json / refresh.json at the top level are the behaviour / voice config /
-    drift lines.
+    drift lines. The models come from the options, else the PERSONA_* settings, else the
+    offline defaults; the pack records them.
     Exits 5 when a quality gate blocks the pack, 1 when the build fails.
     """
     from persona_cli.inputs import folder_upload  # noqa: PLC0415 - image decoders only for this command
@@ -129,6 +148,8 @@ def build(
     s = settings()
     # The same gate as an HTTP or gRPC upload, and before anything (even the persona) is written.
     check_persona_id(persona)
+    models = chosen_models(detector_model, identity_model, style_model, voice_model, expression_model,
+                           model_dir, allow_noncommercial)
     inputs = folder_upload(path, s)
     meta, blobs = open_stores(s)
     meta.ensure_persona(persona, {})  # parallel first builds of a new persona all get it
@@ -137,7 +158,7 @@ def build(
         say(f"uploading {len(inputs.upload.files)} files")
         # Born under this process's lease: killed anywhere from here on, `versions` fails it.
         record = submit_upload(meta, blobs, persona, inputs.upload, lease=BuildLease.here())
-        result = _build_here(meta, s, persona, record.version, say)
+        result = _build_here(meta, s, persona, record.version, say, models=models)
     from persona_pipeline.demo import print_summary, summarize  # noqa: PLC0415 - pipeline stack on demand
 
     summary = summarize(result, round(time.perf_counter() - started, 2))
@@ -153,7 +174,7 @@ def build(
 
 
 def _build_here(meta: MetadataStore, s: Settings, persona_id: str, version: int, say: Callable[[str], None],
-                *, config: dict[str, Any] | None = None) -> BuildResult:
+                *, models: ModelsResource, config: dict[str, Any] | None = None) -> BuildResult:
     """Build in this process, recorded in the project's Dagster instance (`make dagster`), saying
     each step as it ends (``say``: a :func:`~persona_cli.progress.steps` line)."""
     say(f"building {persona_id} v{version}")
@@ -169,7 +190,7 @@ def _build_here(meta: MetadataStore, s: Settings, persona_id: str, version: int,
     # Dagster logs a blocked gate as an ERROR with a stack trace; the summary says it in
     # one line, so its run log shows only with --verbose.
     return build_version(persona_id, version, s, log_level="INFO" if state().verbose else "CRITICAL",
-                         config=PipelineConfig.from_dict(config) if config else None)
+                         config=PipelineConfig.from_dict(config) if config else None, models=models)
 
 
 def _exit_for_status(summary: dict[str, Any], json_out: bool) -> None:
@@ -257,7 +278,7 @@ def migrate(json_out: JsonOpt = False) -> None:
 
 @app.command()
 @handle_errors
-def rebuild(
+def rebuild(  # noqa: PLR0917 - typer maps each parameter to an option
     persona_id: str,
     from_version: Annotated[
         int | None,
@@ -269,6 +290,13 @@ def rebuild(
         str | None,
         typer.Option(help='PipelineConfig fields as JSON for this build, e.g. \'{"blur_min": 40}\'.'),
     ] = None,
+    detector_model: DetectorModelOpt = "",
+    identity_model: IdentityModelOpt = "",
+    style_model: StyleModelOpt = "",
+    voice_model: VoiceModelOpt = "",
+    expression_model: ExpressionModelOpt = "",
+    model_dir: ModelDirOpt = None,
+    allow_noncommercial: AllowNoncommercialOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Build a NEW version from an existing version's inputs (threshold or model upgrades);
@@ -279,12 +307,14 @@ def rebuild(
     quiet = want_json(json_out)
     s = settings()
     config = _thresholds(thresholds)
+    models = chosen_models(detector_model, identity_model, style_model, voice_model, expression_model,
+                           model_dir, allow_noncommercial)
     meta, blobs = open_stores(s)
     started = time.perf_counter()
     with steps() as say:
         record = resubmit_version(meta, blobs, persona_id, from_version, lease=BuildLease.here(),
                                   thresholds=config)
-        result = _build_here(meta, s, persona_id, record.version, say, config=config)
+        result = _build_here(meta, s, persona_id, record.version, say, models=models, config=config)
     summary = summarize(result, round(time.perf_counter() - started, 2))
     origin = origin_of(result.record, {r.version: r for r in meta.list_versions(persona_id)})
     summary["origin"] = origin

@@ -10,31 +10,37 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from persona_cli.common import ExitCode, JsonOpt, emit_json, fail, handle_errors, out, want_json
+from persona_cli.models import (
+    AllowNoncommercialOpt,
+    DetectorModelOpt,
+    ExpressionModelOpt,
+    ModelDirOpt,
+    chosen_models,
+)
 from persona_core.errors import InvalidInputError
 from persona_core.pack import CameraMode
 
+if TYPE_CHECKING:
+    from persona_pipeline.defs.resources import ModelsResource
 
-def judge_photos(paths: list[Path], *, camera_mode: str = "", expression_model: str = "",
-                 model_dir: Path | None = None, opt_in_noncommercial: bool = False) -> list[dict[str, Any]]:
-    """One report per path (``persona_pipeline.steps.qc.tag_report`` plus ``file``), in order."""
+
+def judge_photos(paths: list[Path], models: ModelsResource, *, camera_mode: str = "") -> list[dict[str, Any]]:
+    """One report per path (``persona_pipeline.steps.qc.tag_report`` plus ``file``), in order,
+    with the builder's detector and tag models as ``models`` chooses them."""
     # The pipeline's models and steps load OpenCV and onnxruntime: only when the command runs.
-    from persona_core.vision.registry import load_detector  # noqa: PLC0415
-    from persona_pipeline.models import load_expression, load_face_mesh, load_pose  # noqa: PLC0415
     from persona_pipeline.steps.config import PipelineConfig  # noqa: PLC0415
     from persona_pipeline.steps.inputs import ImageInput  # noqa: PLC0415
-    from persona_pipeline.steps.qc import FaceTaggers, measure, tag_report, verdict  # noqa: PLC0415
+    from persona_pipeline.steps.qc import measure, tag_report, verdict  # noqa: PLC0415
 
     config = PipelineConfig()
-    detector = load_detector(model_dir=model_dir)
-    expression = (load_expression(expression_model, model_dir, opt_in_noncommercial=opt_in_noncommercial)
-                  if expression_model else None)
-    taggers = FaceTaggers(load_face_mesh(model_dir=model_dir), load_pose(model_dir=model_dir), expression)
+    detector = models.detector_model()
+    taggers = models.taggers()
     reports = []
     for path in paths:
         try:
@@ -67,15 +73,10 @@ def qc(  # noqa: PLR0917 - typer maps each parameter to an option
     camera_mode: Annotated[
         str, typer.Option("--camera-mode", help="Judge as if the uploader tagged them with this mode.")
     ] = "",
-    expression_model: Annotated[
-        str, typer.Option("--expression-model", help="Expression classifier from the model registry "
-                          "(default: the face mesh geometry).")
-    ] = "",
-    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="Local model folder.")] = None,
-    opt_in_noncommercial: Annotated[
-        bool, typer.Option("--opt-in-noncommercial",
-                           help="Allow a model whose licence forbids commercial use.")
-    ] = False,
+    detector_model: DetectorModelOpt = "",
+    expression_model: ExpressionModelOpt = "",
+    model_dir: ModelDirOpt = None,
+    allow_noncommercial: AllowNoncommercialOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Judge photos without building: QC verdict and reason, tags with confidences, camera mode
@@ -84,8 +85,9 @@ def qc(  # noqa: PLR0917 - typer maps each parameter to an option
     if camera_mode and camera_mode not in {m.value for m in CameraMode}:
         raise InvalidInputError(f"unknown camera mode {camera_mode!r}; expected one of "
                                 f"{[m.value for m in CameraMode]}")
-    reports = judge_photos(list(photos), camera_mode=camera_mode, expression_model=expression_model,
-                           model_dir=model_dir, opt_in_noncommercial=opt_in_noncommercial)
+    models = chosen_models(detector=detector_model, expression=expression_model, model_dir=model_dir,
+                           allow_noncommercial=allow_noncommercial)
+    reports = judge_photos(list(photos), models, camera_mode=camera_mode)
     unreadable = [r["file"] for r in reports if not r["readable"]]
     if want_json(json_out):
         emit_json(reports)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from persona_core.settings import LogSettings
 
 REDACTED = "***"
 _HANDLER_NAME = "persona-core"
@@ -158,7 +159,7 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def json_logs_enabled() -> bool:
-    return os.environ.get("PERSONA_LOG_JSON", "").strip().lower() in {"1", "true", "yes", "on"}
+    return LogSettings().log_json
 
 
 def configure_logging(
@@ -191,7 +192,7 @@ def configure_logging(
     handler.setFormatter(JsonFormatter() if json_output else TextFormatter())
     root.addHandler(handler)
     if level is None:
-        level = getattr(settings, "log_level", None) or os.environ.get("PERSONA_LOG_LEVEL", "INFO")
+        level = getattr(settings, "log_level", None) or LogSettings().log_level
     root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
 

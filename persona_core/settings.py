@@ -7,6 +7,7 @@ Set ``PERSONA_DATABASE_URL`` (``postgresql+psycopg://...``) and ``PERSONA_BLOB_U
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +20,55 @@ LEASE_TTL_HEARTBEATS = 3
 ERASURE_LOOKS_PER_WAIT = 4
 
 
-class Settings(BaseSettings):
+class ModelSettings(BaseSettings):
+    """Which models a build uses and where their files are: the part of the settings the model
+    registry and the runtime's ``DriftMeter`` read, so a renderer's process needs none of the
+    stores' settings to be valid. Every builder door (``persona-core build``/``rebuild``/``qc``,
+    sensor-launched runs, the Dagster ``models`` resource) takes its defaults from here."""
+
+    model_config = SettingsConfigDict(env_prefix="PERSONA_", extra="ignore")
+
+    # Where weight files are looked up first (InsightFace packs, exported OpenCLIP / ECAPA ONNX).
+    model_dir: Path | None = None
+    # Derived files (exported or pruned ONNX, downloads) of models not from a model dir (those
+    # go to <model dir>/.cache); default $XDG_CACHE_HOME/persona-core/models (~/.cache/...).
+    model_cache: Path | None = None
+    # onnxruntime threads per model call; default: every core, at most 8.
+    model_threads: int | None = Field(default=None, gt=0)
+    # Registry names ("" = the task's offline default; expression "" = from the face mesh).
+    detector_model: str = ""
+    identity_model: str = ""
+    style_model: str = ""
+    voice_model: str = ""
+    expression_model: str = ""
+    # A model whose licence forbids commercial use (InsightFace packs, FER-2013) loads only with
+    # this set; the pack records the opt-in next to the model.
+    allow_noncommercial: bool = False
+
+    def model_cache_for(self, model_dir: Path | None) -> Path:
+        """Where derived files of models loaded from ``model_dir`` go: ``model_dir/.cache``
+        when there is one, else ``model_cache``, else the user's cache folder."""
+        if model_dir is not None:
+            return model_dir / ".cache"
+        if self.model_cache is not None:
+            return self.model_cache
+        base = os.environ.get("XDG_CACHE_HOME", "") or Path.home() / ".cache"
+        return Path(base) / "persona-core" / "models"
+
+
+class LogSettings(BaseSettings):
+    """How persona-core logs (``persona_core.logging.configure_logging``): read on its own, so
+    logging is set up before, and whatever, the other settings say."""
+
+    model_config = SettingsConfigDict(env_prefix="PERSONA_", extra="ignore")
+
+    # JSON lines for log shippers.
+    log_json: bool = False
+    # The root level; the CLI shows WARNING and up unless this is set (or --verbose is given).
+    log_level: str = "INFO"
+
+
+class Settings(ModelSettings, LogSettings):
     model_config = SettingsConfigDict(env_prefix="PERSONA_", extra="ignore")
 
     env: Literal["dev", "test", "prod"] = "dev"
@@ -57,9 +106,6 @@ class Settings(BaseSettings):
     # erased personas; it answers from memory only within erasure_wait_s of a look, and an
     # erasure waits erasure_wait_s after its start before it deletes bytes and returns.
     erasure_poll_s: float = Field(default=0.25, gt=0, le=10)
-    # Logging (persona_core.logging.configure_logging): JSON lines for log shippers.
-    log_json: bool = False
-    log_level: str = "INFO"
     # Upload limits, the same for every door (HTTP, gRPC, the CLI): persona_core.uploads.
     max_upload_file_bytes: int = Field(default=25 * MIB, gt=0)
     max_upload_files: int = Field(default=32, gt=0)

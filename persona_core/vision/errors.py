@@ -5,7 +5,9 @@ from __future__ import annotations
 from persona_core.errors import IntegrityError, InvalidInputError, PersonaCoreError
 
 
-class UnknownModelError(PersonaCoreError, LookupError):
+class UnknownModelError(InvalidInputError, LookupError):
+    """A model name the registry does not hold (a typo in a flag, a setting, a run config)."""
+
     code = "unknown_model"
 
 
@@ -27,7 +29,7 @@ class ModelChecksumError(IntegrityError):
     code = "model_checksum_mismatch"
 
 
-class NonCommercialModelError(PersonaCoreError):
+class NonCommercialModelError(InvalidInputError):
     """The entry's weights are licensed for non-commercial use only and no opt-in was given."""
 
     code = "model_noncommercial"

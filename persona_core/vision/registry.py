@@ -29,6 +29,7 @@ from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
+from persona_core.settings import ModelSettings
 from persona_core.vision.base import FaceDetector, IdentityEmbedder, Model, ModelEntry, WeightFile
 from persona_core.vision.entries import ENTRIES
 from persona_core.vision.errors import (
@@ -91,20 +92,14 @@ def default_model(task: str, model_dir: Path | str | None = None,
 
 
 def model_dir_from_env() -> Path | None:
-    value = os.environ.get("PERSONA_MODEL_DIR", "")
-    return Path(value) if value else None
+    """``PERSONA_MODEL_DIR`` (read by the settings module), or None."""
+    return ModelSettings().model_dir
 
 
 def cache_dir(model_dir: Path | None = None) -> Path:
     """Where derived files (exported/pruned ONNX, downloads) go: under the model dir when one is
     given, else ``PERSONA_MODEL_CACHE`` or ``~/.cache/persona-core/models``."""
-    if model_dir is not None:
-        return model_dir / ".cache"
-    env = os.environ.get("PERSONA_MODEL_CACHE", "")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME", "") or Path.home() / ".cache")
-    return base / "persona-core" / "models"
+    return ModelSettings().model_cache_for(model_dir)
 
 
 def load_model(
@@ -141,7 +136,7 @@ def load_model(
         if not isinstance(model, Model):
             raise TypeError(f"{module}.build made a {type(model).__name__}, not a Model")
         model.entry = resolved
-        model.providers = chosen
+        model.providers = model.ran_on()
         model.weight_paths = tuple(paths)
         _CACHE[key] = model
         return model

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from persona_core.settings import ModelSettings
+
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -32,9 +34,9 @@ def intra_op_threads() -> int:
     """Threads for one model call: every core of a small machine, capped for large ones.
 
     Larger counts stop paying off for these small models and fight the other processes."""
-    override = os.environ.get("PERSONA_MODEL_THREADS", "")
-    if override.isdigit() and int(override) > 0:
-        return int(override)
+    override = ModelSettings().model_threads
+    if override:
+        return override
     return max(1, min(os.cpu_count() or 1, 8))
 
 

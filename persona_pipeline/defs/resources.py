@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field, PrivateAttr, SecretStr
 
-from persona_core.settings import Settings
+from persona_core.settings import ModelSettings, Settings
 from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from persona_core.store.tracked import TrackedBlobStore
@@ -99,11 +99,19 @@ class StoresResource(dg.ConfigurableResource):
 # Each ModelsResource field and the registry task its model must serve.
 _MODEL_TASKS = {"detector": "detect", "identity": "identity", "style": "style", "matting": "matting",
                 "voice": "voice", "face_mesh": "face_mesh", "pose": "pose", "expression": "expression"}
+# The ModelsResource fields whose default is a setting (PERSONA_<setting>).
+_MODEL_SETTINGS = {"detector": "detector_model", "identity": "identity_model", "style": "style_model",
+                   "voice": "voice_model", "expression": "expression_model"}
 
 
 class ModelsResource(dg.ConfigurableResource):
-    """Model names from the registry ("" = the task's offline default). The voice model is
-    only loaded when a version has voice clips, the matting model only when masks are on."""
+    """Model names from the registry. A field left "" takes its setting (``PERSONA_DETECTOR_MODEL``,
+    ``PERSONA_IDENTITY_MODEL``, ``PERSONA_STYLE_MODEL``, ``PERSONA_VOICE_MODEL``,
+    ``PERSONA_EXPRESSION_MODEL``, ``PERSONA_MODEL_DIR``), read by the settings module when a run
+    uses the resource, so a sensor-launched run builds with the models its environment names;
+    a setting left empty too means the task's offline default. ``PERSONA_ALLOW_NONCOMMERCIAL``
+    opts in as ``opt_in_noncommercial`` does. The voice model is only loaded when a version has
+    voice clips, the matting model only when masks are on."""
 
     detector: str = ""
     identity: str = ""
@@ -119,6 +127,27 @@ class ModelsResource(dg.ConfigurableResource):
     model_dir: str | None = None
     # Non-commercial weights (InsightFace packs) load only with this set; packs record it.
     opt_in_noncommercial: bool = False
+    _model_settings: ModelSettings | None = PrivateAttr(default=None)
+
+    def model_settings(self) -> ModelSettings:
+        if self._model_settings is None:
+            self._model_settings = ModelSettings()
+        return self._model_settings
+
+    def name_of(self, field: str) -> str:
+        """The registry name behind ``field`` (one of this class's model fields): the field,
+        else its setting; "" = the task's default."""
+        own = str(getattr(self, field))
+        setting = _MODEL_SETTINGS.get(field)
+        return own or (str(getattr(self.model_settings(), setting)) if setting else "")
+
+    def folder(self) -> str | None:
+        """The model dir: the field, else ``PERSONA_MODEL_DIR``."""
+        chosen = self.model_settings().model_dir
+        return self.model_dir or (str(chosen) if chosen is not None else None)
+
+    def allows_noncommercial(self) -> bool:
+        return self.opt_in_noncommercial or self.model_settings().allow_noncommercial
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Checked as the run sets up, before its first step and before its build lease claims
@@ -131,15 +160,16 @@ class ModelsResource(dg.ConfigurableResource):
         no weights."""
         register_builder_models()
         for field, task in _MODEL_TASKS.items():
-            name = getattr(self, field)
+            name = self.name_of(field)
             if not name:
                 continue
             entry = get_entry(name)
             if entry.task != task:
                 raise ModelTaskMismatchError(f"models.{field}: {name!r} is a {entry.task} model, not {task}")
-            if not entry.commercial_use and not self.opt_in_noncommercial:
-                raise NonCommercialModelError(f"models.{field}: {name!r} is licensed {entry.licence}; "
-                                              "set opt_in_noncommercial to use it")
+            if not entry.commercial_use and not self.allows_noncommercial():
+                raise NonCommercialModelError(
+                    f"models.{field}: {name!r} is licensed {entry.licence}; set opt_in_noncommercial "
+                    "(PERSONA_ALLOW_NONCOMMERCIAL=1, persona-core --allow-noncommercial) to use it")
 
     def unloaded(self, *fields: str) -> list[str]:
         """The names of the models behind ``fields`` (this class's model fields) that this
@@ -147,40 +177,46 @@ class ModelsResource(dg.ConfigurableResource):
         register_builder_models()
         names = []
         for field in fields:
-            name = getattr(self, field)
+            name = self.name_of(field)
             if (field == "matting" and not self.masks) or (field == "expression" and not name):
                 continue
             task = _MODEL_TASKS[field]
-            if not is_built(task, name, self.model_dir):
+            if not is_built(task, name, self.folder()):
                 names.append(name or default_model_name(task))
         return names
 
     def detector_model(self) -> FaceDetector:
-        return load_detector(self.detector, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
+        return load_detector(self.name_of("detector"), self.folder(),
+                             opt_in_noncommercial=self.allows_noncommercial())
 
     def identity_model(self) -> IdentityEmbedder:
-        return load_identity(self.identity, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
+        return load_identity(self.name_of("identity"), self.folder(),
+                             opt_in_noncommercial=self.allows_noncommercial())
 
     def style_model(self) -> StyleEmbedder:
-        return load_style(self.style, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
+        return load_style(self.name_of("style"), self.folder(),
+                          opt_in_noncommercial=self.allows_noncommercial())
 
     def matting_model(self) -> Matter | None:
         if not self.masks:
             return None
-        return load_matter(self.matting, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
+        return load_matter(self.name_of("matting"), self.folder(),
+                           opt_in_noncommercial=self.allows_noncommercial())
 
     def voice_model(self) -> VoiceEmbedder:
-        return load_voice(self.voice, self.model_dir, opt_in_noncommercial=self.opt_in_noncommercial)
+        return load_voice(self.name_of("voice"), self.folder(),
+                          opt_in_noncommercial=self.allows_noncommercial())
 
     def taggers(self) -> FaceTaggers:
         """The face mesh, pose and (when named) expression models behind the anchor tags."""
         from persona_pipeline.steps.qc import FaceTaggers  # noqa: PLC0415 - loads OpenCV
 
-        opt_in = self.opt_in_noncommercial
-        expression = (load_expression(self.expression, self.model_dir, opt_in_noncommercial=opt_in)
-                      if self.expression else None)
-        return FaceTaggers(load_face_mesh(self.face_mesh, self.model_dir, opt_in_noncommercial=opt_in),
-                           load_pose(self.pose, self.model_dir, opt_in_noncommercial=opt_in), expression)
+        opt_in, folder = self.allows_noncommercial(), self.folder()
+        expression_name = self.name_of("expression")
+        expression = (load_expression(expression_name, folder, opt_in_noncommercial=opt_in)
+                      if expression_name else None)
+        return FaceTaggers(load_face_mesh(self.name_of("face_mesh"), folder, opt_in_noncommercial=opt_in),
+                           load_pose(self.name_of("pose"), folder, opt_in_noncommercial=opt_in), expression)
 
 
 class PipelineConfigResource(dg.ConfigurableResource):
