@@ -6,7 +6,9 @@ pipeline and the registry. Default secrets are refused outside dev by the parent
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, model_validator
 
 from persona_core.settings import MIB, Settings
 
@@ -24,6 +26,20 @@ class ApiSettings(Settings):
     resolve_bytes_max: int = Field(default=16 * MIB, gt=0)
     default_page_size: int = Field(default=50, gt=0, le=500)
     grpc_port: int = Field(default=0, ge=0, le=65535)
+    # TLS on the gRPC port: a PEM certificate (chain) and its private key, both or neither
+    # (PERSONA_GRPC_TLS_CERT / PERSONA_GRPC_TLS_KEY); without them the port is plaintext.
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    # How often grpc.health.v1 asks the database and the blob store whether they answer.
+    grpc_health_interval_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise ValueError(
+                "PERSONA_GRPC_TLS_CERT and PERSONA_GRPC_TLS_KEY go together: set both or neither"
+            )
+        return self
 
     @property
     def max_request_bytes(self) -> int:

@@ -1,7 +1,9 @@
 """The registry over gRPC: the calls of ``schemas/persona_registry.proto`` on the same
 :class:`RegistryService` as HTTP, with the same API keys (metadata ``x-api-key`` or
 ``authorization: Bearer``) and the same error codes (trailing metadata ``error-code``; an
-erasure's times in ``erasure-started-at`` / ``erased-at``)."""
+erasure's times in ``erasure-started-at`` / ``erased-at``). The port also serves
+``grpc.health.v1`` (the stores' readiness) and server reflection, and speaks TLS when
+``PERSONA_GRPC_TLS_CERT`` / ``PERSONA_GRPC_TLS_KEY`` are set."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import struct_pb2
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from persona_core.erasure import ARCHIVES_NOTE, ErasureReport
 from persona_core.errors import InvalidInputError, PersonaCoreError
@@ -22,15 +27,20 @@ from persona_core.store.base import PersonaRecord, VersionRecord
 from persona_core.store.events import Event
 from persona_core.uploads import RawFile, parse_manifest, validate_upload
 from registry_api.auth import Principal, key_from_headers
+from registry_api.config import ApiSettings
 from registry_api.errors import grpc_status_for, problem_fields, public_detail
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
+from registry_api.grpc_health import StoreHealth
 from registry_api.service import LATEST, AssetBytes, RegistryService, is_version_number
 
 log = logging.getLogger("registry_api.grpc")
 T = TypeVar("T")
 _GRPC_MAX_MESSAGE = 2**31 - 1
 _DEFAULT_TTL_S = 3600
+_DEFAULT_PAGE = 50  # as GET /v1/personas
+_MAX_PAGE = 500
+_SEVERITY = {"ERROR": pb.CHECK_SEVERITY_ERROR, "WARN": pb.CHECK_SEVERITY_WARN}
 _METADATA_NAMES = {"started_at": "erasure-started-at", "erased_at": "erased-at"}
 
 
@@ -66,13 +76,31 @@ def persona_message(record: PersonaRecord) -> pb.Persona:
     )
 
 
+def summary_message(record: PersonaRecord) -> pb.PersonaSummary:
+    return pb.PersonaSummary(persona_id=record.persona_id, created_at=_ts(record.created_at))
+
+
+def check_message(check: dict[str, Any]) -> pb.CheckResult:
+    """A stored check result (``persona_core.pack.CheckResult`` as JSON) as its typed message."""
+    metadata = struct_pb2.Struct()
+    metadata.update(check.get("metadata") or {})
+    return pb.CheckResult(
+        name=str(check.get("name", "")),
+        passed=bool(check.get("passed")),
+        severity=_SEVERITY.get(str(check.get("severity")), pb.CHECK_SEVERITY_UNSPECIFIED),
+        description=str(check.get("description") or ""),
+        metadata=metadata,
+    )
+
+
 def version_message(record: VersionRecord) -> pb.PersonaVersion:
     return pb.PersonaVersion(
         persona_id=record.persona_id,
         version=record.version,
         status=record.status.value,
         reasons=list(record.reasons),
-        checks_json=json.dumps(record.checks, sort_keys=True, default=str),
+        checks=[check_message(c) for c in record.checks],
+        checks_json=json.dumps(record.checks, sort_keys=True, default=str),  # for older clients
         inputs_json=json.dumps(record.inputs, sort_keys=True, default=str),
         created_at=_ts(record.created_at),
         updated_at=_ts(record.updated_at),
@@ -134,6 +162,22 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
         who = self._who(context)
         metadata = _json_object(request.metadata_json, "metadata_json")
         return persona_message(self.service.create_persona(who, request.persona_id, metadata))
+
+    @_guarded
+    def ListPersonas(  # noqa: N802
+        self, request: pb.ListPersonasRequest, context: grpc.ServicerContext
+    ) -> pb.ListPersonasResponse:
+        limit = request.limit or _DEFAULT_PAGE
+        if not 1 <= limit <= _MAX_PAGE:
+            raise InvalidInputError(f"limit must be in 1..{_MAX_PAGE}, got {limit}")
+        records, next_after = self.service.list_personas(self._who(context), limit, request.after or None)
+        return pb.ListPersonasResponse(
+            items=[summary_message(r) for r in records], next_after=next_after or ""
+        )
+
+    @_guarded
+    def GetPersona(self, request: pb.GetPersonaRequest, context: grpc.ServicerContext) -> pb.Persona:  # noqa: N802
+        return persona_message(self.service.get_persona(self._who(context), request.persona_id))
 
     @_guarded
     def CreatePersonaVersion(  # noqa: N802
@@ -294,15 +338,37 @@ def _json_object(text: str, field: str) -> dict[str, Any]:
 def start_grpc_server(
     service: RegistryService, port: int = 0, host: str = "127.0.0.1", max_workers: int = 8
 ) -> tuple[grpc.Server, int]:
-    """Start the gRPC server on ``host:port`` (0 = a free port); returns it and the bound port."""
-    limit = min(service.settings.max_request_bytes, _GRPC_MAX_MESSAGE)
+    """Start the gRPC server on ``host:port`` (0 = a free port); returns it and the bound port.
+
+    Besides the registry it serves ``grpc.health.v1.Health`` and server reflection; TLS when
+    the settings name a certificate and key."""
+    settings = service.settings
+    limit = min(settings.max_request_bytes, _GRPC_MAX_MESSAGE)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry-grpc"),
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
     )
     pb_grpc.add_PersonaRegistryServicer_to_server(PersonaRegistryServicer(service), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    registry_name = pb.DESCRIPTOR.services_by_name["PersonaRegistry"].full_name
+    readiness = StoreHealth(service, (registry_name,), settings.grpc_health_interval_s)
+    health_pb2_grpc.add_HealthServicer_to_server(readiness.servicer, server)
+    reflection.enable_server_reflection((registry_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{host}:{port}"
+    credentials = _tls_credentials(settings)
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
     if bound == 0:
-        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+        raise OSError(f"cannot bind gRPC server to {address}")
     server.start()
+    readiness.watch(server)
     return server, bound
+
+
+def _tls_credentials(settings: ApiSettings) -> grpc.ServerCredentials | None:
+    if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(settings.grpc_tls_key.read_bytes(), settings.grpc_tls_cert.read_bytes())]
+    )

@@ -1,3 +1,4 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -7,10 +8,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CheckSeverity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHECK_SEVERITY_UNSPECIFIED: _ClassVar[CheckSeverity]
+    CHECK_SEVERITY_ERROR: _ClassVar[CheckSeverity]
+    CHECK_SEVERITY_WARN: _ClassVar[CheckSeverity]
+
 class ResolveMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RESOLVE_MODE_URL: _ClassVar[ResolveMode]
     RESOLVE_MODE_BYTES: _ClassVar[ResolveMode]
+CHECK_SEVERITY_UNSPECIFIED: CheckSeverity
+CHECK_SEVERITY_ERROR: CheckSeverity
+CHECK_SEVERITY_WARN: CheckSeverity
 RESOLVE_MODE_URL: ResolveMode
 RESOLVE_MODE_BYTES: ResolveMode
 
@@ -32,6 +42,36 @@ class Persona(_message.Message):
     created_at: str
     def __init__(self, persona_id: _Optional[str] = ..., metadata_json: _Optional[str] = ..., created_at: _Optional[str] = ...) -> None: ...
 
+class ListPersonasRequest(_message.Message):
+    __slots__ = ("limit", "after")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ...) -> None: ...
+
+class PersonaSummary(_message.Message):
+    __slots__ = ("persona_id", "created_at")
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    created_at: str
+    def __init__(self, persona_id: _Optional[str] = ..., created_at: _Optional[str] = ...) -> None: ...
+
+class ListPersonasResponse(_message.Message):
+    __slots__ = ("items", "next_after")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[PersonaSummary]
+    next_after: str
+    def __init__(self, items: _Optional[_Iterable[_Union[PersonaSummary, _Mapping]]] = ..., next_after: _Optional[str] = ...) -> None: ...
+
+class GetPersonaRequest(_message.Message):
+    __slots__ = ("persona_id",)
+    PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
+    persona_id: str
+    def __init__(self, persona_id: _Optional[str] = ...) -> None: ...
+
 class UploadFile(_message.Message):
     __slots__ = ("name", "content_type", "data")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -52,8 +92,22 @@ class CreatePersonaVersionRequest(_message.Message):
     manifest_json: str
     def __init__(self, persona_id: _Optional[str] = ..., files: _Optional[_Iterable[_Union[UploadFile, _Mapping]]] = ..., manifest_json: _Optional[str] = ...) -> None: ...
 
+class CheckResult(_message.Message):
+    __slots__ = ("name", "passed", "severity", "description", "metadata")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    passed: bool
+    severity: CheckSeverity
+    description: str
+    metadata: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., passed: _Optional[bool] = ..., severity: _Optional[_Union[CheckSeverity, str]] = ..., description: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
 class PersonaVersion(_message.Message):
-    __slots__ = ("persona_id", "version", "status", "reasons", "checks_json", "inputs_json", "created_at", "updated_at", "published_at", "content_hash", "retracted_at", "retraction_reason")
+    __slots__ = ("persona_id", "version", "status", "reasons", "checks_json", "inputs_json", "created_at", "updated_at", "published_at", "content_hash", "retracted_at", "retraction_reason", "checks")
     PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +120,7 @@ class PersonaVersion(_message.Message):
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     RETRACTED_AT_FIELD_NUMBER: _ClassVar[int]
     RETRACTION_REASON_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
     persona_id: str
     version: int
     status: str
@@ -78,7 +133,8 @@ class PersonaVersion(_message.Message):
     content_hash: str
     retracted_at: str
     retraction_reason: str
-    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., status: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., checks_json: _Optional[str] = ..., inputs_json: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., published_at: _Optional[str] = ..., content_hash: _Optional[str] = ..., retracted_at: _Optional[str] = ..., retraction_reason: _Optional[str] = ...) -> None: ...
+    checks: _containers.RepeatedCompositeFieldContainer[CheckResult]
+    def __init__(self, persona_id: _Optional[str] = ..., version: _Optional[int] = ..., status: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., checks_json: _Optional[str] = ..., inputs_json: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., published_at: _Optional[str] = ..., content_hash: _Optional[str] = ..., retracted_at: _Optional[str] = ..., retraction_reason: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[CheckResult, _Mapping]]] = ...) -> None: ...
 
 class ListPersonaVersionsRequest(_message.Message):
     __slots__ = ("persona_id",)

@@ -39,6 +39,16 @@ class PersonaRegistryStub:
                 request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.CreatePersonaRequest.SerializeToString,
                 response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.Persona.FromString,
                 _registered_method=True)
+        self.ListPersonas = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/ListPersonas',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListPersonasRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListPersonasResponse.FromString,
+                _registered_method=True)
+        self.GetPersona = channel.unary_unary(
+                '/persona.registry.v1.PersonaRegistry/GetPersona',
+                request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.GetPersonaRequest.SerializeToString,
+                response_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.Persona.FromString,
+                _registered_method=True)
         self.CreatePersonaVersion = channel.unary_unary(
                 '/persona.registry.v1.PersonaRegistry/CreatePersonaVersion',
                 request_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.CreatePersonaVersionRequest.SerializeToString,
@@ -116,6 +126,22 @@ class PersonaRegistryServicer:
 
     def CreatePersona(self, request, context):
         """Scope admin. ALREADY_EXISTS if the id is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPersonas(self, request, context):
+        """Scope read. Personas sorted by id, one page at a time, without metadata (as GET
+        /v1/personas); a key restricted to some personas lists only those.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPersona(self, request, context):
+        """Scope read. One persona with its metadata (as GET /v1/personas/{id}); NOT_FOUND
+        persona_not_found, or persona_erased once its erasure has started.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -234,6 +260,16 @@ def add_PersonaRegistryServicer_to_server(servicer, server):
                     request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.CreatePersonaRequest.FromString,
                     response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.Persona.SerializeToString,
             ),
+            'ListPersonas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPersonas,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListPersonasRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListPersonasResponse.SerializeToString,
+            ),
+            'GetPersona': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPersona,
+                    request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.GetPersonaRequest.FromString,
+                    response_serializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.Persona.SerializeToString,
+            ),
             'CreatePersonaVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePersonaVersion,
                     request_deserializer=registry__api_dot_grpc__gen_dot_persona__registry__pb2.CreatePersonaVersionRequest.FromString,
@@ -331,6 +367,60 @@ class PersonaRegistry:
             target,
             '/persona.registry.v1.PersonaRegistry/CreatePersona',
             registry__api_dot_grpc__gen_dot_persona__registry__pb2.CreatePersonaRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.Persona.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPersonas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/ListPersonas',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListPersonasRequest.SerializeToString,
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.ListPersonasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPersona(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/persona.registry.v1.PersonaRegistry/GetPersona',
+            registry__api_dot_grpc__gen_dot_persona__registry__pb2.GetPersonaRequest.SerializeToString,
             registry__api_dot_grpc__gen_dot_persona__registry__pb2.Persona.FromString,
             options,
             channel_credentials,

@@ -1,15 +1,17 @@
-"""The gRPC service: same five calls, same answers, same keys and error codes as HTTP."""
+"""The gRPC service: same calls, same answers, same keys and error codes as HTTP."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from urllib.parse import urlparse
 
 import grpc
 import pytest
-from registry_support import PUBLISHED, Registry, fixture_bytes, png_claiming
+from google.protobuf import json_format
+from registry_support import OTHER, PUBLISHED, Registry, fixture_bytes, png_claiming
 
 from persona_core.publish import publish_pack
 from persona_core.refs import sha256_hex
@@ -88,6 +90,98 @@ def test_versions_over_grpc_match_http(registry: Registry, stub: pb_grpc.Persona
     assert json.loads(reply.versions[0].checks_json) == http["items"][0]["checks"]
 
 
+def test_version_checks_are_typed_messages(registry: Registry, stub: pb_grpc.PersonaRegistryStub) -> None:
+    """Each check is a CheckResult message with the HTTP check's fields; checks_json stays for
+    older clients."""
+    http = registry.http.get(f"/v1/personas/{PUBLISHED}/versions/1", headers=registry.headers("read")).json()
+    reply = stub.ListPersonaVersions(
+        pb.ListPersonaVersionsRequest(persona_id=PUBLISHED), metadata=_md(registry, "read")
+    )
+    published = next(v for v in reply.versions if v.version == 1)
+    typed = [
+        {
+            "name": c.name,
+            "passed": c.passed,
+            "severity": pb.CheckSeverity.Name(c.severity).removeprefix("CHECK_SEVERITY_"),
+            "description": c.description,
+            "metadata": json_format.MessageToDict(c.metadata),
+        }
+        for c in published.checks
+    ]
+    assert typed == http["checks"]
+    assert typed[0]["metadata"] == {"observed": 6, "threshold": 3}  # numbers, not a JSON string
+    assert json.loads(published.checks_json) == http["checks"]
+
+
+def test_list_personas_over_grpc_pages_like_http(
+    registry: Registry, stub: pb_grpc.PersonaRegistryStub
+) -> None:
+    """Same items, order and cursors as GET /v1/personas, page by page; a restricted key sees its own."""
+    for pid in ("carol", "dave", "erin"):
+        registry.meta.create_persona(pid, {"secret": pid})
+
+    def http_pages(kind: str) -> list[tuple[list[tuple[str, datetime]], str | None]]:
+        pages, after = [], None
+        while True:
+            params = {"limit": 2} | ({"after": after} if after else {})
+            body = registry.http.get("/v1/personas", params=params, headers=registry.headers(kind)).json()
+            pages.append(
+                ([(i["persona_id"], _dt(i["created_at"])) for i in body["items"]], body["next_after"])
+            )
+            after = body["next_after"]
+            if after is None:
+                return pages
+
+    def grpc_pages(kind: str) -> list[tuple[list[tuple[str, datetime]], str | None]]:
+        pages, after = [], ""
+        while True:
+            reply = stub.ListPersonas(
+                pb.ListPersonasRequest(limit=2, after=after), metadata=_md(registry, kind)
+            )
+            pages.append(([(i.persona_id, _dt(i.created_at)) for i in reply.items], reply.next_after or None))
+            after = reply.next_after
+            if not after:
+                return pages
+
+    pages = grpc_pages("read")
+    assert pages == http_pages("read")
+    assert [p for items, _ in pages for p, _ in items] == ["alice", "bob", "carol", "dave", "erin"]
+    assert grpc_pages("other") == http_pages("other") == [([("bob", pages[0][0][1][1])], None)]
+    default = stub.ListPersonas(pb.ListPersonasRequest(), metadata=_md(registry, "read"))
+    assert (len(default.items), default.next_after) == (5, "")  # limit 0 = the HTTP default, 50
+
+
+def test_get_persona_over_grpc_matches_http(registry: Registry, stub: pb_grpc.PersonaRegistryStub) -> None:
+    http = registry.http.get(f"/v1/personas/{PUBLISHED}", headers=registry.headers("read")).json()
+    reply = stub.GetPersona(pb.GetPersonaRequest(persona_id=PUBLISHED), metadata=_md(registry, "read"))
+    assert (reply.persona_id, json.loads(reply.metadata_json), _dt(reply.created_at)) == (
+        http["persona_id"],
+        http["metadata"],
+        _dt(http["created_at"]),
+    )
+
+
+def test_get_persona_over_grpc_after_erasure(registry: Registry, stub: pb_grpc.PersonaRegistryStub) -> None:
+    """An erased persona: HTTP 410 persona_erased, gRPC NOT_FOUND with the same code and times."""
+    stub.ErasePersona(
+        pb.ErasePersonaRequest(persona_id=OTHER, reason="asked"), metadata=_md(registry, "admin")
+    )
+    http = registry.http.get(f"/v1/personas/{OTHER}", headers=registry.headers("read"))
+    with pytest.raises(grpc.RpcError) as gone:
+        stub.GetPersona(pb.GetPersonaRequest(persona_id=OTHER), metadata=_md(registry, "read"))
+    trailing = dict(gone.value.trailing_metadata() or ())  # type: ignore[attr-defined]
+    assert (http.status_code, http.json()["code"]) == (410, "persona_erased")
+    assert (gone.value.code(), trailing["error-code"]) == (grpc.StatusCode.NOT_FOUND, "persona_erased")  # type: ignore[attr-defined]
+    assert _dt(trailing["erased-at"]) == _dt(http.json()["erased_at"])
+    listed = stub.ListPersonas(pb.ListPersonasRequest(), metadata=_md(registry, "read"))
+    http_listed = registry.http.get("/v1/personas", headers=registry.headers("read")).json()
+    assert [i.persona_id for i in listed.items] == [i["persona_id"] for i in http_listed["items"]]
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
 def _anchor_ref(registry: Registry) -> str:
     return next(iter(registry.pack.anchor_sets.values()))[0].image_ref
 
@@ -138,6 +232,12 @@ def test_create_persona_and_version_over_grpc(registry: Registry, stub: pb_grpc.
         ("pack_superscript_version", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
         ("pack_huge_version", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
         ("upload_image_bomb", "build", grpc.StatusCode.RESOURCE_EXHAUSTED, "image_too_large"),
+        ("persona_no_key", None, grpc.StatusCode.UNAUTHENTICATED, "unauthenticated"),
+        ("persona_unknown", "read", grpc.StatusCode.NOT_FOUND, "persona_not_found"),
+        ("persona_other_key", "other", grpc.StatusCode.PERMISSION_DENIED, "persona_forbidden"),
+        ("list_no_key", None, grpc.StatusCode.UNAUTHENTICATED, "unauthenticated"),
+        ("list_limit_too_big", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
+        ("list_limit_negative", "read", grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
     ],
 )
 def test_grpc_errors_carry_status_and_code(
@@ -197,6 +297,12 @@ def test_grpc_errors_carry_status_and_code(
         "pack_huge_version": lambda: stub.GetPersonaPack(
             pb.GetPersonaPackRequest(persona_id=PUBLISHED, version="9" * 30), metadata=md
         ),
+        "persona_no_key": lambda: stub.GetPersona(pb.GetPersonaRequest(persona_id=PUBLISHED), metadata=md),
+        "persona_unknown": lambda: stub.GetPersona(pb.GetPersonaRequest(persona_id="nobody"), metadata=md),
+        "persona_other_key": lambda: stub.GetPersona(pb.GetPersonaRequest(persona_id=PUBLISHED), metadata=md),
+        "list_no_key": lambda: stub.ListPersonas(pb.ListPersonasRequest(), metadata=md),
+        "list_limit_too_big": lambda: stub.ListPersonas(pb.ListPersonasRequest(limit=501), metadata=md),
+        "list_limit_negative": lambda: stub.ListPersonas(pb.ListPersonasRequest(limit=-1), metadata=md),
     }
     with pytest.raises(grpc.RpcError) as info:
         calls[call]()
