@@ -226,12 +226,15 @@ class IdentityCalibration(_Model):
     """How this pack's identity-drift lines were set, with the numbers they came from.
 
     ``source``: ``calibrated`` (from the anchors' leave-one-out similarities and the model's
-    impostor scale), ``model_default`` (too few anchors, or no measured scale: ``reason`` says
+    impostor scale), ``pack_only`` (the model has no measured impostor scale: both lines from
+    the anchors' leave-one-out similarities alone), ``model_default`` (too few anchors: the
+    model's defaults, or the schema's for a model without a measured scale; ``reason`` says
     which) or ``uploader`` (thresholds given with the upload win; the derived ones are kept in
-    ``derived_warn`` / ``derived_fail``)."""
+    ``derived_warn`` / ``derived_fail``). ``impostor_scale_measured`` says whether the identity
+    model had a measured impostor scale (absent in packs built before it was recorded)."""
 
     model: str
-    source: Literal["calibrated", "model_default", "uploader"]
+    source: Literal["calibrated", "pack_only", "model_default", "uploader"]
     method: str
     leave_one_out: LeaveOneOut
     impostor: ImpostorScale | None = None
@@ -240,6 +243,7 @@ class IdentityCalibration(_Model):
     identity_drift_warn: Score
     identity_drift_fail: Score
     reason: str = ""
+    impostor_scale_measured: bool | None = Field(default=None, exclude_if=_absent)
 
 
 class RefreshPolicy(_Model):

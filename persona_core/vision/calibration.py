@@ -7,8 +7,12 @@ identity model's measured impostor scale. numpy only (no OpenCV, no onnxruntime)
   of the others, which is how the runtime scores a rendered face), so a genuine face of the
   person rarely warns; never closer than a margin to *fail*.
 
-Too few anchors (fewer than ``MIN_ANCHORS``) or a model without a measured scale: the model's
-defaults, with the reason recorded. Thresholds the uploader gave win and are recorded as such.
+A model without a measured scale (an InsightFace pack, a model added locally) has nothing to
+place *fail* by but the pack itself: *warn* as above and *fail* a fixed gap below it, recorded
+as ``pack_only`` with ``impostor_scale_measured`` false; measure the model's scale with
+``bench/measure_identity_scale.py`` to calibrate its packs fully. Too few anchors (fewer than
+``MIN_ANCHORS``): the model's defaults (the schema's for a model without a measured scale), with
+the reason recorded. Thresholds the uploader gave win and are recorded as such.
 """
 
 from __future__ import annotations
@@ -26,10 +30,18 @@ MIN_ANCHORS = 3  # leave-one-out needs a centroid of at least two others
 FAIL_MARGIN = 0.05  # above the impostor p99.9
 WARN_MARGIN = 0.10  # below the anchors' leave-one-out p5 (small sets estimate it loosely)
 MIN_GAP = 0.05  # warn never closer than this to fail
+# Without an impostor scale, fail sits this far below warn: about where a measured scale puts it
+# for SFace (warn 0.54, fail 0.44 by default), and below any genuine leave-one-out p5 by 0.25.
+PACK_ONLY_GAP = 0.15
 METHOD = (
     f"fail = impostor p99.9 + {FAIL_MARGIN}; warn = max(fail + {MIN_GAP}, leave-one-out p5 - "
     f"{WARN_MARGIN}); leave-one-out = each anchor's cosine to the centroid of the others; "
     f"fewer than {MIN_ANCHORS} anchors = the model's defaults"
+)
+PACK_ONLY_METHOD = (
+    f"no impostor scale for the model: warn = leave-one-out p5 - {WARN_MARGIN}; fail = warn - "
+    f"{PACK_ONLY_GAP}; leave-one-out = each anchor's cosine to the centroid of the others; "
+    f"fewer than {MIN_ANCHORS} anchors = the schema's default lines"
 )
 UPLOADER_KEYS = ("identity_drift_warn", "identity_drift_fail")
 
@@ -77,11 +89,21 @@ def calibrate(
     impostor = None
     reason = ""
     source: Literal["calibrated", "model_default", "uploader"]
+    method = METHOD
     if scale is None:
-        defaults = RefreshPolicy()
-        warn, fail = defaults.identity_drift_warn, defaults.identity_drift_fail
-        source = "model_default"
-        reason = f"model {model_name!r} has no measured impostor scale; the schema's default lines"
+        method = PACK_ONLY_METHOD
+        unmeasured = (f"model {model_name!r} has no measured impostor scale (bench/measure_identity_scale.py "
+                      "measures one)")
+        if n >= MIN_ANCHORS and loo.p5 is not None:
+            warn = _r4(min(0.99, max(PACK_ONLY_GAP, loo.p5 - WARN_MARGIN)))
+            fail = _r4(warn - PACK_ONLY_GAP)
+            source = "pack_only"
+            reason = f"{unmeasured}; both lines from this pack's {n} anchors alone"
+        else:
+            defaults = RefreshPolicy()
+            warn, fail = defaults.identity_drift_warn, defaults.identity_drift_fail
+            source = "model_default"
+            reason = f"{unmeasured} and {n} anchor(s) are too few to calibrate; the schema's default lines"
     else:
         impostor = ImpostorScale(
             p99_9=scale.impostor_p99_9,
@@ -109,7 +131,7 @@ def calibrate(
     return IdentityCalibration(
         model=model_name,
         source=source,
-        method=METHOD,
+        method=method,
         leave_one_out=loo,
         impostor=impostor,
         derived_warn=derived_warn,
@@ -117,4 +139,5 @@ def calibrate(
         identity_drift_warn=warn,
         identity_drift_fail=fail,
         reason=reason,
+        impostor_scale_measured=scale is not None,
     )
