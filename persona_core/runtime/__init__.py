@@ -7,6 +7,7 @@ numpy and pydantic.
 from persona_core.runtime.cache import (
     AliasPackSource,
     CachedPack,
+    CacheWriteWarning,
     ErasureNotice,
     PackCache,
     PackSource,
@@ -42,6 +43,7 @@ __all__ = [
     "AnchorChoice",
     "BadFrameError",
     "BehaviorPolicySource",
+    "CacheWriteWarning",
     "CachedPack",
     "ClampAdjustment",
     "ClampResult",

@@ -7,9 +7,10 @@
     document the pack's canonical JSON, exactly as fetched (its sha256 is the pack_ref)
     index    the selection index JSON (runtime.index) plus pack_ref and the matrix table
 
-The index comes last because it records the matrices' offsets. Loading maps the file,
-checks the index against the header's hash and the document against the index's
-pack_ref, and parses only the small index; matrices are hashed on first use.
+The index comes last because it records the matrices' offsets. Loading reads the file,
+checks the index against the header's hash, the document against the index's pack_ref and
+the alignment padding for zeros, and parses only the small index; matrices are hashed on
+first use. So no byte of a file is used, or left standing, unchecked.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def decode(buf: memoryview, where: str) -> tuple[dict[str, Any], memoryview]:
         )
     if magic != MAGIC:
         raise IntegrityError(f"{where}: not a pack cache file (bad magic)")
-    if index_off + index_len != len(buf) or doc_off + doc_len > index_off:
+    if index_off + index_len != len(buf) or doc_off + doc_len != index_off or doc_off < HEADER.size:
         raise IntegrityError(f"{where}: section offsets do not fit the file")
     index_view = buf[index_off : index_off + index_len]
     if hashlib.sha256(index_view).digest() != index_sha:
@@ -91,4 +92,23 @@ def decode(buf: memoryview, where: str) -> tuple[dict[str, Any], memoryview]:
     pack_ref = index_doc.get("pack_ref", "")
     if "sha256:" + hashlib.sha256(doc_view).hexdigest() != pack_ref:
         raise IntegrityError(f"{where}: pack document does not match its hash {pack_ref}")
+    _check_matrix_layout(buf, index_doc.get("matrices"), doc_off, where)
     return index_doc, doc_view
+
+
+def _check_matrix_layout(buf: memoryview, table: Any, end: int, where: str) -> None:
+    """The matrices tile the bytes between the header and the document, in order, with only
+    zero padding between them (their own bytes are hashed when first read)."""
+    if not isinstance(table, dict):
+        raise IntegrityError(f"{where}: matrix table is not a JSON object")
+    pos = HEADER.size
+    try:
+        entries = sorted((int(e[0]), int(e[1])) for e in table.values())
+    except (TypeError, ValueError, IndexError):
+        raise IntegrityError(f"{where}: unreadable matrix table") from None
+    for start, length in entries:
+        if start < pos or length < 0 or any(buf[pos:start]):
+            raise IntegrityError(f"{where}: matrix table does not fit the file")
+        pos = start + length
+    if pos != end:
+        raise IntegrityError(f"{where}: matrix table does not fit the file")

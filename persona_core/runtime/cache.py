@@ -5,12 +5,29 @@ Integrity, by stage:
 - *Fetch* (from a PackSource): the pack JSON is schema-validated and its ``content_hash``
   recomputed (``persona_core.pack.content_hash``); every embedding blob is checked against
   its sha256 ref. Anything off raises IntegrityError and nothing is cached.
-- *Disk load* (a fresh process, or after eviction from memory): the cache file's selection
-  index is checked against the sha256 in its header and the pack document against its
-  pack_ref (its sha256), before anything is used. Embedding matrices are hashed on first
-  access (``CachedPack.matrix``), so a process that never touches them never pays for it.
-  The full pack JSON is parsed only when asked for (``CachedPack.pack``/``document``).
+- *Disk load* (a fresh process, or after eviction from memory): the cache file is read into
+  this process's memory (never mapped: a file truncated in place by someone else cannot
+  kill the process with SIGBUS), its selection index is checked against the sha256 in its
+  header and the pack document against its pack_ref (its sha256), before anything is used.
+  Embedding matrices are hashed on first access (``CachedPack.matrix``), so a process that
+  never touches them never pays for it. The full pack JSON is parsed only when asked for
+  (``CachedPack.pack``/``document``).
 - *Memory*: a repeat ``load`` is one dict lookup returning the same immutable CachedPack.
+
+Healing: a cache file that is truncated, emptied, altered or unreadable (found at load, or a
+matrix found on first access) is fetched again from the source and the file replaced, with a
+warning in the log. When the source is unreachable or absent the load raises
+:class:`~persona_core.errors.CacheDamagedError` (an IntegrityError); a damaged pack is never
+served.
+
+Immutability: a published version never changes. A source answering a version already held
+(in memory or on disk) with a different content hash is refused with
+:class:`~persona_core.errors.PackConflictError` and a warning; the verified copy is kept and
+still served by number.
+
+An unwritable cache folder (permissions, a full or read-only disk) does not stop a fetched,
+verified pack from being served from memory: the cache warns (:class:`CacheWriteWarning`,
+and a log line) and the next process fetches it again.
 
 The disk file is written to a temp name and renamed, so readers never see half a file.
 Files are named by persona and version (packs are immutable); the directory should be
@@ -36,38 +53,39 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import mmap
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+import warnings
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 from pydantic import ValidationError
 
 from persona_core.embeddings import matrix_from_bytes
 from persona_core.errors import (
+    CacheDamagedError,
     ErasedError,
     IntegrityError,
     InvalidInputError,
+    PackConflictError,
     PackValidationError,
     PersonaErasedError,
     StoreUnavailableError,
     VersionNotFoundError,
 )
 from persona_core.fsio import atomic_write
-from persona_core.pack import PERSONA_ID_PATTERN, BehaviorPolicy, PersonaPack, RefreshPolicy, content_hash
+from persona_core.pack import PERSONA_ID_PATTERN, PersonaPack, content_hash
 from persona_core.refs import parse_ref
 from persona_core.runtime import _format
-from persona_core.runtime.index import SelectionIndex, index_document
+from persona_core.runtime.cached_pack import CachedPack
+from persona_core.runtime.index import index_document
 from persona_core.store.base import BlobStore, MetadataStore
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 _PERSONA_ID_RE = re.compile(PERSONA_ID_PATTERN)
 _FILE_RE = re.compile(r"^v([1-9][0-9]{0,9})\.pcpk$")
@@ -75,6 +93,11 @@ SUFFIX = ".pcpk"
 # A load that a purge of its persona overtakes starts over (its result is not kept); a purge
 # is rare, so a load that loses this many times in a row is reported instead of looping.
 _PURGE_RETRIES = 3
+
+
+class CacheWriteWarning(RuntimeWarning):
+    """A fetched, verified pack could not be written to the cache folder; it is served from
+    memory, and the next process fetches it again."""
 
 
 @runtime_checkable
@@ -109,137 +132,6 @@ class StorePackSource:
 
     def blob(self, ref: str) -> bytes:
         return self.blobs.get(ref)
-
-
-class CachedPack:
-    """A verified pack as the runtime uses it: the selection index is ready; the full
-    document and the embedding matrices are decoded (and matrices hashed) on first use.
-    Immutable: attributes cannot be set, matrices are read-only arrays."""
-
-    __slots__ = ("_buf", "_doc", "_lazy", "_lock", "_matrix_table", "_verified", "index", "pack_ref", "path")
-
-    index: SelectionIndex
-    pack_ref: str
-    path: Path | None
-    _buf: Any
-    _doc: memoryview
-    _matrix_table: dict[str, list[int]]
-    _verified: bool
-    _lazy: dict[str, Any]
-    _lock: threading.Lock
-
-    def __init__(self, buf: Any, where: str, path: Path | None, matrices_verified: bool) -> None:
-        view = memoryview(buf)
-        index_doc, doc_view = _format.decode(view, where)
-        try:
-            index = SelectionIndex(index_doc)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise IntegrityError(f"{where}: unreadable selection index ({exc})") from None
-        setter = object.__setattr__
-        setter(self, "_buf", buf)  # keeps the mmap alive while views into it exist
-        setter(self, "_doc", doc_view)
-        setter(self, "_matrix_table", index_doc.get("matrices", {}))
-        setter(self, "_verified", matrices_verified)
-        setter(self, "_lazy", {})
-        setter(self, "_lock", threading.Lock())
-        setter(self, "index", index)
-        setter(self, "pack_ref", index_doc["pack_ref"])
-        setter(self, "path", path)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"CachedPack is immutable (tried to set {name!r})")
-
-    def __repr__(self) -> str:
-        return f"CachedPack({self.persona_id!r}, v{self.version}, {self.content_hash})"
-
-    @property
-    def persona_id(self) -> str:
-        return self.index.persona_id
-
-    @property
-    def version(self) -> int:
-        return self.index.version
-
-    @property
-    def content_hash(self) -> str | None:
-        return self.index.content_hash
-
-    @property
-    def document_bytes(self) -> bytes:
-        """The pack's canonical JSON, exactly as published."""
-        return bytes(self._doc)
-
-    def document(self) -> dict[str, Any]:
-        """The full pack JSON, freshly parsed (callers may mutate their copy)."""
-        doc: dict[str, Any] = json.loads(bytes(self._doc))
-        return doc
-
-    @property
-    def pack(self) -> PersonaPack:
-        """The typed PersonaPack, parsed once; its content hash is re-checked on the way."""
-        return self._once("pack", self._parse_pack)
-
-    @property
-    def refresh_policy(self) -> RefreshPolicy:
-        return self._once("refresh_policy", self.index.refresh_policy)
-
-    @property
-    def behavior_policy(self) -> BehaviorPolicy:
-        return self._once(
-            "behavior_policy", lambda: BehaviorPolicy.model_validate(self.index.behavior_policy_doc)
-        )
-
-    @property
-    def matrix_refs(self) -> list[str]:
-        """Blob refs of every embedding matrix the pack carries."""
-        return sorted(self._matrix_table)
-
-    def matrix(self, ref: str) -> np.ndarray:
-        """A read-only (rows, dim) float32 embedding matrix; ``ref`` may carry a ``#row``.
-        Hashed against its ref on first access (IntegrityError if it does not match)."""
-        blob = parse_ref(ref).blob
-        arr: np.ndarray | None = self._lazy.get(blob)
-        if arr is None:
-            arr = self._once(blob, lambda: self._read_matrix(blob))
-        return arr
-
-    def embedding(self, ref: str) -> np.ndarray:
-        """One embedding row (``sha256:<hex>#<row>``) as a read-only float32 vector."""
-        parsed = parse_ref(ref)
-        arr = self.matrix(parsed.blob)
-        row = 0 if parsed.row is None else parsed.row
-        if not 0 <= row < arr.shape[0]:
-            raise InvalidInputError(f"row {row} out of range for {parsed.blob} ({arr.shape[0]} rows)")
-        vector: np.ndarray = arr[row]
-        return vector
-
-    def _once(self, key: str, build: Callable[[], _T]) -> _T:
-        value: _T | None = self._lazy.get(key)
-        if value is None:
-            with self._lock:
-                value = self._lazy.get(key)
-                if value is None:
-                    value = build()
-                    self._lazy[key] = value
-        return value
-
-    def _read_matrix(self, blob: str) -> np.ndarray:
-        entry = self._matrix_table.get(blob)
-        if entry is None:
-            raise InvalidInputError(f"{blob} is not an embedding matrix of {self!r}")
-        off, length, data_off, rows, cols = entry
-        # Copy out of the mapping first and hash the copy, so the bytes used are exactly
-        # the bytes verified even if the file changed underneath.
-        raw = bytes(memoryview(self._buf)[off : off + length])
-        if not self._verified and "sha256:" + hashlib.sha256(raw).hexdigest() != blob:
-            raise IntegrityError(f"cached matrix {blob} of {self!r} does not match its hash")
-        return np.frombuffer(raw, dtype="<f4", count=rows * cols, offset=data_off).reshape(rows, cols)
-
-    def _parse_pack(self) -> PersonaPack:
-        doc = self.document()
-        if content_hash(doc) != doc.get("content_hash"):
-            raise IntegrityError(f"{self!r}: pack content does not match its content_hash")
-        return PersonaPack.model_validate(doc)
 
 
 class ErasureNotice(Protocol):
@@ -396,13 +288,11 @@ class PackCache:
             for _ in range(_PURGE_RETRIES):
                 purges = self._purge_count(persona_id)
                 fetched = False
-                pack = self._mem.get((persona_id, version)) or self._from_disk(path, persona_id, version)
+                pack = self._mem.get((persona_id, version))
                 if pack is None:
-                    if self.source is None:
-                        raise VersionNotFoundError(
-                            f"{persona_id} v{version} is not cached and there is no source"
-                        )
-                    pack, fetched = self._fetch(self.source, persona_id, version), True
+                    pack, damage = self._from_disk(path, persona_id, version)
+                    if pack is None:
+                        pack, fetched = self._fetch_again(persona_id, version, damage), True
                 if self._keep(pack, purges, fetched=fetched):
                     return pack
         raise _purged_while_loading(persona_id)
@@ -443,14 +333,32 @@ class PackCache:
 
     def _pack_from(self, source: PackSource, persona_id: str, data: bytes) -> tuple[CachedPack, bool]:
         """The pack whose document is ``data``: the one held when its bytes match (no blob
-        fetches), else fetched; and whether it was fetched."""
+        fetches), else fetched; and whether it was fetched. A held version answered with
+        another content hash is refused (module docstring: Immutability)."""
         version = _version_of(data)
-        known = self._mem.get((persona_id, version)) or self._from_disk(
-            self.path_for(persona_id, version), persona_id, version
-        )
-        if known is not None and known.pack_ref == "sha256:" + hashlib.sha256(data).hexdigest():
+        known = self._mem.get((persona_id, version))
+        if known is None:
+            known, _damage = self._from_disk(self.path_for(persona_id, version), persona_id, version)
+        if known is None:
+            return self._fetch(source, persona_id, version, data), True
+        if known.pack_ref == "sha256:" + hashlib.sha256(data).hexdigest():
             return known, False
-        return self._fetch(source, persona_id, version, data), True
+        offered = _verified_pack(data, persona_id, version)
+        if offered.content_hash != known.content_hash:
+            log.warning(
+                "refused %s v%d from the source: content hash %s, but the verified copy held is %s "
+                "(a published version never changes; keeping the held copy)",
+                persona_id,
+                version,
+                offered.content_hash,
+                known.content_hash,
+            )
+            raise PackConflictError(
+                f"the source sent {persona_id} v{version} with content hash {offered.content_hash}, "
+                f"but v{version} is held verified with {known.content_hash}; published packs are "
+                "immutable, so the held copy is kept"
+            )
+        return known, False  # the same content with other volatile fields (build times)
 
     def _resolve_latest(self, persona_id: str) -> tuple[CachedPack, bool]:
         """The newest pack, and whether it was fetched from the source just now."""
@@ -469,6 +377,54 @@ class PackCache:
             return self._load_version(persona_id, versions[-1]), False
         # The newest version may already be here: same bytes, no blob fetches.
         return self._pack_from(source, persona_id, data)
+
+    def _fetch_again(self, persona_id: str, version: int, damage: IntegrityError | None) -> CachedPack:
+        """Fetch a pack that is not on disk, or whose file is damaged (``damage``): a damaged
+        file the source cannot replace is reported as CacheDamagedError."""
+        if self.source is None:
+            if damage is not None:
+                raise CacheDamagedError(f"{damage}; there is no source to fetch it again") from None
+            raise VersionNotFoundError(f"{persona_id} v{version} is not cached and there is no source")
+        if damage is not None:
+            log.warning(
+                "cache file of %s v%d is damaged (%s); fetching it again",
+                persona_id,
+                version,
+                damage,
+            )
+        try:
+            return self._fetch(self.source, persona_id, version)
+        except StoreUnavailableError as exc:
+            if damage is None:
+                raise
+            raise CacheDamagedError(f"{damage}; the source is unreachable to fetch it again: {exc}") from exc
+
+    def _heal(self, damaged: CachedPack, why: str) -> CachedPack:
+        """A good copy of a pack whose cached bytes proved damaged after it was loaded (a matrix
+        hashed on first access): fetched again, its file replaced, and every pointer to the
+        damaged copy (memory, latest, aliases) moved to it."""
+        persona_id, version = damaged.persona_id, damaged.version
+        with self._key_lock(persona_id, version):
+            held = self._mem.get((persona_id, version))
+            if held is not None and held is not damaged and held.fully_verified:
+                return held  # another caller healed it already
+            purges = self._purge_count(persona_id)
+            fresh = self._fetch_again(persona_id, version, IntegrityError(why))
+            if fresh.content_hash != damaged.content_hash:
+                raise PackConflictError(
+                    f"re-fetched {persona_id} v{version} has content hash {fresh.content_hash}, "
+                    f"the damaged copy said {damaged.content_hash}"
+                )
+            if not self._keep(fresh, purges, fetched=True):
+                raise _purged_while_loading(persona_id)
+            with self._lock:
+                for pid, (pack, until) in list(self._latest.items()):
+                    if pack is damaged:
+                        self._latest[pid] = (fresh, until)
+                for key, (pack, until) in list(self._aliases.items()):
+                    if pack is damaged:
+                        self._aliases[key] = (fresh, until)
+        return fresh
 
     def _fetch(
         self, source: PackSource, persona_id: str, version: int, data: bytes | None = None
@@ -490,7 +446,9 @@ class PackCache:
             removed = self.purge(persona_id, only)
             log.warning(
                 "%s%s was erased at the registry; purged from the cache (%d files)",
-                persona_id, "" if only is None else f" v{version}", len(removed),
+                persona_id,
+                "" if only is None else f" v{version}",
+                len(removed),
             )
             raise
 
@@ -511,29 +469,31 @@ class PackCache:
             pack.path.unlink(missing_ok=True)
         return False
 
-    def _from_disk(self, path: Path, persona_id: str, version: int) -> CachedPack | None:
+    def _from_disk(
+        self, path: Path, persona_id: str, version: int
+    ) -> tuple[CachedPack | None, IntegrityError | None]:
+        """The pack in its cache file, or None with what is wrong with the file (None: there is
+        no file). The bytes are read, not mapped (module docstring: Disk load)."""
         try:
-            fd = os.open(path, os.O_RDONLY)
+            with open(path, "rb", buffering=0) as fh:
+                buf = fh.read()
         except FileNotFoundError:
-            return None
+            return None, None
+        except OSError as exc:
+            return None, IntegrityError(f"{path}: unreadable cache file ({exc})")
         try:
-            buf = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-        except ValueError:  # an empty file cannot be mapped
-            raise IntegrityError(f"{path}: empty cache file") from None
-        finally:
-            os.close(fd)
-        try:
-            pack = CachedPack(buf, str(path), path, matrices_verified=False)
+            pack = CachedPack(buf, str(path), path, matrices_verified=False, heal=self._heal)
         except _format.StaleFormatError as exc:
-            if self.source is None:
-                raise IntegrityError(f"{exc}; no source to fetch it again") from None
-            log.info("re-fetching %s v%s: %s", persona_id, version, exc)
-            return None
+            if self.source is not None:
+                log.info("re-fetching %s v%s: %s", persona_id, version, exc)
+            return None, IntegrityError(str(exc))
+        except IntegrityError as exc:
+            return None, exc
         if pack.persona_id != persona_id or pack.version != version:
-            raise IntegrityError(
+            return None, IntegrityError(
                 f"{path} holds {pack.persona_id} v{pack.version}, not {persona_id} v{version}"
             )
-        return pack
+        return pack, None
 
     def _install(self, source: PackSource, persona_id: str, version: int | None, data: bytes) -> CachedPack:
         pack = _verified_pack(data, persona_id, version)
@@ -551,8 +511,12 @@ class PackCache:
             matrices[ref] = (blob, len(blob) - arr.nbytes, arr.shape[0], arr.shape[1])
         index_doc = {**index_document(pack), "pack_ref": "sha256:" + hashlib.sha256(data).hexdigest()}
         file_bytes = _format.encode(index_doc, data, matrices)
-        path = self.path_for(persona_id, pack.version)
-        atomic_write(path, file_bytes)
+        path: Path | None = self.path_for(persona_id, pack.version)
+        try:
+            atomic_write(self.path_for(persona_id, pack.version), file_bytes)
+        except OSError as exc:
+            _warn_not_written(persona_id, pack.version, self.cache_dir, exc)
+            path = None
         return CachedPack(file_bytes, f"fetched {persona_id} v{pack.version}", path, matrices_verified=True)
 
 
@@ -593,6 +557,15 @@ def _version_of(data: bytes) -> int:
     if type(version) is not int or version < 1:
         raise IntegrityError(f"pack document has a bad version {version!r}")
     return version
+
+
+def _warn_not_written(persona_id: str, version: int, cache_dir: Path, exc: OSError) -> None:
+    message = (
+        f"could not write {persona_id} v{version} to the pack cache at {cache_dir} ({exc}); "
+        "serving the verified pack from memory, the next process fetches it again"
+    )
+    log.warning("%s", message)
+    warnings.warn(message, CacheWriteWarning, stacklevel=4)
 
 
 def _purged_while_loading(persona_id: str) -> StoreUnavailableError:

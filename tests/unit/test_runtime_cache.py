@@ -15,6 +15,7 @@ import pytest
 
 from persona_core.embeddings import matrix_from_bytes
 from persona_core.errors import (
+    CacheDamagedError,
     IntegrityError,
     InvalidInputError,
     StoreUnavailableError,
@@ -171,14 +172,20 @@ def _section(path: Path, name: str) -> int:
 
 @pytest.mark.parametrize("section", ["header", "document", "index"])
 def test_tampered_disk_cache_is_refused_at_load(store: Store, source: CountingSource, tmp_path, section):
-    """A flipped byte in a cache file's header, pack document or selection index raises IntegrityError."""
+    """A flipped byte in a cache file's header, pack document or selection index is refused at
+    load: offline with CacheDamagedError (an IntegrityError); with a source, fetched again."""
     cache = PackCache(tmp_path / "cache", source)
     path = cache.load(PID, 1).path
-    data = bytearray(path.read_bytes())
+    good = path.read_bytes()
+    data = bytearray(good)
     data[_section(path, section)] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError):
-        PackCache(tmp_path / "cache", source).load(PID, 1)
+    with pytest.raises(CacheDamagedError):
+        PackCache(tmp_path / "cache").load(PID, 1)
+    fetched = source.documents
+    assert PackCache(tmp_path / "cache", source).load(PID, 1).content_hash == store.packs[1].content_hash
+    assert source.documents == fetched + 1
+    assert path.read_bytes() == good
 
 
 def test_tampered_matrix_in_disk_cache_is_refused_on_first_touch(
