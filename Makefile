@@ -13,11 +13,11 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned: this CPU build is on disk; anything else pulls a multi-GB CUDA build.
+	# torch first, pinned: the CPU build of this version is what the configured package source
+	# serves here (elsewhere: README, Installing with pip).
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[pipeline,vision,api,dev]'
-	# resemblyzer pulls webrtcvad (imports the gone pkg_resources); webrtcvad-wheels replaces it.
-	$(BIN)/pip install -q --force-reinstall --no-deps webrtcvad-wheels
+	# cpu: onnxruntime's CPU build (gpu brings onnxruntime-gpu instead; never both).
+	$(BIN)/pip install -q -e '.[cpu,pipeline,vision,api,dev]'
 	touch $(STAMP)
 
 install: $(STAMP) ## make .venv with everything (CPU torch, Dagster, API, dev tools)

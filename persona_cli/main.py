@@ -7,6 +7,7 @@ stdout, and exits with a documented code (see ``persona-core --help``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -349,9 +350,12 @@ def _thresholds(raw: str | None) -> dict[str, Any] | None:
 def info(json_out: JsonOpt = False) -> None:
     """Where everything lives: home, database URL (password hidden), blob store, the Dagster
     instance folder (DAGSTER_HOME for `dagster` commands), the model folder and the models found
-    with their sha256."""
+    with their sha256; and what the models run on: the onnxruntime build installed, the providers
+    it reports and the ones a session really gets (CUDA only where a GPU answers), and torch's
+    device."""
     from persona_core.vision import registry  # noqa: PLC0415 - model registry only for this command
     from persona_core.vision.errors import ModelChecksumError, ModelUnavailableError  # noqa: PLC0415
+    from persona_core.vision.sessions import onnxruntime_report  # noqa: PLC0415
     from persona_pipeline.models import register_builder_models  # noqa: PLC0415
 
     register_builder_models()
@@ -375,6 +379,8 @@ def info(json_out: JsonOpt = False) -> None:
         "dagster_home": str(s.resolved_dagster_home),
         "model_dir": str(model_dir) if model_dir else None,
         "models": models,
+        "onnxruntime": onnxruntime_report(),
+        "torch": _torch_report(),
     }
     if want_json(json_out):
         emit_json(doc)
@@ -382,12 +388,37 @@ def info(json_out: JsonOpt = False) -> None:
     for key in ("home", "database_url", "blob_url", "dagster_home", "model_dir"):
         value = doc[key] or "(none: vendored and installed weights)"
         out().print(f"{key}: {value}", markup=False, highlight=False)
+    for line in _runs_on_lines(doc["onnxruntime"], doc["torch"]):
+        out().print(line, markup=False, highlight=False)
     table = Table(title="models")
     for col in ("name", "task", "file", "found", "sha256"):
         table.add_column(col)
     for m in models:
         table.add_row(m["name"], m["task"], m["file"], "yes" if m["found"] else "no", m["sha256"] or "")
     out().print(table)
+
+
+def _torch_report() -> dict[str, Any] | None:
+    """torch's version and whether it sees a GPU (the voice model runs there then); None when
+    torch is not installed (no pipeline extra)."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch  # noqa: PLC0415 - seconds to import; only for this command
+
+    return {"version": torch.__version__, "cuda": bool(torch.cuda.is_available())}
+
+
+def _runs_on_lines(ort: dict[str, Any], torch: dict[str, Any] | None) -> list[str]:
+    dists = ", ".join(f"{name} {version}" for name, version in ort["distributions"].items())
+    lines = [
+        f"onnxruntime: {dists or 'not installed'}",
+        f"onnxruntime providers reported: {', '.join(ort['available']) or '-'}",
+        f"onnxruntime session providers: {', '.join(ort['session']) or '-'}"
+        f" ({'GPU' if ort['gpu'] else 'CPU only'})",
+        "torch: "
+        + (f"{torch['version']} ({'GPU' if torch['cuda'] else 'CPU only'})" if torch else "not installed"),
+    ]
+    return lines + [f"problem: {p}" for p in ort["problems"]]
 
 
 def _version_doc(r: VersionRecord) -> dict[str, Any]:

@@ -271,6 +271,10 @@ class ModelRecord(_Model):
     licence: str
     # True when the model's licence forbids commercial use and the builder opted in to it.
     noncommercial_opt_in: bool = False
+    # What the model ran on in this build: the onnxruntime execution providers its session got,
+    # best first (CUDAExecutionProvider only where CUDA really loaded), or "opencv:cpu",
+    # "torch:cpu", "torch:cuda". Left out when absent, so a pack built before it keeps its hash.
+    providers: list[str] | None = Field(default=None, exclude_if=_absent)
 
 
 class Provenance(_Model):

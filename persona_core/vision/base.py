@@ -66,8 +66,20 @@ class Detection:
 
 class Model(ABC):
     entry: ModelEntry
+    # What inference runs on, set by the registry from ran_on(): reported by `persona-core info`
+    # and in a pack's provenance.
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     weight_paths: tuple[Path, ...] = ()  # the files loaded (set by the registry)
+
+    def ran_on(self) -> tuple[str, ...]:
+        """The execution providers this model's onnxruntime session (``_session``) got, best
+        first: CUDAExecutionProvider only where CUDA really loaded, not where it was asked for.
+        A model that onnxruntime does not run says what runs it instead (``providers``, e.g.
+        ``opencv:cpu``, ``torch:cuda``)."""
+        session = getattr(self, "_session", None)
+        if session is None:
+            return self.providers
+        return tuple(str(p) for p in session.get_providers())
 
     @property
     def weights_sha256(self) -> list[str]:

@@ -136,7 +136,7 @@ def load_model(
         if not isinstance(model, Model):
             raise TypeError(f"{module}.build made a {type(model).__name__}, not a Model")
         model.entry = resolved
-        model.providers = chosen
+        model.providers = model.ran_on()
         model.weight_paths = tuple(paths)
         _CACHE[key] = model
         return model

@@ -13,6 +13,8 @@ from persona_core.vision.imageutil import check_bgr, fit_within
 
 
 class YuNetDetector(FaceDetector):
+    providers = ("opencv:cpu",)  # cv2.FaceDetectorYN on OpenCV's CPU target, whatever onnxruntime has
+
     def __init__(self, entry: ModelEntry, weights: Path) -> None:
         self.entry = entry
         pre = entry.preprocessing

@@ -99,6 +99,7 @@ class EfficientNetLiteStyle(StyleEmbedder):
             log.warning("EfficientNet-Lite0 ONNX export failed; using torch", exc_info=True)
             self._torch = _torch_features_model(weights)
             self.runtime = "torch"
+            self.providers = ("torch:cpu",)
 
     def preprocess(self, images_bgr: list[np.ndarray]) -> np.ndarray:
         batch = np.empty((len(images_bgr), self.size, self.size, 3), np.float32)

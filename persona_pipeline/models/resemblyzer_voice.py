@@ -5,7 +5,9 @@ load time would make every pipeline start pay that even when no voice clip was u
 
 from __future__ import annotations
 
+import sys
 import threading
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,60 @@ from persona_core.vision.errors import BadModelInputError
 from persona_pipeline.models.base import SILENCE_RMS, VoiceEmbedder
 
 MIN_SPEECH_S = 0.5
+CUDA = "CUDAExecutionProvider"
+
+
+def ensure_webrtcvad() -> None:
+    """Make ``import webrtcvad`` (resemblyzer's voice activity detector) work.
+
+    resemblyzer requires the ``webrtcvad`` distribution, the one that installs that module here;
+    its ``webrtcvad.py`` reads its own version through ``pkg_resources``, which setuptools no
+    longer ships. Its C extension ``_webrtcvad`` is sound: when the module fails on that import
+    alone, the same four-call API is put in its place over the extension."""
+    try:
+        import webrtcvad  # noqa: F401, PLC0415 - checked here, used by resemblyzer
+    except ModuleNotFoundError as exc:
+        if exc.name != "pkg_resources":
+            raise
+        sys.modules["webrtcvad"] = _webrtcvad_over_extension()
+
+
+def _webrtcvad_over_extension() -> types.ModuleType:
+    import _webrtcvad  # noqa: PLC0415 - webrtcvad's extension
+
+    class Vad:
+        def __init__(self, mode: int | None = None) -> None:
+            self._vad = _webrtcvad.create()
+            _webrtcvad.init(self._vad)
+            if mode is not None:
+                self.set_mode(mode)
+
+        def set_mode(self, mode: int) -> None:
+            _webrtcvad.set_mode(self._vad, mode)
+
+        def is_speech(self, buf: bytes, sample_rate: int, length: int | None = None) -> bool:
+            length = length or len(buf) // 2
+            if length * 2 > len(buf):
+                raise IndexError(f"buffer has {len(buf) // 2} frames, but length argument was {length}")
+            return bool(_webrtcvad.process(self._vad, sample_rate, buf, length))
+
+    def valid_rate_and_frame_length(rate: int, frame_length: int) -> bool:
+        return bool(_webrtcvad.valid_rate_and_frame_length(rate, frame_length))
+
+    module = types.ModuleType("webrtcvad", "webrtcvad's API over its C extension (no pkg_resources)")
+    module.Vad = Vad  # type: ignore[attr-defined]
+    module.valid_rate_and_frame_length = valid_rate_and_frame_length  # type: ignore[attr-defined]
+    return module
+
+
+def torch_device(providers: tuple[str, ...]) -> str:
+    """``cuda`` when the build asked for CUDA (``providers``, as for the ONNX models) and this
+    torch build sees a GPU, else ``cpu``."""
+    if CUDA not in providers:
+        return "cpu"
+    import torch  # noqa: PLC0415 - resemblyzer's own dependency, loaded with it
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_clip(wav: object) -> np.ndarray:
@@ -29,8 +85,10 @@ def check_clip(wav: object) -> np.ndarray:
 
 
 class ResemblyzerVoice(VoiceEmbedder):
-    def __init__(self, entry: ModelEntry, weights: Path) -> None:
+    def __init__(self, entry: ModelEntry, weights: Path, device: str = "cpu") -> None:
         self.entry = entry
+        self.device = device
+        self.providers = (f"torch:{device}",)  # what it runs on, reported in the pack's provenance
         self.dim = int(entry.preprocessing["dim"])
         self.sample_rate = int(entry.preprocessing["sample_rate"])
         self._weights = weights
@@ -42,9 +100,10 @@ class ResemblyzerVoice(VoiceEmbedder):
             if self._encoder is None:
                 with warnings.catch_warnings():  # its scipy.ndimage.morphology import is deprecated
                     warnings.simplefilter("ignore", DeprecationWarning)
+                    ensure_webrtcvad()
                     from resemblyzer import VoiceEncoder  # noqa: PLC0415 - slow import, see module doc
 
-                self._encoder = VoiceEncoder(device="cpu", verbose=False, weights_fpath=self._weights)
+                self._encoder = VoiceEncoder(device=self.device, verbose=False, weights_fpath=self._weights)
             return self._encoder
 
     def embed(self, wav: np.ndarray) -> np.ndarray:
@@ -65,4 +124,4 @@ class ResemblyzerVoice(VoiceEmbedder):
 def build(
     entry: ModelEntry, paths: list[Path], providers: tuple[str, ...], cache_dir: Path
 ) -> ResemblyzerVoice:
-    return ResemblyzerVoice(entry, paths[0])
+    return ResemblyzerVoice(entry, paths[0], torch_device(providers))

@@ -79,7 +79,8 @@ def mesh_tags(c: Candidate, config: PipelineConfig) -> dict[str, Any]:
 
 def model_records(models: list[Any]) -> list[ModelRecord]:
     return [ModelRecord(name=m.entry.name, task=m.entry.task, weights_sha256=list(m.weights_sha256),
-                        licence=m.entry.licence, noncommercial_opt_in=not m.entry.commercial_use)
+                        licence=m.entry.licence, noncommercial_opt_in=not m.entry.commercial_use,
+                        providers=list(m.providers))
             for m in models]
 
 
