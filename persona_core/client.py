@@ -5,7 +5,14 @@ answers with); fields a newer registry adds are ignored, so an older client keep
 Errors come back as the registry's problem documents; the client raises the persona-core
 error class with the same ``code`` where one exists (e.g. ``PersonaNotFoundError``; a 410 is
 ``PersonaErasedError`` / ``VersionErasedError`` with the erasure's ``started_at`` and
-``erased_at``), otherwise :class:`RegistryError` carrying ``code`` and ``status``.
+``erased_at``), otherwise :class:`RegistryError` carrying ``code`` and ``status``. A 502, 503
+or 504 without a problem document (a proxy or load balancer in front of the registry answered,
+not the registry) is :class:`~persona_core.errors.StoreUnavailableError`, as a connection
+error or a timeout is: the registry cannot be reached.
+
+:class:`RegistryPackSource` gives a renderer's ``PackCache`` short timeouts by default
+(``RENDERER_CONNECT_TIMEOUT_S``, ``RENDERER_READ_TIMEOUT_S``), so a hung registry costs a
+load seconds, not the client's 30 s, before the cache serves its disk copy.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ from persona_core.refs import parse_ref, sha256_hex
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "RENDERER_CONNECT_TIMEOUT_S",
+    "RENDERER_READ_TIMEOUT_S",
     "TERMINAL_STATUSES",
     "AliasMoveOut",
     "AliasOut",
@@ -68,6 +77,12 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_S = 30.0
+# A renderer's pack fetches: connecting to a live registry takes milliseconds, and the registry
+# starts sending a pack or blob within a second; past these it is treated as unreachable.
+RENDERER_CONNECT_TIMEOUT_S = 2.0
+RENDERER_READ_TIMEOUT_S = 5.0  # the longest wait for the next bytes, not for the whole body
+# Statuses a proxy answers for an upstream it cannot reach or that took too long.
+_GATEWAY_STATUSES = frozenset({502, 503, 504})
 TERMINAL_STATUSES = frozenset({VersionStatus.PUBLISHED, VersionStatus.BLOCKED, VersionStatus.FAILED})
 
 _Body = TypeVar("_Body", bound=BaseModel)
@@ -220,11 +235,18 @@ class RegistryClient:
             time.sleep(poll_s)
 
     def get_pack(
-        self, persona_id: str, version: int | str = "latest", *, if_none_match: str | None = None
+        self,
+        persona_id: str,
+        version: int | str = "latest",
+        *,
+        if_none_match: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
     ) -> PackResponse:
-        """The pack's bytes as stored; ``not_modified`` when ``if_none_match`` is still current."""
+        """The pack's bytes as stored; ``not_modified`` when ``if_none_match`` is still current.
+        ``timeout`` (seconds, or an ``httpx.Timeout``) overrides the client's for this call."""
         headers = {"If-None-Match": if_none_match} if if_none_match else {}
-        response = self._send("GET", f"/v1/personas/{persona_id}/versions/{version}/pack", headers=headers)
+        url = f"/v1/personas/{persona_id}/versions/{version}/pack"
+        response = self._send("GET", url, headers=headers, **_timeout(timeout))
         return PackResponse(
             persona_id=persona_id,
             version=int(response.headers["X-Persona-Version"]),
@@ -281,9 +303,10 @@ class RegistryClient:
         body = {"ref": ref, "mode": "url", "ttl_s": ttl_s}
         return self._parse(ResolvedUrl, "POST", "/v1/assets/resolve", json=body)
 
-    def resolve_bytes(self, ref: str) -> bytes:
+    def resolve_bytes(self, ref: str, *, timeout: float | httpx.Timeout | None = None) -> bytes:
         """The blob's bytes, checked against the ref (IntegrityError if they differ)."""
-        response = self._send("POST", "/v1/assets/resolve", json={"ref": ref, "mode": "bytes"})
+        body = {"ref": ref, "mode": "bytes"}
+        response = self._send("POST", "/v1/assets/resolve", json=body, **_timeout(timeout))
         return _checked(ref, response.content)
 
     def erase_persona(self, persona_id: str, version: int | None = None, *, reason: str) -> ErasureOut:
@@ -310,19 +333,38 @@ class RegistryClient:
 
 
 class RegistryPackSource:
-    """A ``persona_core.runtime.PackSource`` over the registry's HTTP API, for ``PackCache``."""
+    """A ``persona_core.runtime.PackSource`` over the registry's HTTP API, for ``PackCache``.
 
-    def __init__(self, client: RegistryClient) -> None:
+    Its calls wait at most ``connect_timeout_s`` to connect and ``read_timeout_s`` for the next
+    bytes of an answer (defaults 2 s and 5 s, whatever the client's own timeout): an
+    unreachable, hung or gateway-failed registry raises StoreUnavailableError quickly, which
+    ``PackCache`` answers from its disk copy."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        *,
+        connect_timeout_s: float = RENDERER_CONNECT_TIMEOUT_S,
+        read_timeout_s: float = RENDERER_READ_TIMEOUT_S,
+    ) -> None:
+        if connect_timeout_s <= 0 or read_timeout_s <= 0:
+            raise _errors.InvalidInputError("renderer timeouts must be > 0 seconds")
         self.client = client
+        self.timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
 
     def pack_document(self, persona_id: str, version: int | None) -> bytes:
-        return self.client.get_pack(persona_id, "latest" if version is None else version).body
+        which = "latest" if version is None else version
+        return self.client.get_pack(persona_id, which, timeout=self.timeout).body
 
     def alias_document(self, persona_id: str, alias: str) -> bytes:
-        return self.client.get_pack(persona_id, alias).body
+        return self.client.get_pack(persona_id, alias, timeout=self.timeout).body
 
     def blob(self, ref: str) -> bytes:
-        return self.client.resolve_bytes(ref)
+        return self.client.resolve_bytes(ref, timeout=self.timeout)
+
+
+def _timeout(timeout: float | httpx.Timeout | None) -> dict[str, float | httpx.Timeout]:
+    return {} if timeout is None else {"timeout": timeout}
 
 
 def _checked(ref: str, data: bytes) -> bytes:
@@ -342,6 +384,14 @@ def _error_from(response: httpx.Response) -> PersonaCoreError:
         detail = str(doc.get("detail", detail))
     elif response.text:
         detail = response.text[:500]  # e.g. an S3 XML error from a presigned URL
+    if response.status_code in _GATEWAY_STATUSES and not (isinstance(doc, dict) and "code" in doc):
+        # Not the registry's answer: what stands in front of it could not reach it in time.
+        unavailable = StoreUnavailableError(
+            f"registry unreachable: {response.status_code} {response.reason_phrase} from "
+            f"{response.url.host} without a problem document ({detail[:200]})"
+        )
+        unavailable.status = response.status_code  # type: ignore[attr-defined]
+        return unavailable
     cls = _BY_CODE.get(code)
     if cls is None:
         return RegistryError(response.status_code, code, detail)
