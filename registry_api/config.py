@@ -26,6 +26,21 @@ class ApiSettings(Settings):
     resolve_bytes_max: int = Field(default=16 * MIB, gt=0)
     default_page_size: int = Field(default=50, gt=0, le=500)
     grpc_port: int = Field(default=0, ge=0, le=65535)
+
+    # Serving limits (docs/registry.md, "Serving limits"); per HTTP worker process.
+    # From a connection's (or a keep-alive request's) first byte to its last header line.
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    # A request body must bring at least 1 KiB in every window this long (while it is read).
+    http_body_timeout_s: float = Field(default=30.0, gt=0)
+    # Open HTTP connections; never more than the open-file limit leaves room for. At the cap
+    # the oldest connection still sending its headers (or idle) is closed for the new one.
+    http_max_connections: int = Field(default=4096, gt=0)
+    # gRPC: reads and uploads have their own threads, so uploads never queue reads.
+    grpc_read_workers: int = Field(default=8, gt=0)
+    grpc_upload_workers: int = Field(default=2, gt=0)
+    # Wrong API keys a client IP may present per window before it is answered 429.
+    auth_failure_limit: int = Field(default=20, gt=0)
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
     # TLS on the gRPC port: a PEM certificate (chain) and its private key, both or neither
     # (PERSONA_GRPC_TLS_CERT / PERSONA_GRPC_TLS_KEY); without them the port is plaintext.
     grpc_tls_cert: Path | None = None

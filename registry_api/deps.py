@@ -24,10 +24,11 @@ async def authenticate(request: Request) -> Principal:
     """The caller's principal; a cached key costs no I/O, an uncached one a database read."""
     service: RegistryService = request.app.state.service
     key = key_from_headers(request.headers.get)
-    principal = service.keys.cached(key)
+    client = request.client.host if request.client else ""
+    principal = service.keys.cached(key, client)
     if principal is not None:
         return principal
-    return await run_in_threadpool(service.keys.verify, key)
+    return await run_in_threadpool(service.keys.verify, key, client)
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

@@ -74,6 +74,16 @@ class PersonaForbiddenError(PermissionDeniedError):
     code = "persona_forbidden"
 
 
+class TooManyAuthFailuresError(PersonaCoreError):
+    """A client IP presented too many wrong API keys: refused, key unchecked, for a while."""
+
+    code = "too_many_auth_failures"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class AliasPreconditionFailedError(AliasConflictError):
     """A move whose ``If-Match`` no longer holds: the same ``alias_conflict``, answered 412."""
 
@@ -87,6 +97,7 @@ class PreconditionRequiredError(InvalidInputError):
 # Most specific first is not needed: lookup follows the MRO of the raised class.
 _HTTP_STATUS: dict[type[PersonaCoreError], int] = {
     AuthenticationError: 401,
+    TooManyAuthFailuresError: 429,
     PermissionDeniedError: 403,
     SignatureError: 403,
     NotFoundError: 404,
@@ -127,6 +138,7 @@ _GRPC_STATUS: dict[int, grpc.StatusCode] = {
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     415: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     500: grpc.StatusCode.INTERNAL,
     503: grpc.StatusCode.UNAVAILABLE,
 }
@@ -142,6 +154,7 @@ _TITLES = {
     413: "Payload too large",
     415: "Unsupported media type",
     428: "Precondition required",
+    429: "Too many requests",
     422: "Unprocessable content",
     500: "Internal error",
     503: "Service unavailable",

@@ -28,7 +28,7 @@ from persona_core.store.events import Event
 from persona_core.uploads import RawFile, parse_manifest, validate_upload
 from registry_api.auth import Principal, key_from_headers
 from registry_api.config import ApiSettings
-from registry_api.errors import grpc_status_for, problem_fields, public_detail
+from registry_api.errors import TooManyAuthFailuresError, grpc_status_for, problem_fields, public_detail
 from registry_api.grpc_gen import persona_registry_pb2 as pb
 from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
 from registry_api.grpc_health import StoreHealth
@@ -57,6 +57,8 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
                 log.error("%s in %s: %s", exc.code, method.__name__, exc)
             # The problem document's extra members (an erasure's times) as metadata.
             extra = tuple((_METADATA_NAMES[k], v or "") for k, v in problem_fields(exc).items())
+            if isinstance(exc, TooManyAuthFailuresError):
+                extra = (*extra, ("retry-after", str(exc.retry_after_s)))
             context.set_trailing_metadata((("error-code", exc.code), *extra))
             context.abort(status, f"{exc.code}: {public_detail(exc)}")
             raise  # unreachable: abort raises
@@ -150,12 +152,18 @@ def erasure_message(report: ErasureReport) -> pb.ErasureReport:
 
 
 class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
-    def __init__(self, service: RegistryService) -> None:
+    def __init__(
+        self, service: RegistryService, upload_pool: futures.ThreadPoolExecutor | None = None
+    ) -> None:
         self.service = service
+        if upload_pool is not None:
+            # Its own threads: an upload receives and checks megabytes, and 8 of them on the
+            # read threads held a GetPersonaPack for 17 s. grpc takes a method's pool from here.
+            self.CreatePersonaVersion = _on_pool(self.CreatePersonaVersion, upload_pool)  # type: ignore[method-assign]
 
     def _who(self, context: grpc.ServicerContext) -> Principal:
         headers = {k.lower(): v for k, v in context.invocation_metadata() if isinstance(v, str)}
-        return self.service.keys.verify(key_from_headers(headers.get))
+        return self.service.keys.verify(key_from_headers(headers.get), peer_host(context.peer()))
 
     @_guarded
     def CreatePersona(self, request: pb.CreatePersonaRequest, context: grpc.ServicerContext) -> pb.Persona:  # noqa: N802
@@ -323,6 +331,23 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
         return version_message(self.service.retract(who, request.persona_id, request.version, request.reason))
 
 
+def _on_pool(method: Callable[..., T], pool: futures.ThreadPoolExecutor) -> Callable[..., T]:
+    @functools.wraps(method)
+    def on_pool(request: Any, context: grpc.ServicerContext) -> T:
+        return method(request, context)
+
+    on_pool.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    return on_pool
+
+
+def peer_host(peer: str) -> str:
+    """The client's IP from ``context.peer()`` (``ipv4:1.2.3.4:5678``, ``ipv6:[::1]:5678``)."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return rest.rpartition(":")[0].strip("[]")
+    return peer
+
+
 def _json_object(text: str, field: str) -> dict[str, Any]:
     if not text:
         return {}
@@ -336,7 +361,7 @@ def _json_object(text: str, field: str) -> dict[str, Any]:
 
 
 def start_grpc_server(
-    service: RegistryService, port: int = 0, host: str = "127.0.0.1", max_workers: int = 8
+    service: RegistryService, port: int = 0, host: str = "127.0.0.1", max_workers: int | None = None
 ) -> tuple[grpc.Server, int]:
     """Start the gRPC server on ``host:port`` (0 = a free port); returns it and the bound port.
 
@@ -345,10 +370,15 @@ def start_grpc_server(
     settings = service.settings
     limit = min(settings.max_request_bytes, _GRPC_MAX_MESSAGE)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry-grpc"),
+        futures.ThreadPoolExecutor(
+            max_workers=max_workers or service.settings.grpc_read_workers, thread_name_prefix="registry-grpc"
+        ),
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
     )
-    pb_grpc.add_PersonaRegistryServicer_to_server(PersonaRegistryServicer(service), server)
+    uploads = futures.ThreadPoolExecutor(
+        max_workers=service.settings.grpc_upload_workers, thread_name_prefix="registry-grpc-upload"
+    )
+    pb_grpc.add_PersonaRegistryServicer_to_server(PersonaRegistryServicer(service, uploads), server)
     registry_name = pb.DESCRIPTOR.services_by_name["PersonaRegistry"].full_name
     readiness = StoreHealth(service, (registry_name,), settings.grpc_health_interval_s)
     health_pb2_grpc.add_HealthServicer_to_server(readiness.servicer, server)

@@ -1,5 +1,5 @@
 """What every request meets before its route reads the body: the API key, and a size cap on
-JSON bodies.
+JSON bodies; and HEAD, answered wherever GET is.
 
 FastAPI parses and validates a body before it resolves the route's dependencies, so without
 this a malformed body sent without a key answered 400/422 instead of the documented 401, and
@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from persona_core.errors import PersonaCoreError, RequestTooLargeError
 from registry_api.auth import key_from_headers
-from registry_api.errors import PROBLEM_JSON, problem, public_detail, status_for
+from registry_api.errors import PROBLEM_JSON, TooManyAuthFailuresError, problem, public_detail, status_for
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Signed blob URLs carry their own HMAC instead of a key.
@@ -46,8 +46,9 @@ class RequestGuard:
         headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope.get("headers", ())}
         try:
             key = key_from_headers(headers.get)
-            if service.keys.cached(key) is None:
-                await run_in_threadpool(service.keys.verify, key)
+            client = scope["client"][0] if scope.get("client") else ""
+            if service.keys.cached(key, client) is None:
+                await run_in_threadpool(service.keys.verify, key, client)
             content_type = headers.get("content-type", "")
             if not content_type.startswith("multipart/form-data"):
                 receive = _capped(receive, headers, service.settings.max_metadata_bytes + _JSON_SLACK_BYTES)
@@ -86,4 +87,26 @@ def _problem(exc: PersonaCoreError, path: str) -> JSONResponse:
     response = JSONResponse(doc, status_code=status, media_type=PROBLEM_JSON)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="persona-registry"'
+    if isinstance(exc, TooManyAuthFailuresError):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
+
+
+class HeadAsGet:
+    """``HEAD`` wherever ``GET`` is (RFC 9110; load balancers probe ``HEAD /healthz``): the GET
+    route answers with its status and headers, and its body is dropped."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

@@ -23,8 +23,15 @@ from persona_core.store.from_settings import open_blob_store, open_metadata_stor
 from registry_api import metrics
 from registry_api.auth import API_KEY_HEADER
 from registry_api.config import ApiSettings
-from registry_api.errors import PROBLEM_JSON, problem, problem_fields, public_detail, status_for
-from registry_api.guards import RequestGuard
+from registry_api.errors import (
+    PROBLEM_JSON,
+    TooManyAuthFailuresError,
+    problem,
+    problem_fields,
+    public_detail,
+    status_for,
+)
+from registry_api.guards import HeadAsGet, RequestGuard
 from registry_api.routes import aliases, assets, diffs, erasures, health, personas, ui, versions
 from registry_api.routes.events import router as events_router
 from registry_api.routes.webhooks import router as webhooks_router
@@ -76,6 +83,7 @@ def create_app(
     ui.register(app)
     app.add_middleware(RequestGuard)
     metrics.register(app)
+    app.add_middleware(HeadAsGet)  # outermost: the routes and the metrics see a GET
     app.add_exception_handler(PersonaCoreError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -120,6 +128,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         response.headers["WWW-Authenticate"] = 'Bearer realm="persona-registry"'
     if status == 503:
         response.headers["Retry-After"] = RETRY_AFTER_S
+    if isinstance(exc, TooManyAuthFailuresError):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
 
@@ -161,11 +171,14 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 def _allowed_methods(request: Request) -> list[str]:
     # Asked of the routes themselves (included routers keep theirs inside).
     routes = request.app.routes
-    return [
+    allowed = [
         method
         for method in _METHODS
         if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
     ]
+    if "GET" in allowed and "HEAD" not in allowed:  # HeadAsGet answers it
+        allowed.insert(allowed.index("GET") + 1, "HEAD")
+    return allowed
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

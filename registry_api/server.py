@@ -21,13 +21,15 @@ from persona_core.store.engine import Database
 from persona_core.webhooks import DispatcherThread
 from registry_api.config import ApiSettings
 from registry_api.grpc_server import start_grpc_server
+from registry_api.http_protocol import GuardedHttpToolsProtocol, ServingLimits, raise_open_file_limit
 from registry_api.main import close_app_stores, create_app
 
 log = logging.getLogger("registry_api.server")
 # Measured fastest on this stack: httptools parser, uvloop, no per-request access log line.
+# The parser with the registry's header and body timeouts and connection cap (http_protocol).
 # Lifespan off: serve() and BackgroundServer.stop() close the stores themselves, after gRPC
 # has stopped using them (the app's lifespan does it under a bare `uvicorn --factory`).
-UVICORN_OPTIONS = {"http": "httptools", "loop": "uvloop", "access_log": False, "lifespan": "off"}
+UVICORN_OPTIONS = {"http": GuardedHttpToolsProtocol, "loop": "uvloop", "access_log": False, "lifespan": "off"}
 
 
 def default_workers() -> int:
@@ -51,7 +53,12 @@ def serve(
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    # Room for http_max_connections (the soft limit is often 1024); workers inherit it.
+    raise_open_file_limit()
     app = create_app(settings)
+    limits = ServingLimits.of(settings)
+    log.info("HTTP limits per worker: headers within %g s, a body 1 KiB every %g s, %d connections",
+             limits.header_timeout_s, limits.body_timeout_s, limits.max_connections)
     grpc_port = settings.grpc_port if grpc_port is None else grpc_port
     grpc_server: grpc.Server | None = None
     if grpc_port:

@@ -65,7 +65,7 @@ from persona_core.store.ref_index import BLOB, Held
 from persona_core.store.tombstones import ErasureJob
 from persona_core.uploads import ValidatedUpload, submit_upload
 from persona_core.versions import settle_dead_build
-from registry_api.auth import KeyVerifier, Principal
+from registry_api.auth import AuthThrottle, KeyVerifier, Principal
 from registry_api.config import ApiSettings
 from registry_api.erasure_watch import ErasureWatch
 from registry_api.errors import PersonaForbiddenError, RequestTooLargeError
@@ -167,7 +167,8 @@ class RegistryService:
         self.settings = settings
         self.metadata = metadata
         self.blobs = blobs
-        self.keys = KeyVerifier(self._verify_key, settings.api_key_cache_ttl_s)
+        throttle = AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window_s)
+        self.keys = KeyVerifier(self._verify_key, settings.api_key_cache_ttl_s, throttle)
         # The event feed and webhook subscriptions (registry_api.events).
         self.events = EventsService(settings, metadata)
         # First in, first out. A FIFOCache read does not reorder (an LRU one would), so the

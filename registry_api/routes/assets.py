@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from persona_core.errors import SignatureError
 from persona_core.uploads import SNIFFED_MEDIA_TYPES, sniff
 from registry_api.deps import ServiceDep, authenticate
 from registry_api.routes.common import PROBLEMS
@@ -19,6 +21,7 @@ from registry_api.service import AssetBytes, RegistryService, SignedUrl
 router = APIRouter(tags=["assets"])
 
 OCTET_STREAM = "application/octet-stream"
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
 # A blob is served as what its bytes are (the upload gate's magic numbers), so a browser shows
 # a JPEG behind a signed URL instead of downloading it; anything else is octet-stream.
 _BLOB_CONTENT = {t: {"schema": {"type": "string", "format": "binary"}}
@@ -92,20 +95,23 @@ def _resolve_request(raw: bytes) -> ResolveRequest:
     responses={
         200: {"description": "The blob, typed by its bytes (image/jpeg, image/png, ...; "
                              "application/octet-stream otherwise).", "content": _BLOB_CONTENT},
-        **PROBLEMS(403, 404, 422),
+        **PROBLEMS(403, 404),
     },
 )
 def signed_blob(
-    digest: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
-    exp: Annotated[int, Query(description="expiry, unix time")],
-    sig: Annotated[str, Query(description="HMAC-SHA256 signature")],
+    digest: Annotated[str, Path(description="sha256 of the blob, 64 lowercase hex")],
     service: ServiceDep,
+    exp: Annotated[str | None, Query(description="expiry, unix time")] = None,
+    sig: Annotated[str | None, Query(description="HMAC-SHA256 signature, 64 lowercase hex")] = None,
 ) -> Response:
     """A blob behind a signed URL from ``/v1/assets/resolve``; the signature is the credential.
 
-    403 ``bad_signature`` when the URL is tampered with or expired.
+    403 ``bad_signature`` when the URL is tampered with, expired, or lacks ``exp`` or ``sig``.
     """
-    data = service.signed_blob(digest, exp, sig)
+    # Every way a URL can be wrong is the one documented 403, never a 422 that tells which part.
+    if exp is None or sig is None or not _UNIX_TIME.fullmatch(exp):
+        raise SignatureError("the URL lacks a valid exp and sig")
+    data = service.signed_blob(digest, int(exp), sig)
     return Response(
         data,
         media_type=blob_media_type(data),
