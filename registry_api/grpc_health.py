@@ -30,8 +30,9 @@ class StoreHealth:
         self._service = service
         self._names = ("", *names)
         self._interval_s = interval_s
-        self._last: int | None = None
-        self._set(NOT_SERVING)  # until the first look: a probe before it must not pass
+        self._last: int | None = None  # the first look's answer is always set (and logged)
+        for name in self._names:  # until the first look: a probe before it must not pass
+            self.servicer.set(name, NOT_SERVING)
 
     def refresh(self) -> int:
         """Ask the stores now; set and return the status."""

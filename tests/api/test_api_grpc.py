@@ -169,9 +169,9 @@ def test_get_persona_over_grpc_after_erasure(registry: Registry, stub: pb_grpc.P
     http = registry.http.get(f"/v1/personas/{OTHER}", headers=registry.headers("read"))
     with pytest.raises(grpc.RpcError) as gone:
         stub.GetPersona(pb.GetPersonaRequest(persona_id=OTHER), metadata=_md(registry, "read"))
-    trailing = dict(gone.value.trailing_metadata() or ())  # type: ignore[attr-defined]
+    trailing = dict(gone.value.trailing_metadata() or ())
     assert (http.status_code, http.json()["code"]) == (410, "persona_erased")
-    assert (gone.value.code(), trailing["error-code"]) == (grpc.StatusCode.NOT_FOUND, "persona_erased")  # type: ignore[attr-defined]
+    assert (gone.value.code(), trailing["error-code"]) == (grpc.StatusCode.NOT_FOUND, "persona_erased")
     assert _dt(trailing["erased-at"]) == _dt(http.json()["erased_at"])
     listed = stub.ListPersonas(pb.ListPersonasRequest(), metadata=_md(registry, "read"))
     http_listed = registry.http.get("/v1/personas", headers=registry.headers("read")).json()
