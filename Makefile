@@ -31,7 +31,7 @@ test: $(STAMP) ## run every test (starts real PostgreSQL and S3 servers itself)
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/pytest
 
-faults: $(STAMP) ## the fault suite: seeded SIGKILLs mid-publish, frozen PostgreSQL/S3, a full disk (root)
+faults: $(STAMP) ## the fault suite: seeded SIGKILLs mid-publish, frozen PostgreSQL/S3, a full disk (root), a damaged renderer cache
 	$(BIN)/pytest -m faults -q -s
 
 fuzz: $(STAMP) ## schemathesis against the registry with an admin key, a read key and no key
