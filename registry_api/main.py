@@ -6,6 +6,7 @@ Run it with ``uvicorn --factory registry_api.main:app_from_env`` or ``registry_a
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,9 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.routing import Match
 
 from persona_core.errors import PersonaCoreError
+from persona_core.log_context import REQUEST_ID_HEADER, current_request_id
+from persona_core.logging import configure_logging
 from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from registry_api import metrics
@@ -32,6 +37,7 @@ from registry_api.errors import (
     status_for,
 )
 from registry_api.guards import HeadAsGet, RequestGuard
+from registry_api.request_context import RequestContextMiddleware
 from registry_api.routes import aliases, assets, diffs, erasures, health, personas, ui, versions
 from registry_api.routes.events import router as events_router
 from registry_api.routes.webhooks import router as webhooks_router
@@ -84,7 +90,9 @@ def create_app(
     app.add_middleware(RequestGuard)
     metrics.register(app)
     app.add_middleware(HeadAsGet)  # outermost: the routes and the metrics see a GET
+    app.add_middleware(RequestContextMiddleware)  # outermost: every line of a request has its id
     app.add_exception_handler(PersonaCoreError, _domain_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -104,16 +112,29 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Yields no state: a lifespan state dict would be copied into every request's scope.
     yield
     close_app_stores(app)
+    # A serve worker going away: its live gauges leave the shared metrics folder.
+    metrics.mark_process_dead(os.getpid())
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory``: settings from the environment (``PERSONA_*``)."""
-    return create_app(ApiSettings())
+    """Factory for ``uvicorn --factory`` and ``serve``'s worker processes: settings from the
+    environment (``PERSONA_*``), logging through persona-core's handler (JSON with
+    ``PERSONA_LOG_JSON=1``, the settings' secrets redacted)."""
+    settings = ApiSettings()
+    configure_logging(settings=settings)
+    app = create_app(settings)
+    log.info("registry worker %d ready", os.getpid())
+    return app
 
 
 def _problem_response(request: Request, status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
     doc = problem(status, code, detail, instance=request.url.path, **extra)
-    return JSONResponse(doc, status_code=status, media_type=PROBLEM_JSON)
+    response = JSONResponse(doc, status_code=status, media_type=PROBLEM_JSON)
+    # The last-resort handler answers outside RequestContextMiddleware: name the request here.
+    request_id = current_request_id()
+    if request_id is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
@@ -123,6 +144,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
     if status >= 500:
         log.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc)
+    elif status == 403:  # wrong keys (401, 429) are logged where they are checked (auth.py)
+        log.info("refused %s %s: %s", request.method, request.url.path, exc.code, extra={"code": exc.code})
     response = _problem_response(request, status, exc.code, public_detail(exc), **problem_fields(exc))
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="persona-registry"'
@@ -137,6 +160,12 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Anything not typed is still a problem document, never a plain-text 500; the log keeps why.
     log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
     return _problem_response(request, 500, "internal_error", "internal error")
+
+
+async def _client_disconnected(request: Request, _exc: Exception) -> Response:
+    # A client that went away mid-request (a dropped upload): nothing to answer, nothing broke.
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=499)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

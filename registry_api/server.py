@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -19,6 +22,7 @@ import uvicorn
 from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.store.engine import Database
 from persona_core.webhooks import DispatcherThread
+from registry_api import metrics
 from registry_api.config import ApiSettings
 from registry_api.grpc_server import start_grpc_server
 from registry_api.http_protocol import GuardedHttpToolsProtocol, ServingLimits, raise_open_file_limit
@@ -53,6 +57,11 @@ def serve(
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    # Every process (this one serves gRPC, the workers HTTP) writes its metrics to one folder
+    # of this server's, emptied now, so one scrape sums them all (registry_api.metrics).
+    given = metrics.multiprocess_dir()
+    metrics_dir = Path(given) if given else Path(tempfile.mkdtemp(prefix="persona-metrics-"))
+    metrics.use_multiprocess_dir(metrics_dir)
     # Room for http_max_connections (the soft limit is often 1024); workers inherit it.
     raise_open_file_limit()
     app = create_app(settings)
@@ -90,6 +99,8 @@ def serve(
         if grpc_server is not None:
             grpc_server.stop(grace=2).wait()
         close_app_stores(app)
+        if not given:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def start_dispatcher(settings: ApiSettings, metadata: MetadataStore) -> DispatcherThread | None:
