@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
 
 def _named(flag: str, task: str, setting: str, default: str) -> typer.models.OptionInfo:
-    return typer.Option(flag, help=f"{task} model from the registry (default: {setting}, else {default}).",
-                        show_default=False)
+    return typer.Option(
+        flag, help=f"{task} model from the registry (default: {setting}, else {default}).", show_default=False
+    )
 
 
 DetectorModelOpt = Annotated[
@@ -27,19 +28,27 @@ IdentityModelOpt = Annotated[
 StyleModelOpt = Annotated[str, _named("--style-model", "Style", "PERSONA_STYLE_MODEL", "efficientnet-lite0")]
 VoiceModelOpt = Annotated[str, _named("--voice-model", "Voice", "PERSONA_VOICE_MODEL", "resemblyzer")]
 ExpressionModelOpt = Annotated[
-    str, _named("--expression-model", "Expression classifier", "PERSONA_EXPRESSION_MODEL",
-                "the face mesh geometry")
+    str,
+    _named(
+        "--expression-model", "Expression classifier", "PERSONA_EXPRESSION_MODEL", "the face mesh geometry"
+    ),
 ]
 ModelDirOpt = Annotated[
     Path | None,
-    typer.Option("--model-dir", help="Folder searched first for weight files (default: PERSONA_MODEL_DIR).",
-                 show_default=False),
+    typer.Option(
+        "--model-dir",
+        help="Folder searched first for weight files (default: PERSONA_MODEL_DIR).",
+        show_default=False,
+    ),
 ]
 AllowNoncommercialOpt = Annotated[
     bool,
-    typer.Option("--allow-noncommercial", "--opt-in-noncommercial",
-                 help="Allow a model whose licence forbids commercial use (InsightFace packs, FER-2013); "
-                      "the pack records it (default: PERSONA_ALLOW_NONCOMMERCIAL)."),
+    typer.Option(
+        "--allow-noncommercial",
+        "--opt-in-noncommercial",
+        help="Allow a model whose licence forbids commercial use (InsightFace packs, FER-2013); "
+        "the pack records it (default: PERSONA_ALLOW_NONCOMMERCIAL).",
+    ),
 ]
 
 
@@ -58,8 +67,14 @@ def chosen_models(  # noqa: PLR0917 - one parameter per command-line option
     ``model_noncommercial``) before anything is written; loads no weights."""
     from persona_pipeline.defs.resources import ModelsResource  # noqa: PLC0415 - pipeline stack on demand
 
-    models = ModelsResource(detector=detector, identity=identity, style=style, voice=voice,
-                            expression=expression, model_dir=str(model_dir) if model_dir else None,
-                            opt_in_noncommercial=allow_noncommercial)
+    models = ModelsResource(
+        detector=detector,
+        identity=identity,
+        style=style,
+        voice=voice,
+        expression=expression,
+        model_dir=str(model_dir) if model_dir else None,
+        opt_in_noncommercial=allow_noncommercial,
+    )
     models.check_choice()
     return models

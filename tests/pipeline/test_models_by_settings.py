@@ -34,8 +34,12 @@ pytestmark = [pytest.mark.dagster, pytest.mark.models, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "photos"
 IDENTITY = "buffalo_l:identity"
-MODES = {"obama.jpg": "A_SELFIE", "obama1.jpg": "A_SELFIE", "obama2.jpg": "A_SELFIE",
-         "obama3.jpg": "C_CUTAWAY"}
+MODES = {
+    "obama.jpg": "A_SELFIE",
+    "obama1.jpg": "A_SELFIE",
+    "obama2.jpg": "A_SELFIE",
+    "obama3.jpg": "C_CUTAWAY",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -75,8 +79,19 @@ def test_cli_build_with_identity_model_records_it_in_the_pack(tmp_path: Path) ->
     folder = tmp_path / "upload"
     shutil.copytree(EXAMPLES, folder)
     home = tmp_path / "home"
-    args = ["--home", str(home), "--json", "build", str(folder), "--persona", "alice",
-            "--identity-model", IDENTITY, "--model-dir", str(model_dir)]
+    args = [
+        "--home",
+        str(home),
+        "--json",
+        "build",
+        str(folder),
+        "--persona",
+        "alice",
+        "--identity-model",
+        IDENTITY,
+        "--model-dir",
+        str(model_dir),
+    ]
 
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == ExitCode.USAGE, refused.output
@@ -93,8 +108,9 @@ def test_cli_build_with_identity_model_records_it_in_the_pack(tmp_path: Path) ->
     _assert_records_the_chosen_model(_published_pack(Settings(home=home), "alice", summary["version"]))
 
     # A model upgrade: the same inputs rebuilt with a model that has a measured scale.
-    rebuilt = CliRunner().invoke(app, ["--home", str(home), "--json", "rebuild", "alice",
-                                       "--identity-model", "sface-2021dec-int8"])
+    rebuilt = CliRunner().invoke(
+        app, ["--home", str(home), "--json", "rebuild", "alice", "--identity-model", "sface-2021dec-int8"]
+    )
     assert rebuilt.exit_code == 0, rebuilt.stderr
     pack = _published_pack(Settings(home=home), "alice", json.loads(rebuilt.stdout)["version"])
     assert {m.task: m.name for m in pack.provenance.models}["identity"] == "sface-2021dec-int8"
@@ -125,7 +141,8 @@ def test_a_sensor_run_builds_with_the_model_the_environment_names(
         ensure_partition(instance, persona_versions, request.partition_key)
         ensure_partition(instance, personas, "alice")
         run = defs.resolve_job_def(build_persona_version.name).execute_in_process(
-            partition_key=request.partition_key, instance=instance, tags=request.tags, raise_on_error=False)
+            partition_key=request.partition_key, instance=instance, tags=request.tags, raise_on_error=False
+        )
     record = home.meta.get_version("alice", version)
     assert run.success, record.reasons
     assert record.status == VersionStatus.PUBLISHED
@@ -147,7 +164,8 @@ def test_a_sensor_run_without_the_opt_in_fails_with_the_licence_named(
         key = f"alice.v{version}"
         ensure_partition(instance, persona_versions, key)
         run = defs.resolve_job_def(build_persona_version.name).execute_in_process(
-            partition_key=key, instance=instance, raise_on_error=False)
+            partition_key=key, instance=instance, raise_on_error=False
+        )
     assert not run.success
     failure = next(e for e in run.all_events if e.is_failure)
     assert "PERSONA_ALLOW_NONCOMMERCIAL" in str(failure.event_specific_data)

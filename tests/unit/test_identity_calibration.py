@@ -12,8 +12,15 @@ from persona_core.pack import RefreshPolicy
 from persona_core.vision.base import IdentityScale
 from persona_core.vision.calibration import PACK_ONLY_GAP, WARN_MARGIN, calibrate, leave_one_out
 
-SCALE = IdentityScale(impostor_p99_9=0.39, impostor_pairs=1000, set_name="test faces", source="test",
-                      genuine_loo_p1=0.6, default_warn=0.54, default_fail=0.44)
+SCALE = IdentityScale(
+    impostor_p99_9=0.39,
+    impostor_pairs=1000,
+    set_name="test faces",
+    source="test",
+    genuine_loo_p1=0.6,
+    default_warn=0.54,
+    default_fail=0.44,
+)
 
 
 def _anchors(n: int, spread: float, seed: int = 7) -> np.ndarray:
@@ -34,8 +41,10 @@ def test_a_model_without_a_scale_calibrates_from_the_pack_alone(spread: float) -
     assert cal.identity_drift_warn == pytest.approx(min(0.99, p5 - WARN_MARGIN), abs=1e-3)
     assert cal.identity_drift_fail == pytest.approx(cal.identity_drift_warn - PACK_ONLY_GAP, abs=1e-3)
     defaults = RefreshPolicy()
-    assert (cal.identity_drift_warn, cal.identity_drift_fail) != (defaults.identity_drift_warn,
-                                                                  defaults.identity_drift_fail)
+    assert (cal.identity_drift_warn, cal.identity_drift_fail) != (
+        defaults.identity_drift_warn,
+        defaults.identity_drift_fail,
+    )
     assert "no measured impostor scale" in cal.reason
     assert "bench/measure_identity_scale.py" in cal.reason
 
@@ -56,7 +65,11 @@ def test_a_measured_scale_is_recorded_as_measured() -> None:
 
 
 def test_uploader_lines_still_win_and_the_missing_scale_stays_recorded() -> None:
-    cal = calibrate(_anchors(6, 0.05), "buffalo_l:identity", None,
-                    {"identity_drift_warn": 0.7, "identity_drift_fail": 0.5})
+    cal = calibrate(
+        _anchors(6, 0.05),
+        "buffalo_l:identity",
+        None,
+        {"identity_drift_warn": 0.7, "identity_drift_fail": 0.5},
+    )
     assert (cal.source, cal.identity_drift_warn, cal.identity_drift_fail) == ("uploader", 0.7, 0.5)
     assert cal.impostor_scale_measured is False
