@@ -6,7 +6,6 @@ numpy and pydantic.
 
 from persona_core.runtime.cache import (
     AliasPackSource,
-    CachedPack,
     CacheWriteWarning,
     ErasureNotice,
     PackCache,
@@ -14,6 +13,7 @@ from persona_core.runtime.cache import (
     StorePackSource,
     embedding_blob_refs,
 )
+from persona_core.runtime.cached_pack import CachedPack
 from persona_core.runtime.clamp import (
     ActorEvent,
     ActorEventDict,

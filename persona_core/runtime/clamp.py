@@ -26,7 +26,7 @@ from persona_core.pack import (
     default_behavior_policy,
 )
 from persona_core.runtime._identity_cache import IdentityCache
-from persona_core.runtime.cache import CachedPack
+from persona_core.runtime.cached_pack import CachedPack
 from persona_core.runtime.select import index_of
 
 NEUTRAL = Expression.NEUTRAL.value

@@ -35,7 +35,8 @@ import numpy as np
 
 from persona_core.errors import IntegrityError, InvalidInputError, PersonaCoreError
 from persona_core.pack import Anchor, CameraMode, PersonaPack
-from persona_core.runtime.cache import CachedPack, PackSource
+from persona_core.runtime.cache import PackSource
+from persona_core.runtime.cached_pack import CachedPack
 from persona_core.runtime.drift import DriftStats, DriftThresholds
 from persona_core.vision.base import Detection, FaceDetector, IdentityEmbedder
 from persona_core.vision.errors import IdentityModelMismatchError, VisionUnavailableError

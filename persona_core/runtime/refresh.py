@@ -24,7 +24,7 @@ from typing import TypeAlias
 from persona_core.errors import InvalidInputError
 from persona_core.pack import PersonaPack, RefreshPolicy
 from persona_core.runtime._identity_cache import IdentityCache
-from persona_core.runtime.cache import CachedPack
+from persona_core.runtime.cached_pack import CachedPack
 from persona_core.runtime.drift import (
     DEFAULT_THRESHOLDS,
     DriftStats,

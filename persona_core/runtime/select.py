@@ -31,7 +31,7 @@ from typing import TypeAlias
 from persona_core.errors import InvalidInputError, NotFoundError
 from persona_core.pack import CameraMode, Expression, PersonaPack
 from persona_core.runtime._identity_cache import IdentityCache
-from persona_core.runtime.cache import CachedPack
+from persona_core.runtime.cached_pack import CachedPack
 from persona_core.runtime.drift import DRIFT_OK, DriftStatsLike, continuity_state
 from persona_core.runtime.index import EXPRESSIONS, MODE_ORDER, SelectionIndex
 
