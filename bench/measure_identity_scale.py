@@ -15,6 +15,14 @@ Sets are given as ``NAME=DIR``; a photo's person label comes from the file name,
 The sets' terms allow research use but not redistribution, so the photos are not kept in this
 project: copy them from a public mirror (the registry entry names the one used) and run
   .venv/bin/python bench/measure_identity_scale.py yale=/tmp/yale orl=/tmp/orl --json out.json
+
+For another identity model (weights in ``PERSONA_MODEL_DIR``), name it, with the opt-in when
+its licence forbids commercial use:
+  PERSONA_MODEL_DIR=/models .venv/bin/python bench/measure_identity_scale.py yale=/tmp/yale \
+      orl=/tmp/orl --model buffalo_l:identity --allow-noncommercial
+The printed ``identity_scale`` holds the ``IdentityScale`` fields the model's registry entry
+takes (fill in ``set_name`` and ``source``); until its entry has one, the model's packs say
+``impostor_scale_measured: false`` and take their drift lines from their own anchors.
 """
 
 from __future__ import annotations
@@ -109,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sets", nargs="+", metavar="LAYOUT=DIR")
     parser.add_argument("--model", default=None, help="identity model name (default: the registry's)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--allow-noncommercial", action="store_true",
+                        help="allow a model whose licence forbids commercial use (InsightFace packs)")
     args = parser.parse_args(argv)
     detector = load_detector()
-    embedder = load_identity(args.model or "")
+    embedder = load_identity(args.model or "", opt_in_noncommercial=args.allow_noncommercial)
     all_labels: list[str] = []
     all_vectors = []
     report: dict[str, object] = {"model": embedder.entry.name, "weights_sha256": embedder.weights_sha256[0]}
@@ -142,6 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         "genuine_loo_min": round(float(loo.min()), 4),
         "genuine_loo_p1": round(float(np.quantile(loo, 0.01)), 4),
         "genuine_loo_median": round(float(np.median(loo)), 4),
+    }
+    # As the registry entry's IdentityScale takes them: fail = impostor p99.9 + 0.05 (rounded to
+    # 0.01), warn = genuine leave-one-out p1 - 0.05, never within 0.05 of fail.
+    default_fail = round(float(np.quantile(impostor, 0.999)) + 0.05, 2)
+    default_warn = round(max(float(np.quantile(loo, 0.01)) - 0.05, default_fail + 0.05), 2)
+    report["identity_scale"] = {
+        "impostor_p99_9": report["impostor_p99_9"], "impostor_pairs": report["impostor_pairs"],
+        "genuine_loo_p1": report["genuine_loo_p1"], "default_warn": default_warn,
+        "default_fail": default_fail, "set_name": "...", "source": "...",
     }
     print(json.dumps(report, indent=2))
     if args.json:
