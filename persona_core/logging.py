@@ -2,11 +2,12 @@
 
 ``configure_logging()`` installs one handler on the root logger: human-readable lines by
 default, one JSON object per line when ``PERSONA_LOG_JSON=1`` (for log shippers). Fields
-passed with ``extra={...}`` become JSON keys. A filter on the handler redacts secrets
-before anything is formatted: values under secret-looking keys, bearer tokens, API-key
-headers, ``sig=`` of signed URLs, passwords in database URLs, and any literal value
-registered with :func:`register_secret` (``configure_logging`` registers the settings'
-own secrets).
+passed with ``extra={...}`` become JSON keys, and so does ``request_id`` on every line logged
+while the registry handles a request (:mod:`persona_core.log_context`). A filter on the
+handler redacts secrets before anything is formatted: values under secret-looking keys,
+bearer tokens, API-key headers, ``sig=`` of signed URLs, passwords in database URLs, and any
+literal value registered with :func:`register_secret` (``configure_logging`` registers the
+settings' own secrets).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from persona_core.log_context import RequestIdFilter
 from persona_core.settings import LogSettings
 
 REDACTED = "***"
@@ -110,7 +112,8 @@ class RedactingFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message, extras, exception."""
+    """One JSON object per line: ts, level, logger, message, pid, extras (``request_id`` while a
+    request is handled), exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -118,6 +121,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRS and key not in doc:
@@ -186,6 +190,7 @@ def configure_logging(
         root.removeHandler(old)
     handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.set_name(_HANDLER_NAME)
+    handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactingFilter())
     if json_output is None:
         json_output = bool(getattr(settings, "log_json", False)) or json_logs_enabled()

@@ -1,18 +1,22 @@
 """GET /metrics: a Prometheus text exposition a real parser accepts, with request latency by
-route template and build counts by status read from the metadata store."""
+route template, gRPC call latency, and build counts and durations read from the metadata store."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from persona_core.publish import publish_pack
+from persona_core.store import tables
 from persona_core.store.base import VersionStatus
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
+from persona_core.store.version_stats import build_durations, count_versions_by_status
 from persona_core.testing import make_pack
 from registry_api import metrics
 from registry_api.config import ApiSettings
@@ -92,8 +96,16 @@ def test_build_counts_by_status(client: tuple[TestClient, dict[str, str]]) -> No
     http, _ = client
     fams = _families(http.get("/metrics", headers=SCRAPER).text)
     by_status = {labels["status"]: v for _, labels, v in fams["persona_versions"]}
-    assert by_status == {"pending": 1, "building": 0, "blocked": 1, "failed": 1, "published": 1,
-                         "erasing": 0, "erased": 0, "retracted": 0}
+    assert by_status == {
+        "pending": 1,
+        "building": 0,
+        "blocked": 1,
+        "failed": 1,
+        "published": 1,
+        "erasing": 0,
+        "erased": 0,
+        "retracted": 0,
+    }
     assert fams["persona_metadata_up"][0][2] == 1
 
 
@@ -106,4 +118,39 @@ def test_store_walk_matches_group_by(client: tuple[TestClient, dict[str, str]]) 
         list_personas = store.list_personas
         list_versions = store.list_versions
 
-    assert metrics.count_versions_by_status(Plain()) == metrics.count_versions_by_status(store)  # type: ignore[arg-type]
+    assert count_versions_by_status(Plain()) == count_versions_by_status(store)  # type: ignore[arg-type]
+    buckets = metrics.BUILD_BUCKETS
+    walked, queried = build_durations(Plain(), buckets), build_durations(store, buckets)  # type: ignore[arg-type]
+    assert {o: d.cumulative for o, d in walked.items()} == {o: d.cumulative for o, d in queried.items()}
+    # SQLite's julianday() keeps about a millisecond.
+    totals = {o: d.total_s for o, d in queried.items()}
+    assert {o: d.total_s for o, d in walked.items()} == pytest.approx(totals, abs=0.01)
+
+
+def test_build_durations_by_outcome(client: tuple[TestClient, dict[str, str]]) -> None:
+    """Upload-to-outcome seconds per outcome, from the version records: v3 blocked 90 minutes
+    after its upload, v1 published and v4 failed at once; pending v2 is not a finished build."""
+    http, _ = client
+    store = http.app.state.service.metadata  # type: ignore[attr-defined]
+    v = tables.persona_versions
+    with store.engine.begin() as conn:
+        blocked_at = conn.execute(sa.select(v.c.updated_at).where(v.c.version == 3)).scalar_one()
+        conn.execute(
+            sa.update(v).where(v.c.version == 3).values(created_at=blocked_at - timedelta(minutes=90))
+        )
+    fams = _families(http.get("/metrics", headers=SCRAPER).text)
+    buckets = {
+        (labels["outcome"], labels["le"]): value
+        for name, labels, value in fams["persona_build_duration_seconds"]
+        if name.endswith("_bucket")
+    }
+    assert {o: buckets[(o, "+Inf")] for o in ("published", "blocked", "failed")} == {
+        "published": 1,
+        "blocked": 1,
+        "failed": 1,
+    }
+    assert buckets[("blocked", "3600.0")] == 0
+    assert buckets[("blocked", "14400.0")] == 1
+    assert buckets[("published", "5.0")] == buckets[("failed", "5.0")] == 1
+    gsum = {labels["outcome"]: value for _, labels, value in fams["persona_build_duration_seconds_gsum"]}
+    assert gsum["blocked"] == pytest.approx(5400, abs=1)
