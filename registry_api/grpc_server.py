@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from datetime import datetime
 from typing import Any, TypeVar
@@ -361,9 +361,14 @@ def _json_object(text: str, field: str) -> dict[str, Any]:
 
 
 def start_grpc_server(
-    service: RegistryService, port: int = 0, host: str = "127.0.0.1", max_workers: int | None = None
+    service: RegistryService,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    max_workers: int | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int]:
     """Start the gRPC server on ``host:port`` (0 = a free port); returns it and the bound port.
+    ``interceptors`` wrap every call (``serve``: request ids, access lines and metrics).
 
     Besides the registry it serves ``grpc.health.v1.Health`` and server reflection; TLS when
     the settings name a certificate and key."""
@@ -374,6 +379,7 @@ def start_grpc_server(
             max_workers=max_workers or service.settings.grpc_read_workers, thread_name_prefix="registry-grpc"
         ),
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        interceptors=interceptors,
     )
     uploads = futures.ThreadPoolExecutor(
         max_workers=service.settings.grpc_upload_workers, thread_name_prefix="registry-grpc-upload"

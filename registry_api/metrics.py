@@ -3,7 +3,8 @@
 ``register(app)`` adds a pure-ASGI middleware that times every HTTP request into a histogram
 labelled by route *template* (``/v1/personas/{persona_id}``, never the raw path, so label
 cardinality stays bounded), method and status, and mounts ``GET /metrics``.
-:class:`GrpcMetricsInterceptor` does the same for gRPC calls (method, status code).
+:class:`registry_api.request_context.GrpcRequestContext` does the same for gRPC calls
+(method, status code).
 Versions by status and build durations are read from the metadata store at scrape time
 (aggregate queries in :mod:`persona_core.store.version_stats`), cached for a few seconds
 so fast scrapers cannot load the DB.
@@ -25,7 +26,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from prometheus_client import (
@@ -256,53 +256,6 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED_ROUTE
-
-
-class GrpcMetricsInterceptor(grpc.ServerInterceptor):
-    """Times every gRPC call into ``persona_grpc_request_duration_seconds`` (method, code)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(details)
-        if handler is None:
-            return None
-        method = details.method.rsplit("/", 1)[-1]
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary, method))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream, method))
-        return handler
-
-    def _unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-        def timed(request: Any, context: grpc.ServicerContext) -> Any:
-            start = time.perf_counter()
-            try:
-                return behavior(request, context)
-            finally:
-                self.metrics.observe_grpc(method, _code(context), time.perf_counter() - start)
-
-        return timed
-
-    def _stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-        def timed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            start = time.perf_counter()
-            try:
-                yield from behavior(request, context)
-            finally:
-                self.metrics.observe_grpc(method, _code(context), time.perf_counter() - start)
-
-        return timed
-
-
-def _code(context: grpc.ServicerContext) -> str:
-    code = context.code()  # set by abort() or set_code(); None: the call went through
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    return "OK" if code is None else str(code)
 
 
 def build_router(metrics: Metrics) -> APIRouter:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -20,8 +22,11 @@ from persona_core.store.version_stats import build_durations, count_versions_by_
 from persona_core.testing import make_pack
 from registry_api import metrics
 from registry_api.config import ApiSettings
+from registry_api.grpc_gen import persona_registry_pb2 as pb
+from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
 from registry_api.key_store import ApiKeyStore
 from registry_api.main import create_app
+from registry_api.server import BackgroundServer
 
 # /metrics needs a key with the metrics scope (the fixture makes one per test).
 SCRAPER: dict[str, str] = {}
@@ -154,3 +159,30 @@ def test_build_durations_by_outcome(client: tuple[TestClient, dict[str, str]]) -
     assert buckets[("published", "5.0")] == buckets[("failed", "5.0")] == 1
     gsum = {labels["outcome"]: value for _, labels, value in fams["persona_build_duration_seconds_gsum"]}
     assert gsum["blocked"] == pytest.approx(5400, abs=1)
+
+
+def test_grpc_calls_are_counted(tmp_path: Path) -> None:
+    """gRPC calls are timed by method and status code, and carry a request id back."""
+    settings = ApiSettings(env="test", home=tmp_path, public_base_url="http://testserver")
+    meta = SqlMetadataStore.open(settings.resolved_database_url)
+    meta.create_persona("alice", {})
+    keys = ApiKeyStore.of(meta)
+    read = (("x-api-key", keys.create_api_key("reader", ["read"])[1]),)
+    scraper = {"X-API-Key": keys.create_api_key("prometheus", ["metrics"])[1]}
+    server = BackgroundServer(settings, metadata=meta)
+    with server, grpc.insecure_channel(server.grpc_target) as channel:
+        stub = pb_grpc.PersonaRegistryStub(channel)
+        for _ in range(2):
+            stub.ListPersonaVersions(pb.ListPersonaVersionsRequest(persona_id="alice"), metadata=read)
+        request = pb.ListPersonaVersionsRequest(persona_id="alice")
+        tagged = (*read, ("x-request-id", "grpc-req-1"))
+        _, call = stub.ListPersonaVersions.with_call(request, metadata=tagged)
+        assert ("x-request-id", "grpc-req-1") in call.initial_metadata()
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.ListPersonaVersions(pb.ListPersonaVersionsRequest(persona_id="nobody"), metadata=read)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        text = httpx.get(server.base_url + "/metrics", headers=scraper).text
+    samples = _families(text)["persona_grpc_request_duration_seconds"]
+    counts = {(labels["method"], labels["code"]): v for name, labels, v in samples if name.endswith("_count")}
+    assert counts == {("ListPersonaVersions", "OK"): 3, ("ListPersonaVersions", "NOT_FOUND"): 1}
+    meta.close()
