@@ -168,8 +168,8 @@ class ModelsResource(dg.ConfigurableResource):
                 raise ModelTaskMismatchError(f"models.{field}: {name!r} is a {entry.task} model, not {task}")
             if not entry.commercial_use and not self.allows_noncommercial():
                 raise NonCommercialModelError(
-                    f"models.{field}: {name!r} is licensed {entry.licence}; set opt_in_noncommercial "
-                    "(PERSONA_ALLOW_NONCOMMERCIAL=1, persona-core --allow-noncommercial) to use it")
+                    f"models.{field}: {name!r} is licensed {entry.licence}; set opt_in_noncommercial to use "
+                    "it (PERSONA_ALLOW_NONCOMMERCIAL=1, persona-core --allow-noncommercial)")
 
     def unloaded(self, *fields: str) -> list[str]:
         """The names of the models behind ``fields`` (this class's model fields) that this
