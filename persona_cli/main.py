@@ -164,13 +164,16 @@ def build(  # noqa: PLR0917 - typer maps each parameter to an option
 
     summary = summarize(result, round(time.perf_counter() - started, 2))
     summary["inputs"] = inputs.counts
-    summary["skipped_files"] = inputs.skipped
+    summary["skipped_files"] = [s.model_dump(mode="json") for s in inputs.skipped]
+    summary["upload_notes"] = list(inputs.notes)
     if quiet:
         emit_json(summary)
     else:
         print_summary(summary, out())
-        for name in inputs.skipped:
-            out().print(f"skipped (not a photo, clip or voice file): {name}", markup=False)
+        for skipped in inputs.skipped:
+            out().print(f"skipped {skipped.origin or skipped.name}: {skipped.reason}", markup=False)
+        for note in inputs.notes:
+            out().print(f"note: {note}", markup=False)
     _exit_for_status(summary, json_out)
 
 

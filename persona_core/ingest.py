@@ -26,6 +26,7 @@ from persona_core.errors import (
     InvalidInputError,
     InvalidManifestError,
     NotRebuildableError,
+    UploadError,
     VersionNotFoundError,
 )
 from persona_core.pack import PERSONA_ID_BODY, BehaviorPolicy, CameraMode, PersonaId, VoiceProfile
@@ -37,6 +38,7 @@ from persona_core.version_inputs import (
     FileKind,
     RebuiltFrom,
     RefreshLines,
+    SkippedFile,
     UploadedFile,
     UploadedInputs,
     uploaded_inputs,
@@ -80,7 +82,8 @@ class UploadOptions(_Edge):
 
 
 class StagedFile(Protocol):
-    """One file of a new version, already checked by the caller's gate."""
+    """One file of a new version, already checked by the caller's gate. ``data`` may read the
+    bytes from where they are (a file, a spooled part) each time it is asked for them."""
 
     @property
     def name(self) -> str: ...
@@ -91,12 +94,24 @@ class StagedFile(Protocol):
     @property
     def kind(self) -> FileKind: ...
 
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def camera_mode(self) -> CameraMode | None: ...
+
+    @property
+    def media_type(self) -> str | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Checked:
     name: str
     data: bytes
     kind: FileKind
+    sha256: str
+    camera_mode: CameraMode | None
+    media_type: str | None = None
 
 
 def manifest_key(persona_id: str, version: int, now_ns: int | None = None) -> str:
@@ -127,7 +142,6 @@ def submit_version(
     input InvalidInputError.
     """
     meta.get_persona(persona_id)
-    checked = _check_files(files)
     tags = {name: {"camera_mode": mode} for name, mode in (camera_modes or {}).items()}
     doc: dict[str, Any] = {"files": tags}
     for key, value in (("behavior", behavior), ("voice", voice), ("refresh", refresh)):
@@ -137,6 +151,7 @@ def submit_version(
         options = UploadOptions.model_validate(doc)
     except (ValidationError, TypeError) as exc:
         raise InvalidInputError(f"upload config is invalid: {_first_error(exc)}") from None
+    checked = _check_files(files, options)
     unknown = set(options.files) - {f.name for f in checked}
     if unknown:
         raise InvalidInputError(f"camera modes given for files not uploaded: {sorted(unknown)}")
@@ -151,22 +166,29 @@ def store_version(
     options: UploadOptions,
     *,
     lease: BuildLease | None = None,
+    skipped: Sequence[SkippedFile] = (),
+    notes: Sequence[str] = (),
 ) -> VersionRecord:
     """Store ``files`` as a new ``pending`` version (``building`` under ``lease``) and write its
     manifest. ``files`` and ``options`` passed a gate (``uploads.validate_upload`` or
-    :func:`submit_version`) and are not checked again; an unknown persona raises
-    PersonaNotFoundError before anything is written."""
+    :func:`submit_version`) and are not checked again; the files the gate ``skipped`` and its
+    ``notes`` are kept in the version's inputs. An unknown persona raises PersonaNotFoundError
+    before anything is written. Files are read and stored one at a time."""
     meta.get_persona(persona_id)
     stored = []
-    data = {}
+    by_ref: dict[str, StagedFile] = {}
     for f in files:
-        ref = blobs.put(f.data)
-        data[ref] = f.data
-        stored.append(UploadedFile(name=f.name, ref=ref, sha256=sha256_hex(f.data), kind=f.kind,
-                                   size=len(f.data), camera_mode=options.camera_mode(f.name)))
+        data = f.data
+        ref = blobs.put(data)
+        if ref != f"sha256:{f.sha256}":
+            raise UploadError(f"{f.name} changed while it was stored; upload it again")
+        by_ref[ref] = f
+        stored.append(UploadedFile(name=f.name, ref=ref, sha256=f.sha256, kind=f.kind, size=len(data),
+                                   camera_mode=f.camera_mode, media_type=f.media_type))
+        del data
     inputs = UploadedInputs(files=stored, behavior_policy=options.behavior, voice=options.voice,
-                            refresh_policy=options.refresh)
-    return _announce(meta, blobs, persona_id, inputs, lease=lease, data=data)
+                            refresh_policy=options.refresh, skipped=list(skipped), notes=list(notes))
+    return _announce(meta, blobs, persona_id, inputs, lease=lease, data=by_ref)
 
 
 def resubmit_version(
@@ -208,7 +230,7 @@ def resubmit_version(
 
 def _announce(
     meta: MetadataStore, blobs: BlobStore, persona_id: str, inputs: UploadedInputs, *,
-    lease: BuildLease | None, data: Mapping[str, bytes] | None = None,
+    lease: BuildLease | None, data: Mapping[str, StagedFile] | None = None,
 ) -> VersionRecord:
     version = meta.create_version(persona_id, inputs.model_dump(mode="json"), lease=lease)
     tracked = TrackedBlobStore(blobs, meta.refs, persona_id, version.version)
@@ -216,9 +238,9 @@ def _announce(
         # Held from now on. A GC that deleted one of these content-addressed blobs since it was
         # written (another upload's old copy) is waited out, and the blob is written again.
         tracked.hold(*(Held(BLOB, f.ref) for f in inputs.files))
-        for ref, chunk in (data or {}).items():
+        for ref, staged in (data or {}).items():
             if not blobs.exists(ref):
-                blobs.put(chunk)
+                blobs.put(staged.data)
     manifest = BuildManifest(persona_id=persona_id, version=version.version, inputs=inputs)
     # Without its manifest no build will ever start: say so on the version itself.
     with fail_version_on_error(meta, persona_id, version.version, "manifest not written"):
@@ -262,7 +284,7 @@ def read_manifest(blobs: BlobStore, key: str) -> BuildManifest:
     return manifest
 
 
-def _check_files(files: Sequence[tuple[str, bytes, str]]) -> list[_Checked]:
+def _check_files(files: Sequence[tuple[str, bytes, str]], options: UploadOptions) -> list[_Checked]:
     if not files:
         raise InvalidInputError("a version needs at least one input file")
     checked: list[_Checked] = []
@@ -279,7 +301,9 @@ def _check_files(files: Sequence[tuple[str, bytes, str]]) -> list[_Checked]:
             raise InvalidInputError(f"file {name!r} is empty or not bytes")
         if kind not in ("image", "video", "voice"):
             raise InvalidInputError(f"file {name!r}: kind must be image, video or voice, not {kind!r}")
-        checked.append(_Checked(name, bytes(data), cast(FileKind, kind)))
+        blob = bytes(data)
+        mode = options.camera_mode(name)
+        checked.append(_Checked(name, blob, cast(FileKind, kind), sha256_hex(blob), mode))
     return checked
 
 

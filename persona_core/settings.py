@@ -109,9 +109,12 @@ class Settings(ModelSettings, LogSettings):
     # Upload limits, the same for every door (HTTP, gRPC, the CLI): persona_core.uploads.
     max_upload_file_bytes: int = Field(default=25 * MIB, gt=0)
     max_upload_files: int = Field(default=32, gt=0)
-    # Accepted files are handed to ingest as bytes, so this bounds one upload's memory.
+    # Files are read and stored one at a time; this bounds what one upload puts in the stores.
     max_upload_total_bytes: int = Field(default=256 * MIB, gt=0)
     max_manifest_bytes: int = Field(default=256 * 1024, gt=0)
+    # Uploads one registry worker takes at a time (HTTP and gRPC together); one more is refused
+    # at once with 503 uploads_busy and Retry-After (registry_api.upload_slots).
+    max_concurrent_uploads: int = Field(default=4, gt=0)
     # Width x height read from an image's header before decoding: a small file can claim
     # gigapixels, and decoding allocates 3 bytes per pixel (40 MP = 120 MB).
     max_image_pixels: int = Field(default=40_000_000, gt=0)

@@ -1,21 +1,36 @@
 """The one upload gate: HTTP, gRPC and the CLI hand every file to :func:`validate_upload`,
-so the same bad file gets the same verdict through every door. What a file is comes from
-its bytes, never from its name, suffix or declared type.
+so the same file gets the same verdict through every door.
+
+What a file is comes from its bytes, never from its name, suffix or declared type: a photo
+whose name or declared type says otherwise is read as what its bytes are, and the upload
+says so in a note. A file in no accepted format (a BMP, a HEIC photo, a text file) is
+skipped with its reason, and the rest of the upload goes on; only an upload with nothing
+usable in it is refused for that.
+
+A file name is a label: letters of any script, spaces, brackets and emoji are kept as sent
+(in Unicode NFC form); what is stored is keyed by content (``sha256:<hex>``), never by
+name. Names with a folder separator, a control character, a leading '.' (hidden files,
+``..``) or more than 255 bytes are refused. Two files with the same name are both kept, the
+later ones labelled ``name (2).ext``, ``name (3).ext``.
 
 Everything here runs before anything is stored, so a rejected upload leaves the stores as
-they were. Images must also decode (OpenCV), so a truncated JPEG is refused at the door
-instead of failing a build later; their size is read from the header first (Pillow reads no
-pixels), so an image claiming more than ``max_image_pixels`` is refused before any decode.
+they were. Counts and sizes are checked first, from each file's size and first bytes; then
+each file is read whole, one at a time. Images must also decode (OpenCV), so a truncated JPEG
+is refused at the door instead of failing a build later; their size is read from the header
+first (Pillow reads no pixels), so an image claiming more than ``max_image_pixels`` is
+refused before any decode.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import mimetypes
 import struct
+import unicodedata
 import warnings
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,7 +38,6 @@ from PIL import Image
 from pydantic import ValidationError
 
 from persona_core.errors import (
-    ContentTypeMismatchError,
     CorruptFileError,
     FileTooLargeError,
     ImageTooLargeError,
@@ -36,15 +50,32 @@ from persona_core.errors import (
     UploadError,
 )
 from persona_core.ingest import UploadOptions, store_version
+from persona_core.media_types import HEAD_BYTES, SNIFFED_MEDIA_TYPES, Kind, sniff, unsupported_reason
+from persona_core.pack import CameraMode
 from persona_core.refs import sha256_hex
 from persona_core.settings import Settings
-from persona_core.store.base import BlobStore, BuildLease, MetadataStore, VersionRecord, safe_segment
+from persona_core.store.base import BlobStore, BuildLease, MetadataStore, VersionRecord
+from persona_core.upload_sources import ByteSource, FileSource, sha256_of
+from persona_core.version_inputs import SkippedFile
 
-Kind = Literal["image", "video", "voice"]
+__all__ = [
+    "FIELD_KINDS",
+    "MANIFEST_FIELD",
+    "SNIFFED_MEDIA_TYPES",
+    "RawFile",
+    "SkippedFile",
+    "ValidatedFile",
+    "ValidatedUpload",
+    "check_file_name",
+    "parse_manifest",
+    "sniff",
+    "submit_upload",
+    "validate_upload",
+]
 
-# Declared types that say nothing: the sniffed type wins without comparison.
+# Declared types that say nothing: no note when they differ from the bytes.
 _UNINFORMATIVE = {"", "application/octet-stream", "binary/octet-stream"}
-# Other spellings clients use for the same formats.
+# Other spellings clients (and file-name suffixes) use for the same formats.
 _ALIASES = {
     "image/jpg": "image/jpeg",
     "image/pjpeg": "image/jpeg",
@@ -55,87 +86,72 @@ _ALIASES = {
     "audio/mp3": "audio/mpeg",
     "audio/x-m4a": "audio/mp4",
     "audio/m4a": "audio/mp4",
+    "audio/opus": "audio/ogg",
     "application/ogg": "audio/ogg",
     "video/avi": "video/x-msvideo",
     "video/msvideo": "video/x-msvideo",
     "video/x-matroska": "video/webm",
+    "video/x-m4v": "video/mp4",
     "audio/webm": "video/webm",
 }
-# Multipart field names a client may use; a named kind must match the bytes.
+# Multipart field names a client may use; a named kind that the bytes contradict is noted.
 FIELD_KINDS: dict[str, Kind | None] = {"files": None, "images": "image", "videos": "video", "voices": "voice"}
 MANIFEST_FIELD = "manifest"
+_MAX_NAME_BYTES = 255
+# Bidirectional-text controls: they make a name read as something else ("photo<RLO>gpj.exe").
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Control characters, lone surrogates, line and paragraph separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True, slots=True)
 class RawFile:
+    """One file as a door received it: its name, where its bytes are, and what the client said
+    about it (``declared_type``, the multipart ``field``). The CLI adds where in the folder it
+    was (``origin``) and the camera mode its sub-folder gives it."""
+
     name: str
-    data: bytes
+    source: FileSource
     declared_type: str = ""
     field: str = "files"
+    origin: str = ""
+    camera_mode: CameraMode | None = None
+
+    @classmethod
+    def of_bytes(cls, name: str, data: bytes, declared_type: str = "", field: str = "files") -> RawFile:
+        return cls(name=name, source=ByteSource(data), declared_type=declared_type, field=field)
 
 
 @dataclass(frozen=True, slots=True)
 class ValidatedFile:
+    """A file that passed the gate: its label (unique in its upload), what its bytes are, and
+    their sha256. :attr:`data` reads the bytes again, checked against that sha256."""
+
     name: str
-    data: bytes
     kind: Kind
     media_type: str
     sha256: str
+    size: int
+    camera_mode: CameraMode | None
+    source: FileSource
+
+    @property
+    def data(self) -> bytes:
+        data = self.source.read()
+        if sha256_hex(data) != self.sha256:
+            raise UploadError(f"{self.name} changed while it was read; upload it again when it is written")
+        return data
 
 
 @dataclass(frozen=True, slots=True)
 class ValidatedUpload:
-    """Files and options that passed the gate; stored as they are by :func:`submit_upload`."""
+    """Files and options that passed the gate, the files it skipped (with reasons) and what it
+    noted (a name that said another format, a renamed duplicate); stored by :func:`submit_upload`."""
 
     files: list[ValidatedFile]
     options: UploadOptions
-
-
-# (offset, magic, kind, media type), checked in order; RIFF and ftyp containers need a second look.
-_MAGIC: tuple[tuple[int, bytes, Kind, str], ...] = (
-    (0, b"\xff\xd8\xff", "image", "image/jpeg"),
-    (0, b"\x89PNG\r\n\x1a\n", "image", "image/png"),
-    (8, b"WEBP", "image", "image/webp"),
-    (8, b"WAVE", "voice", "audio/wav"),
-    (8, b"AVI ", "video", "video/x-msvideo"),
-    (0, b"fLaC", "voice", "audio/flac"),
-    (0, b"OggS", "voice", "audio/ogg"),
-    (0, b"ID3", "voice", "audio/mpeg"),
-    (8, b"M4A ", "voice", "audio/mp4"),
-    (8, b"M4B ", "voice", "audio/mp4"),
-    (8, b"qt  ", "video", "video/quicktime"),
-    (0, b"\x1a\x45\xdf\xa3", "video", "video/webm"),
-)
-_CONTAINER = {
-    b"WEBP": b"RIFF",
-    b"WAVE": b"RIFF",
-    b"AVI ": b"RIFF",
-    b"M4A ": b"ftyp",
-    b"M4B ": b"ftyp",
-    b"qt  ": b"ftyp",
-}
-
-
-# Every media type sniff() can answer: what a served blob's Content-Type may be besides
-# application/octet-stream (the registry's OpenAPI lists them).
-SNIFFED_MEDIA_TYPES: tuple[str, ...] = tuple(sorted({m for *_, m in _MAGIC} | {"video/mp4", "audio/mpeg"}))
-
-
-def sniff(data: bytes) -> tuple[Kind, str] | None:
-    """(kind, media type) from magic bytes, or None for anything not accepted."""
-    head = data[:16]
-    for offset, magic, kind, media_type in _MAGIC:
-        if head[offset : offset + len(magic)] != magic:
-            continue
-        container = _CONTAINER.get(magic)
-        if container is None or head[0:4] == container or head[4:8] == container:
-            return kind, media_type
-    if head[4:8] == b"ftyp":
-        return "video", "video/mp4"
-    # MPEG audio without an ID3 tag starts with an 11-bit frame sync.
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
-        return "voice", "audio/mpeg"
-    return None
+    skipped: list[SkippedFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 # Pillow's format names for the sniffed image types: open() then tries no other parser.
@@ -171,40 +187,99 @@ def _decodes_as_image(data: bytes) -> bool:
 
 
 def check_file_name(name: str) -> str:
-    """The name as sent, if it is a plain, safe file name (no folders, no '..')."""
-    try:
-        return safe_segment(name)
-    except InvalidNameError:
-        raise InvalidNameError(
-            f"file name {name!r} is not allowed: use a plain name of letters, digits, '.', '_', '-'"
-        ) from None
+    """``name`` as a label (Unicode NFC), or InvalidNameError saying what is wrong with it.
+
+    Any script, spaces, brackets and emoji are fine; refused: an empty name, a folder
+    separator, a leading '.' (hidden files, ``.``, ``..``), a control or bidirectional-text
+    control character, more than 255 bytes of UTF-8."""
+    label = unicodedata.normalize("NFC", name) if isinstance(name, str) else ""
+    problem = ""
+    if not label.strip():
+        problem = "it is empty"
+    elif "/" in label or "\\" in label:
+        problem = "it holds a folder separator"
+    elif label.startswith("."):
+        problem = "it starts with '.'"
+    elif any(unicodedata.category(c) in _REFUSED_CATEGORIES or c in _BIDI_CONTROLS for c in label):
+        problem = "it holds a control character"
+    elif len(label.encode("utf-8")) > _MAX_NAME_BYTES:
+        problem = f"it is longer than {_MAX_NAME_BYTES} bytes"
+    if problem:
+        raise InvalidNameError(f"file name {name!r} is not allowed: {problem}")
+    return label
 
 
-def validate_file(raw: RawFile, settings: Settings) -> ValidatedFile:
-    name = check_file_name(raw.name)
-    if len(raw.data) > settings.max_upload_file_bytes:
-        raise FileTooLargeError(f"{name}: {len(raw.data)} bytes > limit {settings.max_upload_file_bytes}")
-    if not raw.data:
-        raise CorruptFileError(f"{name}: file is empty")
-    sniffed = sniff(raw.data)
-    if sniffed is None:
-        raise UnsupportedMediaTypeError(
-            f"{name}: not an accepted format (JPEG, PNG, WebP; WAV, FLAC, OGG, MP3, M4A; MP4, MOV, AVI, WebM)"
-        )
-    kind, media_type = sniffed
-    declared = raw.declared_type.split(";", 1)[0].strip().lower()
-    declared = _ALIASES.get(declared, declared)
-    if declared not in _UNINFORMATIVE and declared != media_type:
-        raise ContentTypeMismatchError(f"{name}: declared {declared!r} but the bytes are {media_type}")
+def _media_type_said(text: str) -> str:
+    text = text.split(";", 1)[0].strip().lower()
+    return _ALIASES.get(text, text)
+
+
+def _lying_label_notes(label: str, raw: RawFile, kind: Kind, media_type: str) -> list[str]:
+    """What the name, the declared type and the multipart field said that the bytes do not."""
+    said = []
+    by_name = _media_type_said(mimetypes.guess_type(label, strict=False)[0] or "")
+    if by_name and by_name != media_type:
+        said.append(f"its name says {by_name}")
+    declared = _media_type_said(raw.declared_type)
+    if declared not in _UNINFORMATIVE and declared not in (media_type, by_name):
+        said.append(f"it was declared {declared}")
     field_kind = FIELD_KINDS.get(raw.field)
     if field_kind is not None and field_kind != kind:
-        raise ContentTypeMismatchError(f"{name}: sent as {raw.field!r} but the bytes are {media_type}")
-    if kind == "image":
-        _check_image_pixels(name, raw.data, media_type, settings.max_image_pixels)
-    if kind == "image" and not _decodes_as_image(raw.data):
-        raise CorruptFileError(f"{name}: looks like {media_type} but does not decode")
-    sha = sha256_hex(raw.data)
-    return ValidatedFile(name=name, data=raw.data, kind=kind, media_type=media_type, sha256=sha)
+        said.append(f"it was sent as {raw.field!r}")
+    if not said:
+        return []
+    return [f"{label}: read as {media_type}, what its bytes are ({', '.join(said)})"]
+
+
+def _free_label(label: str, taken: set[str]) -> str:
+    stem, dot, suffix = label.rpartition(".")
+    if not dot or not stem:
+        stem, suffix = label, ""
+    else:
+        suffix = "." + suffix
+    n = 2
+    while f"{stem} ({n}){suffix}" in taken:
+        n += 1
+    return f"{stem} ({n}){suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Usable:
+    raw: RawFile
+    name: str
+    kind: Kind
+    media_type: str
+
+
+def _sort_out(files: list[RawFile]) -> tuple[list[_Usable], list[SkippedFile]]:
+    """Each file's name checked and its kind sniffed from its first bytes; none read whole."""
+    usable: list[_Usable] = []
+    skipped: list[SkippedFile] = []
+    for raw in files:
+        name = check_file_name(raw.name)
+        if raw.source.size == 0:
+            raise CorruptFileError(f"{name}: file is empty")
+        head = raw.source.head(HEAD_BYTES)
+        sniffed = sniff(head)
+        if sniffed is None:
+            code = UnsupportedMediaTypeError.code
+            skipped.append(
+                SkippedFile(name=name, origin=raw.origin or None, code=code, reason=unsupported_reason(head))
+            )
+            continue
+        usable.append(_Usable(raw, name, *sniffed))
+    return usable, skipped
+
+
+def _check_content(item: _Usable, settings: Settings) -> str:
+    """The file read whole (images: header, pixel count and a decode); its sha256."""
+    if item.kind != "image":
+        return sha256_of(item.raw.source)
+    data = item.raw.source.read()
+    _check_image_pixels(item.name, data, item.media_type, settings.max_image_pixels)
+    if not _decodes_as_image(data):
+        raise CorruptFileError(f"{item.name}: looks like {item.media_type} but does not decode")
+    return sha256_hex(data)
 
 
 def parse_manifest(text: str | bytes | None, max_bytes: int | None = None) -> UploadOptions:
@@ -228,23 +303,59 @@ def parse_manifest(text: str | bytes | None, max_bytes: int | None = None) -> Up
 
 
 def validate_upload(files: list[RawFile], options: UploadOptions, settings: Settings) -> ValidatedUpload:
-    """Check every file and the options; raise the first problem. Stores nothing."""
+    """Check every file and the options; raise the first problem. Stores nothing.
+
+    Files in no accepted format are skipped with a reason; an upload left with none is refused
+    (``unsupported_media_type``). Counts and sizes are checked on the usable files before any
+    of them is read whole."""
     if not files:
         raise NoFilesError("an upload needs at least one file")
-    if len(files) > settings.max_upload_files:
-        raise TooManyFilesError(f"{len(files)} files > limit {settings.max_upload_files}")
-    total = sum(len(f.data) for f in files)
+    usable, skipped = _sort_out(files)
+    if not usable:
+        why = "; ".join(f"{s.origin or s.name}: {s.reason}" for s in skipped)
+        raise UnsupportedMediaTypeError(f"no photos, video clips or voice files in this upload ({why})")
+    if len(usable) > settings.max_upload_files:
+        raise TooManyFilesError(f"{len(usable)} files > limit {settings.max_upload_files}")
+    total = sum(u.raw.source.size for u in usable)
     if total > settings.max_upload_total_bytes:
         raise RequestTooLargeError(f"{total} bytes in all > limit {settings.max_upload_total_bytes}")
-    validated = [validate_file(f, settings) for f in files]
-    names = [f.name for f in validated]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise UploadError(f"duplicate file names: {', '.join(dupes)}")
-    unknown = sorted(set(options.files) - set(names))
+    for u in usable:
+        if u.raw.source.size > settings.max_upload_file_bytes:
+            raise FileTooLargeError(
+                f"{u.name}: {u.raw.source.size} bytes > limit {settings.max_upload_file_bytes}"
+            )
+    sent = {u.name for u in usable} | {s.name for s in skipped}
+    tags = {unicodedata.normalize("NFC", name): t.camera_mode for name, t in options.files.items()}
+    unknown = sorted(set(tags) - sent)
     if unknown:
         raise InvalidManifestError(f"manifest names files that were not uploaded: {', '.join(unknown)}")
-    return ValidatedUpload(files=validated, options=options)
+
+    notes: list[str] = []
+    taken = {u.name for u in usable}
+    seen: set[str] = set()
+    validated = []
+    for u in usable:
+        label = u.name
+        if label in seen:
+            label = _free_label(label, taken)
+            taken.add(label)
+            notes.append(f"{u.raw.origin or u.name}: kept as {label!r}, another file is named {u.name!r}")
+        seen.add(u.name)
+        notes.extend(_lying_label_notes(u.name, u.raw, u.kind, u.media_type))
+        sha = _check_content(u, settings)
+        mode = u.raw.camera_mode or tags.get(u.name)
+        validated.append(
+            ValidatedFile(
+                name=label,
+                kind=u.kind,
+                media_type=u.media_type,
+                sha256=sha,
+                size=u.raw.source.size,
+                camera_mode=mode,
+                source=u.raw.source,
+            )
+        )
+    return ValidatedUpload(files=validated, options=options, skipped=skipped, notes=notes)
 
 
 def submit_upload(
@@ -256,5 +367,14 @@ def submit_upload(
     lease: BuildLease | None = None,
 ) -> VersionRecord:
     """Store an upload that passed the gate as a new ``pending`` version, as it is (see
-    ingest.store_version)."""
-    return store_version(meta, blobs, persona_id, upload.files, upload.options, lease=lease)
+    ingest.store_version), with the files it skipped and its notes in the version's inputs."""
+    return store_version(
+        meta,
+        blobs,
+        persona_id,
+        upload.files,
+        upload.options,
+        lease=lease,
+        skipped=upload.skipped,
+        notes=upload.notes,
+    )

@@ -46,6 +46,7 @@ __all__ = [
     "RebuiltFrom",
     "RecordedInputs",
     "RefreshLines",
+    "SkippedFile",
     "UploadedFile",
     "UploadedInputs",
     "check_refresh_lines",
@@ -93,6 +94,18 @@ class UploadedFile(_Edge):
     kind: FileKind
     size: int = Field(ge=0)
     camera_mode: CameraMode | None = None
+    # What the bytes are (the upload gate sniffs them); None on versions stored before it did.
+    media_type: str | None = None
+
+
+class SkippedFile(_Edge):
+    """A file the upload gate left out, and why (``code``: the error it would be on its own)."""
+
+    name: str
+    reason: str
+    code: str
+    # Where it was (the CLI's path inside the folder); None for a file sent over the wire.
+    origin: str | None = None
 
 
 class RebuiltFrom(_Edge):
@@ -113,6 +126,10 @@ class UploadedInputs(_Edge):
     refresh_policy: RefreshLines | None = None
     # Set on a rebuild (``persona-core rebuild``, the rebuild job): which version, which thresholds.
     rebuilt_from: RebuiltFrom | None = None
+    # Files the upload gate skipped (no accepted format) and what it noted (a name that said
+    # another format than the bytes, a duplicate name relabelled).
+    skipped: list[SkippedFile] = []
+    notes: list[str] = []
 
 
 class ImportedFrom(_Edge):

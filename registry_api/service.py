@@ -71,6 +71,7 @@ from registry_api.erasure_watch import ErasureWatch
 from registry_api.errors import PersonaForbiddenError, RequestTooLargeError
 from registry_api.events import EventsService
 from registry_api.key_store import ApiKeyRecord, ApiKeyStore
+from registry_api.upload_slots import UploadSlots
 
 LATEST: Literal["latest"] = "latest"
 # ASCII digits only: str.isdigit() also accepts "²" or "١", which int() then refuses or reads.
@@ -171,6 +172,8 @@ class RegistryService:
         self.keys = KeyVerifier(self._verify_key, settings.api_key_cache_ttl_s, throttle)
         # The event feed and webhook subscriptions (registry_api.events).
         self.events = EventsService(settings, metadata)
+        # Uploads in flight in this worker, HTTP and gRPC together (registry_api.upload_slots).
+        self.uploads = UploadSlots(settings.max_concurrent_uploads)
         # First in, first out. A FIFOCache read does not reorder (an LRU one would), so the
         # hot routes read these two without a lock; only writers take it.
         self._packs: FIFOCache[tuple[str, int], ServedPack] = FIFOCache(settings.pack_cache_max_entries)

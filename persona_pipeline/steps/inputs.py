@@ -133,6 +133,16 @@ def load_inputs(
     )
 
 
+# The temporary file's suffix comes from what the bytes are, not from the name (a label, which
+# may say another format); versions stored before the gate recorded it use the name's.
+_VIDEO_SUFFIXES = {
+    "video/mp4": ".mp4",
+    "video/quicktime": ".mov",
+    "video/x-msvideo": ".avi",
+    "video/webm": ".webm",
+}
+
+
 def _mode(f: UploadedFile) -> str | None:
     return f.camera_mode.value if f.camera_mode is not None else None
 
@@ -175,7 +185,8 @@ def _video_frames(
 ) -> list[ImageInput]:
     cached = cache.get_json(f.sha256)
     if cached is None:
-        frames = sample_video(blobs.get(f.ref), Path(f.name).suffix, config)
+        suffix = _VIDEO_SUFFIXES.get(f.media_type or "", Path(f.name).suffix[:8])
+        frames = sample_video(blobs.get(f.ref), suffix, config)
         cached = []
         for t, frame in frames:
             data = encode_jpeg(frame)

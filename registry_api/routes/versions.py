@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import BinaryIO, cast
+
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
+from persona_core.upload_sources import StreamSource
 from persona_core.uploads import FIELD_KINDS, MANIFEST_FIELD, RawFile, parse_manifest, validate_upload
 from registry_api.config import ApiSettings
 from registry_api.deps import PrincipalDep, ServiceDep, authenticate
-from registry_api.errors import FileTooLargeError, RequestTooLargeError, TooManyFilesError, UploadError
+from registry_api.errors import RequestTooLargeError, TooManyFilesError, UploadError
 from registry_api.guards import capped_receive
 from registry_api.routes.common import PROBLEMS
 from registry_api.schemas import ErasureOut, ErasureRequest, RetractRequest, VersionList, VersionOut
@@ -122,7 +125,7 @@ async def get_pack(request: Request) -> Response:
     "",
     status_code=202,
     openapi_extra=_UPLOAD_BODY,
-    responses=PROBLEMS(400, 401, 403, 404, 410, 413, 415, 422),
+    responses=PROBLEMS(400, 401, 403, 404, 410, 413, 415, 422, 503),
 )
 async def create_version(
     persona_id: str, request: Request, response: Response, who: PrincipalDep, service: ServiceDep
@@ -130,14 +133,26 @@ async def create_version(
     """Upload inputs for a new version (scope ``build``): 202 with the pending version.
 
     The build is triggered through the upload manifest that the pipeline's sensor watches; it
-    never runs inside this request. Every file is checked before anything is stored.
+    never runs inside this request. Every file is checked before anything is stored; what a
+    file is comes from its bytes. Files in no accepted format are skipped and listed with their
+    reasons in ``inputs.skipped`` (415 ``unsupported_media_type`` when no file is left);
+    ``inputs.notes`` says which names or declared types the bytes contradicted and which
+    duplicate names were relabelled. 503 ``uploads_busy`` (with ``Retry-After``) while this
+    worker takes ``PERSONA_MAX_CONCURRENT_UPLOADS`` uploads already.
     """
     await run_in_threadpool(service.check_can_upload, who, persona_id)
     settings = service.settings
-    files, manifest_text = await _read_multipart(request, settings)
-    manifest = parse_manifest(manifest_text, settings.max_manifest_bytes)
-    upload = await run_in_threadpool(validate_upload, files, manifest, settings)
-    record = await run_in_threadpool(service.submit_version, who, persona_id, upload)
+    # A slot before a byte of the body is read: past the worker's bound, 503 uploads_busy.
+    with service.uploads.hold():
+        form = await _parse_form(request, settings)
+        try:
+            files, manifest_text = await _form_files(form, settings)
+            manifest = parse_manifest(manifest_text, settings.max_manifest_bytes)
+            # The gate reads the spooled parts one at a time, in a worker thread.
+            upload = await run_in_threadpool(validate_upload, files, manifest, settings)
+            record = await run_in_threadpool(service.submit_version, who, persona_id, upload)
+        finally:
+            await form.close()
     out = VersionOut.of(record)
     response.headers["Location"] = out.status_url
     return out
@@ -182,8 +197,9 @@ def erase_version(
     return ErasureOut.model_validate(report.as_dict())
 
 
-async def _read_multipart(request: Request, settings: ApiSettings) -> tuple[list[RawFile], str | None]:
-    """Parse the form with hard limits: body size, file count, per-file size; files spool to disk."""
+async def _parse_form(request: Request, settings: ApiSettings) -> FormData:
+    """Parse the form with hard limits: body size, part count, manifest size. File parts are
+    spooled (to disk past 1 MiB); the caller closes the form once the gate is done with them."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise UploadError("send the files as multipart/form-data")
@@ -197,8 +213,10 @@ async def _read_multipart(request: Request, settings: ApiSettings) -> tuple[list
     scope = {k: v for k, v in request.scope.items() if k != "app"}
     limited = Request(scope, capped_receive(request.receive, settings.max_request_bytes))
     try:
-        form = await limited.form(
-            max_files=settings.max_upload_files,
+        # Files the gate skips (no accepted format) do not count towards max_upload_files, which
+        # the gate checks; the parser's own cap is only a bound on parts (the body cap holds too).
+        return await limited.form(
+            max_files=2 * settings.max_upload_files,
             max_fields=settings.max_upload_fields,
             max_part_size=settings.max_manifest_bytes,
         )
@@ -206,31 +224,28 @@ async def _read_multipart(request: Request, settings: ApiSettings) -> tuple[list
         if exc.message.startswith("Too many files"):
             raise TooManyFilesError(f"more than {settings.max_upload_files} files in one upload") from None
         raise UploadError(f"malformed multipart body: {exc.message}") from None
-    try:
-        files: list[RawFile] = []
-        manifest: str | None = None
-        for field, value in form.multi_items():
-            if field == MANIFEST_FIELD:
-                # Sent as a plain field or as a file part; form parsing already capped its size.
-                raw = await value.read() if isinstance(value, UploadFile) else value
-                manifest = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-            elif isinstance(value, UploadFile):
-                files.append(await _raw_file(field, value, settings))
-            else:
-                raise UploadError(f"unexpected form field {field!r}")
-        return files, manifest
-    finally:
-        await form.close()
 
 
-async def _raw_file(field: str, upload: UploadFile, settings: ApiSettings) -> RawFile:
+async def _form_files(form: FormData, settings: ApiSettings) -> tuple[list[RawFile], str | None]:
+    files: list[RawFile] = []
+    manifest: str | None = None
+    for field, value in form.multi_items():
+        if field == MANIFEST_FIELD:
+            # Sent as a plain field or as a file part; form parsing already capped its size.
+            raw = await value.read() if isinstance(value, UploadFile) else value
+            manifest = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        elif isinstance(value, UploadFile):
+            files.append(_raw_file(field, value, settings))
+        else:
+            raise UploadError(f"unexpected form field {field!r}")
+    return files, manifest
+
+
+def _raw_file(field: str, upload: UploadFile, settings: ApiSettings) -> RawFile:
     if field not in FIELD_KINDS:
         raise UploadError(f"unexpected file field {field!r}: use files, images, videos or voices")
-    # The part is already spooled (to disk past 1 MiB); refuse before reading it into memory.
-    if upload.size is not None and upload.size > settings.max_upload_file_bytes:
-        raise FileTooLargeError(
-            f"{upload.filename}: {upload.size} bytes > limit {settings.max_upload_file_bytes}"
-        )
-    data = await upload.read()
+    # The part stays where it was spooled; the gate reads its size and first bytes, then the
+    # whole of it only if it is a file it keeps.
+    source = StreamSource(cast(BinaryIO, upload.file), upload.size)
     declared = upload.content_type or ""
-    return RawFile(name=upload.filename or "", data=data, declared_type=declared, field=field)
+    return RawFile(name=upload.filename or "", source=source, declared_type=declared, field=field)

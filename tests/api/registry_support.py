@@ -88,6 +88,21 @@ def fixture_bytes(*parts: str) -> bytes:
     return FIXTURES.joinpath(*parts).read_bytes()
 
 
+def multipart_body(
+    parts: list[tuple[str, str, bytes, str]], boundary: str = "persona-test-boundary"
+) -> tuple[bytes, str]:
+    """A multipart/form-data body of (field, file name, bytes, content type) parts, the names
+    written as UTF-8 exactly as given (as curl and browsers send them; httpx percent-encodes
+    some characters), and its Content-Type header."""
+    out = b""
+    for field, name, data, content_type in parts:
+        out += (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode() + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A ~70-byte PNG whose valid IHDR claims width x height (an image bomb's header)."""
 

@@ -321,7 +321,8 @@ def test_build_two_photos_is_blocked_with_exit_5(tmp_path: Path) -> None:
     assert (summary["persona_id"], summary["version"], summary["status"]) == ("obama", 1, "blocked")
     assert summary["anchors_per_mode"]["A_SELFIE"] == 2
     assert summary["checks"]["enough_anchors"]["passed"] is False
-    assert summary["skipped_files"] == ["notes.txt"]
+    skipped = [(s["name"], s["code"]) for s in summary["skipped_files"]]
+    assert skipped == [("notes.txt", "unsupported_media_type")]
     assert "Traceback" not in stderr
     assert "Stack Trace" not in stderr  # Dagster's run log stays quiet without --verbose
 
