@@ -194,10 +194,11 @@ class PersonaRegistryServicer(pb_grpc.PersonaRegistryServicer):
         who = self._who(context)
         self.service.check_can_upload(who, request.persona_id)
         settings = self.service.settings
-        files = [RawFile(name=f.name, data=f.data, declared_type=f.content_type) for f in request.files]
+        files = [RawFile.of_bytes(f.name, f.data, f.content_type) for f in request.files]
         manifest = parse_manifest(request.manifest_json or None, settings.max_manifest_bytes)
-        upload = validate_upload(files, manifest, settings)
-        return version_message(self.service.submit_version(who, request.persona_id, upload))
+        with self.service.uploads.hold():
+            upload = validate_upload(files, manifest, settings)
+            return version_message(self.service.submit_version(who, request.persona_id, upload))
 
     @_guarded
     def ListPersonaVersions(  # noqa: N802
