@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +24,8 @@ from services import free_ports
 
 from persona_core.store.metadata import SqlMetadataStore
 from registry_api.config import ApiSettings
+from registry_api.grpc_gen import persona_registry_pb2 as pb
+from registry_api.grpc_gen import persona_registry_pb2_grpc as pb_grpc
 from registry_api.key_store import ApiKeyStore
 
 pytestmark = pytest.mark.slow
@@ -34,6 +37,7 @@ ROUTE = "/v1/personas"
 @dataclass
 class Served:
     base_url: str
+    grpc_target: str
     read_key: str
     build_key: str
     metrics_key: str
@@ -66,7 +70,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     metrics_key = keys.create_api_key("prometheus", ["metrics"])[1]
     meta.create_persona("alice", {})
     meta.close()
-    (port,) = free_ports(1)
+    port, grpc_port = free_ports(2)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PERSONA_", "PROMETHEUS_"))},
         "PERSONA_LOG_JSON": "1",
@@ -76,12 +80,25 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     log_path = home / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(cli), "--home", str(home), "serve", "--port", str(port), "--workers", "2"],
+            [
+                str(cli),
+                "--home",
+                str(home),
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--grpc-port",
+                str(grpc_port),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    served = Served(f"http://127.0.0.1:{port}", read_key, build_key, metrics_key, proc, log_path)
+    served = Served(
+        f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", read_key, build_key, metrics_key, proc, log_path
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -118,6 +135,12 @@ def test_one_scrape_counts_every_workers_requests(served: Served) -> None:
     headers = {"X-API-Key": served.read_key}
     for _ in range(REQUESTS):  # a new connection each: both workers accept some
         assert httpx.get(served.base_url + ROUTE, headers=headers, timeout=10).status_code == 200
+    with grpc.insecure_channel(served.grpc_target) as channel:  # gRPC: served by the parent process
+        stub = pb_grpc.PersonaRegistryStub(channel)
+        for _ in range(3):
+            stub.ListPersonaVersions(
+                pb.ListPersonaVersionsRequest(persona_id="alice"), metadata=(("x-api-key", served.read_key),)
+            )
     scrapes = []
     for _ in range(3):
         r = httpx.get(served.base_url + "/metrics", headers={"X-API-Key": served.metrics_key}, timeout=10)
@@ -128,6 +151,10 @@ def test_one_scrape_counts_every_workers_requests(served: Served) -> None:
             )
         )
     assert scrapes == [REQUESTS] * 3
+    assert (
+        _count(r.text, "persona_grpc_request_duration_seconds_count", method="ListPersonaVersions", code="OK")
+        == 3
+    )
     assert _count(r.text, "persona_versions", status="pending") == 0
     assert _count(r.text, "persona_metadata_up") == 1
 
@@ -152,7 +179,9 @@ def test_request_ids_json_logs_and_a_dropped_upload(served: Served) -> None:
     assert len(ready) == 2
     access = [d for d in docs if d["logger"] == "registry_api.access"]
     assert all(d.get("request_id") for d in access)
-    assert len({d["pid"] for d in access}) == 2, "requests went to one worker only"
+    http_access = [d for d in access if "route" in d]  # gRPC's are the parent's
+    assert len({d["pid"] for d in http_access}) == 2, "requests went to one worker only"
+    assert any(d.get("grpc_method") == "ListPersonaVersions" for d in access)
     by_id = [d for d in docs if d.get("request_id") == "req-abc.123"]
     assert [(d["logger"], d["status"]) for d in by_id] == [("registry_api.access", 200)]
     refused = [d for d in docs if d.get("request_id") == refused_id]
