@@ -116,11 +116,10 @@ def onnxruntime_report(available: Iterable[str] | None = None) -> dict[str, Any]
             f"{' and '.join(dists)} are both installed; they share one `onnxruntime` module, the "
             "last one installed wins: uninstall both, then install persona-core[cpu] or [gpu]"
         )
-    try:
-        ort = _ort()
-    except ImportError as exc:
-        doc["problems"].append(str(exc))
+    if not dists:
+        doc["problems"].append(ORT_MISSING)
         return doc
+    ort = _ort()
     reported = list(ort.get_available_providers() if available is None else available)
     requested = list(runtime_providers(reported))
     doc |= {"version": ort.__version__, "available": reported, "requested": requested}
