@@ -88,7 +88,7 @@ def calibrate(
     loo = loo if n >= MIN_ANCHORS else LeaveOneOut(n=n)
     impostor = None
     reason = ""
-    source: Literal["calibrated", "model_default", "uploader"]
+    source: Literal["calibrated", "pack_only", "model_default", "uploader"]
     method = METHOD
     if scale is None:
         method = PACK_ONLY_METHOD
