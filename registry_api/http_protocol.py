@@ -93,17 +93,18 @@ class _Shared:
         limits = self.limits
         why = {
             "header": f"request headers not complete within {limits.header_timeout_s:g} s "
-                      "(PERSONA_HTTP_HEADER_TIMEOUT_S)",
+            "(PERSONA_HTTP_HEADER_TIMEOUT_S)",
             "body": f"request body under {BODY_MIN_BYTES} bytes in {limits.body_timeout_s:g} s "
-                    "(PERSONA_HTTP_BODY_TIMEOUT_S)",
+            "(PERSONA_HTTP_BODY_TIMEOUT_S)",
             "evicted": f"not inside a request when the connection cap ({limits.max_connections}, "
-                       "PERSONA_HTTP_MAX_CONNECTIONS or the open-file limit) was reached",
+            "PERSONA_HTTP_MAX_CONNECTIONS or the open-file limit) was reached",
             "refused": f"refused at the connection cap ({limits.max_connections}): every connection "
-                       "was serving a request",
+            "was serving a request",
         }
         for reason, count in sorted(self.cuts.items()):
-            log.warning("closed %d HTTP connection(s): %s; e.g. from %s", count, why[reason],
-                        self.example[reason])
+            log.warning(
+                "closed %d HTTP connection(s): %s; e.g. from %s", count, why[reason], self.example[reason]
+            )
         self.cuts.clear()
         self.example.clear()
 

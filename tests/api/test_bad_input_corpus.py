@@ -432,3 +432,42 @@ def test_a_100_mb_photo_is_refused_by_every_door_at_the_default_limits(tmp_path:
     finally:
         reg.http.close()
         reg.meta.close()
+
+
+# Bad requests rather than bad files: each door answers with the documented code, and the
+# request stores nothing.
+WRONG_KEY = "pk_0123456789abcdef_guessedsecret"
+
+
+def test_a_flood_of_wrong_keys_is_throttled_alike_over_http_and_grpc(tmp_path: Path) -> None:
+    reg = make_registry(tmp_path / "reg", auth_failure_limit=3)
+    server, port = start_grpc_server(reg.service, 0)
+    try:
+        url = f"/v1/personas/{OTHER}"
+        http = [reg.http.get(url, headers={"X-API-Key": WRONG_KEY}).json()["code"] for _ in range(4)]
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.PersonaRegistryStub(channel)
+            grpc_codes = []
+            for _ in range(4):
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.GetPersona(
+                        pb.GetPersonaRequest(persona_id=OTHER), metadata=(("x-api-key", WRONG_KEY),)
+                    )
+                grpc_codes.append(dict(err.value.trailing_metadata() or ())["error-code"])  # type: ignore[attr-defined]
+        # HTTP and gRPC count apart here (TestClient's client is not 127.0.0.1): both throttle.
+        expected = ["unauthenticated"] * 3 + ["too_many_auth_failures"]
+        assert (http, grpc_codes) == (expected, expected)
+    finally:
+        server.stop(grace=None)
+        reg.http.close()
+        reg.meta.close()
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "?exp=1", "?sig=" + "a" * 64, "?exp=x&sig=" + "a" * 64],
+    ids=["bare", "no_sig", "no_exp", "bad_exp"],
+)
+def test_a_blob_url_without_its_signature_is_bad_signature(reg: Registry, query: str) -> None:
+    r = reg.http.get(f"/v1/blobs/{'0' * 64}{query}")
+    assert (r.status_code, r.json()["code"]) == (403, "bad_signature")

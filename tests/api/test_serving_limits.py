@@ -126,16 +126,22 @@ def test_grpc_reads_answer_while_uploads_hold_their_threads(
     monkeypatch.setattr(reg.service, "check_can_upload", stalled)
     upload = pb.CreatePersonaVersionRequest(
         persona_id=OTHER,
-        files=[pb.UploadFile(name="a.jpg", data=fixture_bytes("faces", "obama.jpg"), content_type="image/jpeg")],
+        files=[
+            pb.UploadFile(name="a.jpg", data=fixture_bytes("faces", "obama.jpg"), content_type="image/jpeg")
+        ],
     )
     build = (("x-api-key", reg.keys["build"]),)
     pool = ThreadPoolExecutor(10)
     try:
-        uploads = [pool.submit(stub.CreatePersonaVersion, upload, metadata=build, timeout=60) for _ in range(10)]
+        uploads = [
+            pool.submit(stub.CreatePersonaVersion, upload, metadata=build, timeout=60) for _ in range(10)
+        ]
         assert started.acquire(timeout=10)  # at least one upload is inside the service
         time.sleep(0.3)  # and the rest have had time to take whatever threads they get
         reply = stub.GetPersonaPack(
-            pb.GetPersonaPackRequest(persona_id=PUBLISHED), metadata=(("x-api-key", reg.keys["read"]),), timeout=5
+            pb.GetPersonaPackRequest(persona_id=PUBLISHED),
+            metadata=(("x-api-key", reg.keys["read"]),),
+            timeout=5,
         )
         assert reply.version == 1
     finally:
@@ -191,8 +197,9 @@ def test_blob_url_without_a_valid_signature_is_403_bad_signature(registry: Regis
 
 
 def test_blob_url_with_a_digest_that_is_not_hex_is_403(registry: Registry) -> None:
-    signed = sign_blob_url("", registry.settings.signing_secret.get_secret_value().encode(),
-                           f"sha256:{_digest(registry)}", 60)
+    signed = sign_blob_url(
+        "", registry.settings.signing_secret.get_secret_value().encode(), f"sha256:{_digest(registry)}", 60
+    )
     assert registry.http.get(signed).status_code == 200
     r = registry.http.get(signed.replace(_digest(registry), "Z" * 64))
     assert (r.status_code, r.json()["code"]) == (403, "bad_signature")
