@@ -47,6 +47,10 @@ class ApiSettings(Settings):
     grpc_tls_key: Path | None = None
     # How often grpc.health.v1 asks the database and the blob store whether they answer.
     grpc_health_interval_s: float = Field(default=5.0, gt=0)
+    # /docs, /redoc and /openapi.json, served without a key (the API's shape is no secret: the
+    # same document is schemas/openapi.json). Off by default: every other route needs a key, and
+    # /docs and /redoc load their scripts from a CDN, so they are blank where there is no internet.
+    api_docs: bool = False
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ApiSettings:

@@ -69,10 +69,14 @@ def create_app(
     if blobs is None:
         blobs = open_blob_store(settings)
         owned.append(blobs)
+    docs = settings.api_docs  # PERSONA_API_DOCS: off unless asked for
     app = FastAPI(
         lifespan=_lifespan,
         title="persona-core registry",
         version=API_VERSION,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
         description="Personas, their versions and immutable PersonaPacks. Every route but health "
         "needs an API key (`X-API-Key` or `Authorization: Bearer`); errors are "
         "`application/problem+json` with a stable `code`.",

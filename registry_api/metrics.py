@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import (
     CollectorRegistry,
     Gauge,
@@ -263,11 +263,11 @@ def build_router(metrics: Metrics) -> APIRouter:
 
     @router.get(
         "/metrics",
-        response_class=Response,
+        response_class=PlainTextResponse,
         summary="Prometheus metrics",
-        responses={200: {"content": {"text/plain": {}}}, **PROBLEMS(401, 403)},
+        responses=PROBLEMS(401, 403),
     )
-    def metrics_endpoint(who: PrincipalDep) -> Response:
+    def metrics_endpoint(who: PrincipalDep) -> PlainTextResponse:
         """Prometheus text exposition: HTTP and gRPC latency histograms, versions by status
         and build durations by outcome. Under ``persona-core serve`` one scrape covers every
         worker process.
@@ -278,7 +278,7 @@ def build_router(metrics: Metrics) -> APIRouter:
         who.require("metrics")
         if who.persona_ids is not None:
             raise PersonaForbiddenError("metrics cover every persona: use a key not restricted to some")
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     return router
 

@@ -49,6 +49,7 @@ def registry_settings(home: Path, **overrides: object) -> ApiSettings:
         "max_upload_file_bytes": 2 * 1024 * 1024,
         "max_upload_files": 4,
         "max_upload_total_bytes": 6 * 1024 * 1024,
+        "api_docs": True,  # the fuzz run and the OpenAPI checks read /openapi.json
     }
     base.update(overrides)
     return ApiSettings(**base)  # type: ignore[arg-type]
