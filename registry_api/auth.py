@@ -17,6 +17,10 @@ secret, and counts against the client IP: past ``auth_failure_limit`` of them wi
 ``too_many_auth_failures`` (gRPC ``RESOURCE_EXHAUSTED``) with ``Retry-After``, its key
 unchecked, until a window passes without a try. A missing key is a plain 401 and counts
 for nothing (a browser, a health probe). Counts are per process.
+
+A browser cannot send a key header: the viewer pages also take the viewer session cookie
+(``VIEWER_COOKIE``) that opening a signed viewer link sets (``persona-core ui-link``); it reads
+one persona and nothing else (:func:`viewer_principal`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from cachetools import TTLCache
 
+from persona_core.signing import verify_viewer_session
 from registry_api.errors import (
     AuthenticationError,
     InsufficientScopeError,
@@ -51,6 +56,7 @@ _IMPLIED = {
     "metrics": {"metrics"},
 }
 API_KEY_HEADER = "x-api-key"
+VIEWER_COOKIE = "persona_viewer"
 _CACHE_MAX = 10_000
 # Client IPs whose failures are remembered; past it the least recently failing one is dropped.
 _THROTTLE_MAX = 100_000
@@ -73,8 +79,12 @@ class Principal:
         # Only None means "every persona": an empty list (which the store now refuses, but an
         # older row may hold) restricts the key to nothing, never widens it to everything.
         restricted = frozenset(ids) if ids is not None else None
-        return cls(name=record.name, scopes=frozenset(granted), persona_ids=restricted,
-                   key_id=str(getattr(record, "key_id", "")))
+        return cls(
+            name=record.name,
+            scopes=frozenset(granted),
+            persona_ids=restricted,
+            key_id=str(getattr(record, "key_id", "")),
+        )
 
     @property
     def actor(self) -> str:
@@ -101,6 +111,15 @@ def key_from_headers(get: Callable[[str], str | None]) -> str | None:
     if auth and auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
     return None
+
+
+def viewer_principal(secret: bytes, cookie: str) -> Principal:
+    """Who a viewer session cookie is: ``read`` on its one persona. SignatureError (403) when the
+    cookie is malformed, tampered with or expired."""
+    session = verify_viewer_session(secret, cookie)
+    return Principal(
+        name="viewer link", scopes=frozenset({"read"}), persona_ids=frozenset({session.persona_id})
+    )
 
 
 def key_id_of(key: str) -> str:
@@ -138,12 +157,22 @@ class AuthThrottle:
             failures = self._failures.get(client, 0) + 1
             self._failures[client] = failures
         if failures < self.limit:
-            log.warning("wrong API key from %s: key id %s (%d of %d before 429)",
-                        client, key_id_of(key), failures, self.limit)
+            log.warning(
+                "wrong API key from %s: key id %s (%d of %d before 429)",
+                client,
+                key_id_of(key),
+                failures,
+                self.limit,
+            )
         elif failures == self.limit:
-            log.warning("wrong API key from %s: key id %s; %d wrong keys, so every call from it "
-                        "is 429 until %d s pass without one", client, key_id_of(key), failures,
-                        self.retry_after_s)
+            log.warning(
+                "wrong API key from %s: key id %s; %d wrong keys, so every call from it "
+                "is 429 until %d s pass without one",
+                client,
+                key_id_of(key),
+                failures,
+                self.retry_after_s,
+            )
 
     @property
     def retry_after_s(self) -> int:
