@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from persona_cli import aliases, api_keys, cache, drift, erasure, pack, qc, webhooks
+from persona_cli import aliases, api_keys, cache, drift, erasure, pack, qc, viewer, webhooks
 from persona_cli.common import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -79,6 +79,7 @@ app.command(name="gc")(erasure.gc_command)
 app.command(name="promote")(aliases.promote_command)
 app.command(name="rollback")(aliases.rollback_command)
 app.command(name="retract")(aliases.retract_command)
+app.command(name="ui-link")(viewer.ui_link)
 
 
 @app.callback()
@@ -166,6 +167,7 @@ def build(  # noqa: PLR0917 - typer maps each parameter to an option
     summary["inputs"] = inputs.counts
     summary["skipped_files"] = [s.model_dump(mode="json") for s in inputs.skipped]
     summary["upload_notes"] = list(inputs.notes)
+    summary["viewer_url"] = viewer.viewer_link(s, persona, record.version)
     if quiet:
         emit_json(summary)
     else:
@@ -174,6 +176,8 @@ def build(  # noqa: PLR0917 - typer maps each parameter to an option
             out().print(f"skipped {skipped.origin or skipped.name}: {skipped.reason}", markup=False)
         for note in inputs.notes:
             out().print(f"note: {note}", markup=False)
+        out().print(f"viewer (opens for {viewer.DEFAULT_TTL_S // 60} min): {summary['viewer_url']}",
+                    markup=False, highlight=False)
     _exit_for_status(summary, json_out)
 
 

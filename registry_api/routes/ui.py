@@ -4,7 +4,19 @@
 shows one version: for a published pack, the anchors of every camera mode with their images
 (signed, expiring blob URLs), tags, quality and identity scores, the checks and the inputs
 the build rejected with the reason; for any other status, the status, reasons and checks.
-Same API-key auth as the JSON routes (scope ``read`` on the persona).
+Same API-key auth as the JSON routes (scope ``read`` on the persona), or, for a browser, which
+cannot send a key header, a viewer session cookie:
+
+``GET /ui/personas/{persona_id}/open?v=..&exp=..&sig=..`` is a signed viewer link
+(``persona-core ui-link``, :func:`persona_core.signing.sign_viewer_link`: the registry's signing
+secret, never an API key). Opening it sets ``persona_viewer``, an HttpOnly, SameSite=Strict
+cookie scoped to ``/ui/personas/{persona_id}`` that reads that persona for ``VIEWER_SESSION_S``,
+and sends the browser on to the clean page URL with a same-site refresh (not a 30x: after a
+link clicked in another site, a redirect chain started cross-site does not carry a Strict
+cookie), with ``Referrer-Policy: no-referrer`` so the signature reaches no referrer; the refresh
+replaces the link in the history. An expired, tampered or malformed link is 403
+``bad_signature`` (a small HTML page for a browser). The images on the pages are signed URLs of
+their own and need neither.
 
 The pages are Jinja2 templates (``registry_api/templates/ui``) with autoescape on: every value
 a template prints is escaped, so a reason or a name holding markup shows as text.
@@ -12,14 +24,18 @@ a template prints is escaped, so a reason or a name holding markup shows as text
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import re
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from persona_core.errors import SignatureError
 from persona_core.pack import (
+    PERSONA_ID_RE,
     AnchorMetadata,
     AnchorQuality,
     CheckResult,
@@ -27,14 +43,20 @@ from persona_core.pack import (
     PersonaPack,
     VoiceProfile,
 )
+from persona_core.signing import sign_viewer_session, verify_viewer_link
 from persona_core.store.base import VersionStatus
-from registry_api.deps import PrincipalDep, ServiceDep
+from registry_api.auth import VIEWER_COOKIE, Principal, key_from_headers, viewer_principal
+from registry_api.deps import ServiceDep, authenticate
 from registry_api.routes.common import PROBLEMS
 from registry_api.service import RegistryService
 
+log = logging.getLogger("registry_api.ui")
 router = APIRouter(tags=["ui"], include_in_schema=True)
 
 IMAGE_TTL_S = 3600
+VIEWER_SESSION_S = 3600
+_VERSION = re.compile(r"[1-9][0-9]{0,9}")
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
 # Images may come from the registry itself (HMAC URLs) or a presigned S3 host.
 # frame-ancestors: no other site may frame the viewer (clickjacking).
 _CSP = (
@@ -49,6 +71,18 @@ _HEADERS = {
 _HTML: dict[int | str, Any] = {200: {"content": {"text/html": {}}}}
 
 
+async def viewer(request: Request) -> Principal:
+    """The caller: an API key when one is sent, else the viewer session cookie a signed link set."""
+    cookie = request.cookies.get(VIEWER_COOKIE)
+    if cookie and key_from_headers(request.headers.get) is None:
+        service: RegistryService = request.app.state.service
+        return viewer_principal(_secret(service), cookie)
+    return await authenticate(request)
+
+
+ViewerDep = Annotated[Principal, Depends(viewer)]
+
+
 def register(app: FastAPI) -> None:
     """Mount the viewer on the registry app (needs ``app.state.service``)."""
     app.include_router(router)
@@ -59,7 +93,7 @@ def register(app: FastAPI) -> None:
     response_class=HTMLResponse,
     responses={**_HTML, **PROBLEMS(401, 403, 404, 410)},
 )
-def persona_page(persona_id: str, request: Request, who: PrincipalDep, service: ServiceDep) -> HTMLResponse:
+def persona_page(persona_id: str, request: Request, who: ViewerDep, service: ServiceDep) -> HTMLResponse:
     """The persona's versions, newest first, each linking to its page."""
     records = service.list_versions(who, persona_id)
     context = {"title": f"{persona_id} versions", "persona_id": persona_id, "records": records[::-1]}
@@ -72,7 +106,7 @@ def persona_page(persona_id: str, request: Request, who: PrincipalDep, service: 
     responses={**_HTML, **PROBLEMS(400, 401, 403, 404, 410)},
 )
 def version_page(
-    persona_id: str, version: str, request: Request, who: PrincipalDep, service: ServiceDep
+    persona_id: str, version: str, request: Request, who: ViewerDep, service: ServiceDep
 ) -> HTMLResponse:
     """One version: the pack's anchors, scores, checks and rejected inputs (or why it has no pack)."""
     record = service.get_version(who, persona_id, version)
@@ -90,8 +124,66 @@ def version_page(
     return _render(request, "published.html", context)
 
 
-def _render(request: Request, name: str, context: dict[str, Any]) -> HTMLResponse:
-    return _TEMPLATES.TemplateResponse(request, f"ui/{name}", context, headers=_HEADERS)
+# A browser's entry, not an API operation: kept out of the OpenAPI document.
+@router.get("/ui/personas/{persona_id}/open", response_class=HTMLResponse, include_in_schema=False)
+def open_viewer_link(
+    persona_id: str,
+    request: Request,
+    service: ServiceDep,
+    *,
+    v: Annotated[str | None, Query()] = None,
+    exp: Annotated[str | None, Query()] = None,
+    sig: Annotated[str | None, Query()] = None,
+) -> HTMLResponse:
+    """Trade a signed viewer link for a viewer session cookie, then go to the clean page URL."""
+    try:
+        # Every way a link can be wrong is the one 403, never a 422 that tells which part.
+        if not (PERSONA_ID_RE.fullmatch(persona_id) and exp and _UNIX_TIME.fullmatch(exp) and sig):
+            raise SignatureError("the link lacks a valid exp and sig")
+        if v is not None and not _VERSION.fullmatch(v):
+            raise SignatureError("the link's version is not a version number")
+        version = int(v) if v is not None else None
+        verify_viewer_link(_secret(service), persona_id, version=version, expires=int(exp), sig=sig)
+    except SignatureError as exc:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise  # an API client gets the problem document
+        log.info("refused viewer link for %s: %s", persona_id, exc)
+        context = {"title": "link refused", "code": exc.code, "detail": str(exc)}
+        return _render(request, "refused.html", context, status_code=403)
+    target = f"/ui/personas/{persona_id}" + ("" if version is None else f"/versions/{version}")
+    response = _render(
+        request,
+        "open.html",
+        {"title": f"{persona_id} viewer", "target": target},
+        headers={"Referrer-Policy": "no-referrer"},
+    )
+    response.set_cookie(
+        VIEWER_COOKIE,
+        sign_viewer_session(_secret(service), persona_id, VIEWER_SESSION_S),
+        max_age=VIEWER_SESSION_S,
+        path=f"/ui/personas/{persona_id}",
+        secure=service.settings.public_base_url.startswith("https://") or request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+def _secret(service: RegistryService) -> bytes:
+    return service.settings.signing_secret.get_secret_value().encode()
+
+
+def _render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    return _TEMPLATES.TemplateResponse(
+        request, f"ui/{name}", context, status_code=status_code, headers={**_HEADERS, **(headers or {})}
+    )
 
 
 def _image_url(service: RegistryService, ref: str) -> str:
