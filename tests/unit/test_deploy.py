@@ -269,8 +269,13 @@ def test_image_is_pinned_non_root_with_a_health_check(tmp_path: Path) -> None:
     assert str(serve["port"]) == url.group(1)
     # The extras the image installs are extras the project has.
     extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
-    named = re.search(r"'\.\[([a-z,]+)\]'", text).group(1).split(",")  # type: ignore[union-attr]
+    named = re.search(r'"\.\[([a-z,]+),\$\{ORT_EXTRA\}\]"', text).group(1).split(",")  # type: ignore[union-attr]
     assert set(named) <= extras, set(named) - extras
+    # One onnxruntime build, chosen by a build argument; never the second webrtcvad module.
+    ort = re.search(r"^ARG ORT_EXTRA=(\w+)$", text, flags=re.M).group(1)  # type: ignore[union-attr]
+    assert ort == "cpu"
+    assert {"cpu", "gpu"} <= extras
+    assert "webrtcvad-wheels" not in text
 
 
 # --- Kubernetes ------------------------------------------------------------------------
