@@ -188,17 +188,36 @@ def configure_logging(
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
+    if json_output is None:
+        json_output = bool(getattr(settings, "log_json", False)) or json_logs_enabled()
+    handler = make_handler(json_output=json_output, stream=stream)
+    root.addHandler(handler)
+    if level is None:
+        level = getattr(settings, "log_level", None) or LogSettings().log_level
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    # warnings.warn() text goes through the handler too (logger py.warnings), not bare to stderr.
+    logging.captureWarnings(True)
+    return handler
+
+
+def ensure_logging(settings: Any = None) -> None:
+    """:func:`configure_logging` unless this process has already done it: for code that may
+    run in a process of its own (a Dagster code server or run worker) or inside one that set
+    its logging up itself (the CLI, a test)."""
+    if not any(h.get_name() == _HANDLER_NAME for h in logging.getLogger().handlers):
+        configure_logging(settings=settings)
+
+
+def make_handler(*, json_output: bool | None = None, stream: TextIO | None = None) -> logging.Handler:
+    """persona-core's handler (request ids, redaction, JSON or text) for a logger of its own,
+    such as the Dagster run logger; ``json_output=None`` follows ``PERSONA_LOG_JSON``."""
     handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactingFilter())
     if json_output is None:
-        json_output = bool(getattr(settings, "log_json", False)) or json_logs_enabled()
+        json_output = json_logs_enabled()
     handler.setFormatter(JsonFormatter() if json_output else TextFormatter())
-    root.addHandler(handler)
-    if level is None:
-        level = getattr(settings, "log_level", None) or LogSettings().log_level
-    root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 
+from persona_core.logging import ensure_logging
 from persona_pipeline.defs.aliases import promote_version, rollback_alias
 from persona_pipeline.defs.assets import build_assets
 from persona_pipeline.defs.build_lease import build_lease
@@ -26,6 +27,11 @@ from persona_pipeline.defs.rebuild import rebuild_newest_version
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.defs.retention import daily_gc_schedule, gc_job
 from persona_pipeline.defs.sensors import upload_manifest_sensor
+
+# The code server and each run worker import this module in a process of their own: log through
+# persona-core's handler there (JSON with PERSONA_LOG_JSON=1). A process that has set its
+# logging up already (the CLI, a test) keeps its own.
+ensure_logging()
 
 
 def make_defs(io_manager: Any = None, resources: dict[str, Any] | None = None) -> dg.Definitions:
