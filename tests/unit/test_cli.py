@@ -323,14 +323,17 @@ def test_build_two_photos_is_blocked_with_exit_5(tmp_path: Path) -> None:
     assert summary["checks"]["enough_anchors"]["passed"] is False
     skipped = [(s["name"], s["code"]) for s in summary["skipped_files"]]
     assert skipped == [("notes.txt", "unsupported_media_type")]
+    # The viewer shows a blocked version's reasons: the build prints a link a browser can open.
+    assert summary["viewer_url"].startswith("http://127.0.0.1:8000/ui/personas/obama/open?v=1&exp=")
     assert "Traceback" not in stderr
     assert "Stack Trace" not in stderr  # Dagster's run log stays quiet without --verbose
 
     code, stdout, _ = cli(home, "versions", "obama", "--json")
     assert [(r["version"], r["status"]) for r in json.loads(stdout)] == [(1, "blocked")]
-    code, _, stderr = cli(home, "build", str(folder), "--persona", "obama")
+    code, stdout, stderr = cli(home, "build", str(folder), "--persona", "obama")
     assert code == ExitCode.BLOCKED
     assert "[build_blocked]" in stderr
+    assert "viewer (opens for 15 min): http://127.0.0.1:8000/ui/personas/obama/open?v=2&exp=" in stdout
 
 
 @pytest.mark.parametrize("terminal", [False, True], ids=["pipe", "terminal"])
