@@ -140,9 +140,10 @@ class Metrics:
         self._lock = threading.Lock()
         if multiprocess_dir() is not None:
             with _shared_lock:
-                if _shared["instruments"] is None:
-                    _shared["instruments"] = Instruments(None)
-                self.instruments: Instruments = _shared["instruments"]
+                shared = _shared["instruments"]
+                if shared is None:
+                    shared = _shared["instruments"] = Instruments(None)
+                self.instruments: Instruments = shared
             self._registry: CollectorRegistry | None = None
         else:
             self._registry = CollectorRegistry()
