@@ -305,8 +305,7 @@ class RegistryClient:
 
     def resolve_bytes(self, ref: str, *, timeout: float | httpx.Timeout | None = None) -> bytes:
         """The blob's bytes, checked against the ref (IntegrityError if they differ)."""
-        body = {"ref": ref, "mode": "bytes"}
-        response = self._send("POST", "/v1/assets/resolve", json=body, **_timeout(timeout))
+        response = self._send("POST", "/v1/assets/bytes", json={"ref": ref}, **_timeout(timeout))
         return _checked(ref, response.content)
 
     def erase_persona(self, persona_id: str, version: int | None = None, *, reason: str) -> ErasureOut:

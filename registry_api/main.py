@@ -13,7 +13,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -26,7 +25,6 @@ from persona_core.logging import configure_logging
 from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.store.from_settings import open_blob_store, open_metadata_store
 from registry_api import metrics
-from registry_api.auth import API_KEY_HEADER
 from registry_api.config import ApiSettings
 from registry_api.errors import (
     PROBLEM_JSON,
@@ -37,11 +35,11 @@ from registry_api.errors import (
     status_for,
 )
 from registry_api.guards import HeadAsGet, RequestGuard
+from registry_api.openapi_spec import build_openapi, operation_id
 from registry_api.request_context import RequestContextMiddleware
 from registry_api.routes import aliases, assets, diffs, erasures, health, personas, ui, versions
 from registry_api.routes.events import router as events_router
 from registry_api.routes.webhooks import router as webhooks_router
-from registry_api.schemas import ResolveRequest
 from registry_api.service import RegistryService
 
 log = logging.getLogger("registry_api")
@@ -77,6 +75,7 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
+        generate_unique_id_function=operation_id,
         description="Personas, their versions and immutable PersonaPacks. Every route but health "
         "needs an API key (`X-API-Key` or `Authorization: Bearer`); errors are "
         "`application/problem+json` with a stable `code`.",
@@ -84,8 +83,15 @@ def create_app(
     app.state.service = RegistryService(settings, metadata, blobs)
     app.state.owned_stores = owned
     # versions first: its GET-pack route is the hot one, and routes are matched in order.
-    routers = (versions.router, aliases.router, personas.router, diffs.router, assets.router,
-               erasures.router, health.router)
+    routers = (
+        versions.router,
+        aliases.router,
+        personas.router,
+        diffs.router,
+        assets.router,
+        erasures.router,
+        health.router,
+    )
     for router in routers:
         app.include_router(router)
     app.include_router(events_router)
@@ -100,7 +106,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 
 
@@ -212,35 +218,3 @@ def _allowed_methods(request: Request) -> list[str]:
     if "GET" in allowed and "HEAD" not in allowed:  # HeadAsGet answers it
         allowed.insert(allowed.index("GET") + 1, "HEAD")
     return allowed
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    schema.setdefault("components", {})["securitySchemes"] = {
-        "ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER},
-        "Bearer": {"type": "http", "scheme": "bearer"},
-    }
-    schema["security"] = [{"ApiKey": []}, {"Bearer": []}]
-    # Bodies the hot routes parse themselves (they reference these from openapi_extra).
-    for model in (ResolveRequest,):
-        schema["components"].setdefault("schemas", {})[model.__name__] = model.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-    _problem_422s(schema)
-    app.openapi_schema = schema
-    return schema
-
-
-def _problem_422s(schema: dict[str, Any]) -> None:
-    """FastAPI documents its request-validation 422 as ``application/json``; ours are problems."""
-    ref = {"$ref": "#/components/schemas/Problem"}
-    for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
-            response = operation.get("responses", {}).get("422") if isinstance(operation, dict) else None
-            if response is not None:
-                response["content"] = {PROBLEM_JSON: {"schema": ref}}
-    components = schema.get("components", {}).get("schemas", {})
-    for unused in ("HTTPValidationError", "ValidationError"):
-        components.pop(unused, None)

@@ -35,11 +35,13 @@ __all__ = [
     "AliasOut",
     "AliasRollback",
     "AliasSet",
+    "AssetBytesRequest",
     "ErasureFeed",
     "ErasureOut",
     "ErasureRequest",
     "ErasureSummary",
     "GoneProblem",
+    "LegacyResolveRequest",
     "PackDiff",
     "PersonaCreate",
     "PersonaOut",
@@ -75,7 +77,7 @@ _EXPECTED = Field(
     default=None,
     ge=1,
     description="The version the caller believes the alias points at now; null: it must not exist "
-    "yet. Required unless an `If-Match: \"v<N>\"` (or `If-None-Match: *`) header says it; a lost "
+    'yet. Required unless an `If-Match: "v<N>"` (or `If-None-Match: *`) header says it; a lost '
     "race is 409 `alias_conflict` (412 with If-Match).",
 )
 
@@ -104,9 +106,26 @@ class RetractRequest(_Body):
 
 
 class ResolveRequest(_Body):
+    """A blob ref to sign as an expiring URL (``POST /v1/assets/resolve``)."""
+
     ref: BlobRefStr
-    mode: Literal["url", "bytes"] = "url"
+    mode: Literal["url"] = Field(
+        default="url", description="Always `url`; the bytes themselves come from `POST /v1/assets/bytes`."
+    )
     ttl_s: int = Field(default=3600, ge=1, le=MAX_TTL_S)
+
+
+class LegacyResolveRequest(ResolveRequest):
+    """What the resolve route parses: ``mode=bytes`` too, as clients written before
+    ``POST /v1/assets/bytes`` send it (answered as before; not in the published contract)."""
+
+    mode: Literal["url", "bytes"] = "url"  # type: ignore[assignment]
+
+
+class AssetBytesRequest(_Body):
+    """A blob ref whose bytes to send (``POST /v1/assets/bytes``)."""
+
+    ref: BlobRefStr
 
 
 class Problem(BaseModel):

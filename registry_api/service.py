@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from cachetools import FIFOCache, TTLCache
 
@@ -131,6 +131,11 @@ class SignedUrl:
 class AssetBytes:
     ref: str
     data: bytes
+
+
+# A version path segment as the code reads it: a number (is_version_number) or a name, which is
+# `latest` or an alias (the OpenAPI document states it; a name that breaks it is a typed 400).
+VERSION_SPEC_PATTERN: Final = f"^(?:[0-9]{{1,{_MAX_VERSION_DIGITS}}}|{ALIAS_PATTERN})$"
 
 
 def is_version_number(spec: str) -> bool:

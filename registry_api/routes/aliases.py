@@ -16,7 +16,7 @@ from persona_core.errors import AliasConflictError, InvalidInputError
 from persona_core.store.aliases import UNSET
 from registry_api.deps import PrincipalDep, ServiceDep
 from registry_api.errors import AliasPreconditionFailedError, PreconditionRequiredError
-from registry_api.routes.common import PROBLEMS
+from registry_api.routes.common import PROBLEMS, AliasNamePath, PersonaIdPath
 from registry_api.schemas import (
     AliasDelete,
     AliasHistory,
@@ -31,18 +31,25 @@ router = APIRouter(prefix="/v1/personas/{persona_id}/aliases", tags=["aliases"])
 
 IfMatch = Annotated[str | None, Header(description='`"v<N>"`: move only if the alias points at vN now.')]
 IfNoneMatch = Annotated[str | None, Header(description="`*`: create only if the alias does not exist yet.")]
+_ETAG = {
+    "ETag": {
+        "description": '`"v<N>"`: the version it points at, for a move\'s If-Match.',
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
 
 
 @router.get("", responses=PROBLEMS(401, 403, 404, 410))
-def list_aliases(persona_id: str, who: PrincipalDep, service: ServiceDep) -> AliasList:
+def list_aliases(persona_id: PersonaIdPath, who: PrincipalDep, service: ServiceDep) -> AliasList:
     """Every alias of the persona and the version it points at (scope ``read``)."""
     aliases = service.list_aliases(who, persona_id)
     return AliasList(persona_id=persona_id, items=[AliasOut.of(a) for a in aliases])
 
 
-@router.get("/{name}", responses=PROBLEMS(401, 403, 404, 410))
+@router.get("/{name}", responses={200: {"headers": _ETAG}, **PROBLEMS(401, 403, 404, 410)})
 def get_alias(
-    persona_id: str, name: str, response: Response, who: PrincipalDep, service: ServiceDep
+    persona_id: PersonaIdPath, name: AliasNamePath, response: Response, who: PrincipalDep, service: ServiceDep
 ) -> AliasOut:
     """Where the alias points (scope ``read``); ETag ``"v<N>"``, for a move's If-Match. 404
     ``alias_not_found`` when it does not exist."""
@@ -51,10 +58,18 @@ def get_alias(
     return AliasOut.of(alias)
 
 
-@router.put("/{name}", responses=PROBLEMS(400, 401, 403, 404, 409, 410, 412, 428))
+@router.put(
+    "/{name}", responses={200: {"headers": _ETAG}, **PROBLEMS(400, 401, 403, 404, 409, 410, 412, 428)}
+)
 def set_alias(  # noqa: PLR0917 - FastAPI maps each parameter
-    persona_id: str, name: str, body: AliasSet, response: Response, who: PrincipalDep, service: ServiceDep,
-    if_match: IfMatch = None, if_none_match: IfNoneMatch = None,
+    persona_id: PersonaIdPath,
+    name: AliasNamePath,
+    body: AliasSet,
+    response: Response,
+    who: PrincipalDep,
+    service: ServiceDep,
+    if_match: IfMatch = None,
+    if_none_match: IfNoneMatch = None,
 ) -> AliasMoveOut:
     """Create or move the alias onto a published version (scope ``promote``; ``version`` may be
     a number, ``latest`` or another alias). The move, its actor (the API key) and reason go to
@@ -73,7 +88,11 @@ def set_alias(  # noqa: PLR0917 - FastAPI maps each parameter
 
 @router.delete("/{name}", responses=PROBLEMS(400, 401, 403, 404, 409, 410, 412, 428))
 def delete_alias(  # noqa: PLR0917 - FastAPI maps each parameter
-    persona_id: str, name: str, body: AliasDelete, who: PrincipalDep, service: ServiceDep,
+    persona_id: PersonaIdPath,
+    name: AliasNamePath,
+    body: AliasDelete,
+    who: PrincipalDep,
+    service: ServiceDep,
     if_match: IfMatch = None,
 ) -> AliasMoveOut:
     """Delete the alias (scope ``promote``), recorded in its history like a move. Readers of it
@@ -90,7 +109,11 @@ def delete_alias(  # noqa: PLR0917 - FastAPI maps each parameter
 
 @router.post("/{name}/rollback", responses=PROBLEMS(400, 401, 403, 404, 409, 410))
 def rollback_alias(
-    persona_id: str, name: str, body: AliasRollback, who: PrincipalDep, service: ServiceDep
+    persona_id: PersonaIdPath,
+    name: AliasNamePath,
+    body: AliasRollback,
+    who: PrincipalDep,
+    service: ServiceDep,
 ) -> AliasMoveOut:
     """Move the alias back to its previous target in its history, skipping versions retracted or
     erased since (scope ``promote``); 404 ``alias_not_found`` when there is none to go back to."""
@@ -99,7 +122,10 @@ def rollback_alias(
 
 @router.get("/{name}/history", responses=PROBLEMS(401, 403, 404, 410))
 def alias_history(
-    persona_id: str, name: str, who: PrincipalDep, service: ServiceDep,
+    persona_id: PersonaIdPath,
+    name: AliasNamePath,
+    who: PrincipalDep,
+    service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AliasHistory:
     """The alias's moves, newest first: who, when, from, to, why (scope ``read``)."""

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from registry_api.deps import PrincipalDep, ServiceDep
-from registry_api.routes.common import PROBLEMS
+from registry_api.routes.common import PROBLEMS, PersonaIdPath
 from registry_api.schemas import PackDiff
 
 router = APIRouter(prefix="/v1/personas/{persona_id}", tags=["versions"])
@@ -17,7 +17,7 @@ _SPEC = "A version number or `latest` (or an alias)."
 
 @router.get("/diff", responses=PROBLEMS(400, 401, 403, 404, 410))
 def diff_versions(
-    persona_id: str,
+    persona_id: PersonaIdPath,
     who: PrincipalDep,
     service: ServiceDep,
     from_: Annotated[str, Query(alias="from", description=_SPEC)],

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from registry_api.deps import PrincipalDep, ServiceDep
-from registry_api.routes.common import PROBLEMS
+from registry_api.routes.common import PROBLEMS, PersonaIdPath
 from registry_api.schemas import (
     ErasureOut,
     ErasureRequest,
@@ -20,7 +20,14 @@ from registry_api.schemas import (
 router = APIRouter(prefix="/v1/personas", tags=["personas"])
 
 
-@router.post("", status_code=201, responses=PROBLEMS(400, 401, 403, 409, 413))
+_LOCATION = {"description": "The persona's URL.", "required": True, "schema": {"type": "string"}}
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={201: {"headers": {"Location": _LOCATION}}, **PROBLEMS(400, 401, 403, 409, 413)},
+)
 def create_persona(
     body: PersonaCreate, who: PrincipalDep, service: ServiceDep, response: Response
 ) -> PersonaOut:
@@ -45,14 +52,14 @@ def list_personas(
 
 
 @router.get("/{persona_id}", responses=PROBLEMS(401, 403, 404, 410))
-def get_persona(persona_id: str, who: PrincipalDep, service: ServiceDep) -> PersonaOut:
+def get_persona(persona_id: PersonaIdPath, who: PrincipalDep, service: ServiceDep) -> PersonaOut:
     """One persona (scope ``read``); 410 ``persona_erased`` once its erasure has started."""
     return PersonaOut.of(service.get_persona(who, persona_id))
 
 
 @router.delete("/{persona_id}", responses=PROBLEMS(400, 401, 403, 404, 422))
 def erase_persona(
-    persona_id: str, body: ErasureRequest, who: PrincipalDep, service: ServiceDep
+    persona_id: PersonaIdPath, body: ErasureRequest, who: PrincipalDep, service: ServiceDep
 ) -> ErasureOut:
     """Erase a persona and everything stored about it (scope ``admin``; a ``reason`` is required).
 
@@ -64,4 +71,3 @@ def erase_persona(
     """
     report = service.erase(who, persona_id, None, body.reason)
     return ErasureOut.model_validate(report.as_dict())
-

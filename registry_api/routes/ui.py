@@ -47,7 +47,7 @@ from persona_core.signing import sign_viewer_session, verify_viewer_link
 from persona_core.store.base import VersionStatus
 from registry_api.auth import VIEWER_COOKIE, Principal, key_from_headers, viewer_principal
 from registry_api.deps import ServiceDep, authenticate
-from registry_api.routes.common import PROBLEMS
+from registry_api.routes.common import PROBLEMS, PersonaIdPath, VersionPath
 from registry_api.service import RegistryService
 
 log = logging.getLogger("registry_api.ui")
@@ -93,7 +93,9 @@ def register(app: FastAPI) -> None:
     response_class=HTMLResponse,
     responses={**_HTML, **PROBLEMS(401, 403, 404, 410)},
 )
-def persona_page(persona_id: str, request: Request, who: ViewerDep, service: ServiceDep) -> HTMLResponse:
+def persona_page(
+    persona_id: PersonaIdPath, request: Request, who: ViewerDep, service: ServiceDep
+) -> HTMLResponse:
     """The persona's versions, newest first, each linking to its page."""
     records = service.list_versions(who, persona_id)
     context = {"title": f"{persona_id} versions", "persona_id": persona_id, "records": records[::-1]}
@@ -106,7 +108,7 @@ def persona_page(persona_id: str, request: Request, who: ViewerDep, service: Ser
     responses={**_HTML, **PROBLEMS(400, 401, 403, 404, 410)},
 )
 def version_page(
-    persona_id: str, version: str, request: Request, who: ViewerDep, service: ServiceDep
+    persona_id: PersonaIdPath, version: VersionPath, request: Request, who: ViewerDep, service: ServiceDep
 ) -> HTMLResponse:
     """One version: the pack's anchors, scores, checks and rejected inputs (or why it has no pack)."""
     record = service.get_version(who, persona_id, version)

@@ -9,15 +9,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
+from persona_core.pack import PERSONA_ID_PATTERN, PersonaPack
 from persona_core.upload_sources import StreamSource
 from persona_core.uploads import FIELD_KINDS, MANIFEST_FIELD, RawFile, parse_manifest, validate_upload
 from registry_api.config import ApiSettings
 from registry_api.deps import PrincipalDep, ServiceDep, authenticate
 from registry_api.errors import RequestTooLargeError, TooManyFilesError, UploadError
 from registry_api.guards import capped_receive
-from registry_api.routes.common import PROBLEMS
+from registry_api.routes.common import (
+    PERSONA_ID_DOC,
+    PROBLEMS,
+    VERSION_DOC,
+    PersonaIdPath,
+    VersionPath,
+    check_persona_id_path,
+)
 from registry_api.schemas import ErasureOut, ErasureRequest, RetractRequest, VersionList, VersionOut
-from registry_api.service import RegistryService, is_version_number
+from registry_api.service import VERSION_SPEC_PATTERN, RegistryService, is_version_number
 
 router = APIRouter(prefix="/v1/personas/{persona_id}/versions", tags=["versions"])
 
@@ -26,11 +34,58 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 _IMMUTABLE_HEADER = (b"cache-control", IMMUTABLE.encode())
 _REVALIDATE_HEADER = (b"cache-control", REVALIDATE.encode())
-_PATH_PARAMS = {
+_PACK_PARAMS = {
     "parameters": [
-        {"in": "path", "name": name, "required": True, "schema": {"title": title, "type": "string"}}
-        for name, title in (("persona_id", "Persona Id"), ("version", "Version"))
+        {
+            "in": "path",
+            "name": "persona_id",
+            "required": True,
+            "description": PERSONA_ID_DOC,
+            "schema": {"title": "Persona Id", "type": "string", "pattern": PERSONA_ID_PATTERN},
+        },
+        {
+            "in": "path",
+            "name": "version",
+            "required": True,
+            "description": VERSION_DOC,
+            "schema": {"title": "Version", "type": "string", "pattern": VERSION_SPEC_PATTERN},
+        },
+        {
+            "in": "header",
+            "name": "If-None-Match",
+            "required": False,
+            "description": "ETags of copies the client holds: 304 when one is current.",
+            "schema": {"title": "If-None-Match", "type": "string"},
+        },
     ]
+}
+_STRING = {"type": "string"}
+_PACK_HEADERS = {
+    "ETag": {
+        "description": 'Validator for If-None-Match: `"<content_hash>"`, or `"<content_hash>.v<N>"` '
+        "for `latest` and aliases.",
+        "required": True,
+        "schema": _STRING,
+    },
+    "Cache-Control": {
+        "description": f"`{IMMUTABLE}` for a version number; `{REVALIDATE}` for `latest` "
+        "and aliases, which move.",
+        "required": True,
+        "schema": _STRING,
+    },
+    "X-Persona-Version": {
+        "description": "The version served.",
+        "required": True,
+        "schema": {"type": "integer"},
+    },
+    "Content-Location": {
+        "description": "For `latest` and aliases: the pack's URL by version number.",
+        "schema": _STRING,
+    },
+    "Persona-Retracted": {
+        "description": 'Only on a retracted version: `<RFC 3339 time>; reason="<JSON string>"`.',
+        "schema": _STRING,
+    },
 }
 
 _UPLOAD_BODY = {
@@ -69,20 +124,16 @@ _UPLOAD_BODY = {
 @router.get(
     "/{version}/pack",
     response_class=Response,
-    openapi_extra=_PATH_PARAMS,
+    openapi_extra=_PACK_PARAMS,
     responses={
         200: {
+            "model": PersonaPack,
             "description": "The PersonaPack JSON (schemas/persona_pack.schema.json), exactly as stored.",
-            "content": {"application/json": {"schema": {"type": "object"}}},
-            "headers": {
-                "Persona-Retracted": {
-                    "description": 'Only on a retracted version: `<RFC 3339 time>; reason="<JSON string>"`.',
-                    "schema": {"type": "string"},
-                }
-            },
+            "headers": _PACK_HEADERS,
         },
-        304: {"description": "The client's copy (If-None-Match) is current."},
+        304: {"description": "The client's copy (If-None-Match) is current.", "headers": _PACK_HEADERS},
         **PROBLEMS(400, 401, 403, 404, 410),
+        422: {**PROBLEMS(422)[422], "description": "A persona id that breaks its pattern (`invalid_name`)."},
     },
 )
 async def get_pack(request: Request) -> Response:
@@ -98,13 +149,14 @@ async def get_pack(request: Request) -> Response:
     version's erasure ``latest`` is the newest remaining published version.
     """
     # The hot route: no injected dependencies or parameter models (FastAPI's resolver costs
-    # more than the rest of this function); path parameters are documented in _PACK_PARAMS.
+    # more than the rest of this function); its parameters are documented in _PACK_PARAMS.
     persona_id: str = request.path_params["persona_id"]
     version: str = request.path_params["version"]
     service: RegistryService = request.app.state.service
     who = await authenticate(request)
     pack = service.cached_pack(who, persona_id, version)
     if pack is None:
+        check_persona_id_path(persona_id)  # a cached pack's id is valid: checked on a miss only
         pack = await run_in_threadpool(service.get_pack, who, persona_id, version)
     moving = not is_version_number(version)  # `latest` or an alias: it moves
     if pack.is_current(request.headers.get("if-none-match"), moving):
@@ -125,10 +177,21 @@ async def get_pack(request: Request) -> Response:
     "",
     status_code=202,
     openapi_extra=_UPLOAD_BODY,
-    responses=PROBLEMS(400, 401, 403, 404, 410, 413, 415, 422, 503),
+    responses={
+        202: {
+            "headers": {
+                "Location": {
+                    "description": "The version's status URL (`status_url`).",
+                    "required": True,
+                    "schema": _STRING,
+                }
+            }
+        },
+        **PROBLEMS(400, 401, 403, 404, 410, 413, 415, 422, 503),
+    },
 )
 async def create_version(
-    persona_id: str, request: Request, response: Response, who: PrincipalDep, service: ServiceDep
+    persona_id: PersonaIdPath, request: Request, response: Response, who: PrincipalDep, service: ServiceDep
 ) -> VersionOut:
     """Upload inputs for a new version (scope ``build``): 202 with the pending version.
 
@@ -159,7 +222,7 @@ async def create_version(
 
 
 @router.get("", responses=PROBLEMS(401, 403, 404, 410))
-def list_versions(persona_id: str, who: PrincipalDep, service: ServiceDep) -> VersionList:
+def list_versions(persona_id: PersonaIdPath, who: PrincipalDep, service: ServiceDep) -> VersionList:
     """Every version with status, reasons, check results and times (scope ``read``). An erased
     version stays as a tombstone (status ``erasing`` / ``erased``, no inputs or checks)."""
     records = service.list_versions(who, persona_id)
@@ -167,7 +230,9 @@ def list_versions(persona_id: str, who: PrincipalDep, service: ServiceDep) -> Ve
 
 
 @router.get("/{version}", responses=PROBLEMS(400, 401, 403, 404, 410))
-def get_version(persona_id: str, version: str, who: PrincipalDep, service: ServiceDep) -> VersionOut:
+def get_version(
+    persona_id: PersonaIdPath, version: VersionPath, who: PrincipalDep, service: ServiceDep
+) -> VersionOut:
     """One version's status; ``latest`` is the newest published one (scope ``read``). 410
     ``version_erased`` (or ``persona_erased``) once its erasure has started."""
     return VersionOut.of(service.get_version(who, persona_id, version))
@@ -175,7 +240,11 @@ def get_version(persona_id: str, version: str, who: PrincipalDep, service: Servi
 
 @router.post("/{version}/retract", responses=PROBLEMS(400, 401, 403, 404, 409, 410))
 def retract_version(
-    persona_id: str, version: str, body: RetractRequest, who: PrincipalDep, service: ServiceDep
+    persona_id: PersonaIdPath,
+    version: VersionPath,
+    body: RetractRequest,
+    who: PrincipalDep,
+    service: ServiceDep,
 ) -> VersionOut:
     """Withdraw a published version (scope ``promote``; a ``reason`` is required), as PyPI yanks
     a release: ``latest`` skips it, its number still serves the pack byte for byte with a
@@ -187,7 +256,11 @@ def retract_version(
 
 @router.delete("/{version}", responses=PROBLEMS(400, 401, 403, 404, 422))
 def erase_version(
-    persona_id: str, version: str, body: ErasureRequest, who: PrincipalDep, service: ServiceDep
+    persona_id: PersonaIdPath,
+    version: VersionPath,
+    body: ErasureRequest,
+    who: PrincipalDep,
+    service: ServiceDep,
 ) -> ErasureOut:
     """Erase one numbered version (scope ``admin``; a ``reason`` is required): what it alone
     holds is deleted, blobs the persona's other versions (or other personas) hold stay. Reads

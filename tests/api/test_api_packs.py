@@ -162,6 +162,24 @@ def test_resolve_bytes_and_row_refs(registry: Registry) -> None:
     assert matrix.headers["content-type"] == "application/octet-stream"  # not an image or a clip
 
 
+def test_asset_bytes_route_answers_octet_stream_as_the_old_mode_did_bytes(registry: Registry) -> None:
+    """POST /v1/assets/bytes: the blob (or a row's matrix) as application/octet-stream, one
+    content type for every blob, and the same bytes the older resolve mode=bytes still returns."""
+    headers = registry.headers("read")
+    for ref in (_anchor_refs(registry)[0], registry.pack.identity.face_embedding_refs[2]):
+        r = registry.http.post("/v1/assets/bytes", json={"ref": ref}, headers=headers)
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "application/octet-stream"
+        assert r.headers["x-blob-ref"] == ref
+        assert f"sha256:{sha256_hex(r.content)}" == ref.split("#")[0]
+        old = registry.http.post("/v1/assets/resolve", json={"ref": ref, "mode": "bytes"}, headers=headers)
+        assert old.content == r.content
+    gone = registry.http.post("/v1/assets/bytes", json={"ref": "sha256:" + "0" * 64}, headers=headers)
+    assert (gone.status_code, gone.json()["code"]) == (404, "blob_not_found")
+    extra = registry.http.post("/v1/assets/bytes", json={"ref": ref, "mode": "url"}, headers=headers)
+    assert (extra.status_code, extra.json()["code"]) == (422, "invalid_request")
+
+
 def test_a_signed_url_serves_a_jpeg_as_image_jpeg(registry: Registry) -> None:
     """A JPEG behind a signed URL answers image/jpeg, so a browser shows it instead of saving it."""
     jpeg = (Path(__file__).resolve().parents[1] / "fixtures" / "faces" / "obama.jpg").read_bytes()

@@ -137,8 +137,10 @@ class Fuzzer:
                     project=operation.schema.config,
                     modes=list(HypothesisTestMode),
                     # The feed's long-poll would outlast the client's read timeout: no waiting.
-                    override=Override(path_parameters=dict(path_parameters),
-                                      query={"timeout": "0"} if operation.path == "/v1/events" else {}),
+                    override=Override(
+                        path_parameters=dict(path_parameters),
+                        query={"timeout": "0"} if operation.path == "/v1/events" else {},
+                    ),
                 ),
             )()
         finally:
@@ -180,9 +182,11 @@ def _known_blob_cases(reg: Registry, schema: schemathesis.BaseSchema) -> Iterato
     way, and the signed URLs the registry hands out (valid, then tampered with)."""
     anchor = next(iter(reg.pack.anchor_sets.values()))[0]
     resolve = schema["/v1/assets/resolve"]["POST"]
+    as_bytes = schema["/v1/assets/bytes"]["POST"]
     for ref in (anchor.image_ref, anchor.embedding_ref):  # a blob, and a matrix row
-        for body in ({"ref": ref}, {"ref": ref, "mode": "bytes"}, {"ref": ref, "mode": "url", "ttl_s": 60}):
+        for body in ({"ref": ref}, {"ref": ref, "mode": "url", "ttl_s": 60}):
             yield resolve.Case(body=body, media_type="application/json")
+        yield as_bytes.Case(body={"ref": ref}, media_type="application/json")
     blob = schema["/v1/blobs/{digest}"]["GET"]
     url = urlsplit(reg.blobs.signed_url(anchor.image_ref, 60))
     query = dict(parse_qsl(url.query))
