@@ -44,6 +44,10 @@ def _resolve(reg: Registry) -> dict[str, Any]:
     return {"json": {"ref": _anchor_ref(reg), "mode": "url", "ttl_s": 60}}
 
 
+def _asset_bytes(reg: Registry) -> dict[str, Any]:
+    return {"json": {"ref": _anchor_ref(reg)}}
+
+
 P = f"/v1/personas/{PUBLISHED}"
 Route = tuple[str, str | Callable[[Registry], str], Callable[[Registry], dict[str, Any]] | None]
 # route -> statuses for (no key, read, build, admin, other-persona key)
@@ -59,6 +63,7 @@ MATRIX: list[tuple[Route, tuple[int, int, int, int, int]]] = [
     (("GET", f"{P}/versions/1/pack", None), (401, 200, 200, 200, 403)),
     (("GET", f"{P}/versions/latest/pack", None), (401, 200, 200, 200, 403)),
     (("POST", "/v1/assets/resolve", _resolve), (401, 200, 200, 200, 403)),
+    (("POST", "/v1/assets/bytes", _asset_bytes), (401, 200, 200, 200, 403)),
     (("GET", _signed_path, None), (200, 200, 200, 200, 200)),
     (("DELETE", f"{P}/versions/2", _erasure), (401, 403, 403, 200, 403)),
     (("DELETE", P, _erasure), (401, 403, 403, 200, 403)),
