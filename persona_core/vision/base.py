@@ -70,6 +70,9 @@ class Model(ABC):
     # and in a pack's provenance.
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     weight_paths: tuple[Path, ...] = ()  # the files loaded (set by the registry)
+    # True when the backend loaded its optimized graph from the model cache (graph_cache.py)
+    # instead of building it from the weights; None for a backend without one.
+    graph_from_cache: bool | None = None
 
     def ran_on(self) -> tuple[str, ...]:
         """The execution providers this model's onnxruntime session (``_session``) got, best

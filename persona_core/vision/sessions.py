@@ -40,6 +40,11 @@ def _ort() -> Any:
     return onnxruntime
 
 
+def onnxruntime_module() -> Any:
+    """The onnxruntime module, imported on first use; VisionUnavailableError when not installed."""
+    return _ort()
+
+
 def runtime_providers(available: Iterable[str] | None = None) -> tuple[str, ...]:
     """CUDA first when this onnxruntime build (onnxruntime-gpu) reports it, then CPU.
 
@@ -76,11 +81,17 @@ def session_options() -> Any:
 def make_session(model: Path | bytes, providers: tuple[str, ...] | None = None) -> Any:
     """An InferenceSession on ``model`` (a path or serialized bytes) with the shared options."""
     ort = _ort()
-    chosen = tuple(providers) if providers else runtime_providers()
-    available = set(ort.get_available_providers())
-    usable = [p for p in chosen if p in available] or [CPU]
     source = str(model) if isinstance(model, Path) else model
+    usable = list(usable_providers(providers))
     return ort.InferenceSession(source, sess_options=session_options(), providers=usable)
+
+
+def usable_providers(providers: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """``providers`` (default: :func:`runtime_providers`) less the ones this onnxruntime build
+    lacks; CPU when none is left."""
+    chosen = tuple(providers) if providers else runtime_providers()
+    available = set(_ort().get_available_providers())
+    return tuple(p for p in chosen if p in available) or (CPU,)
 
 
 def installed_ort_distributions() -> dict[str, str]:

@@ -8,9 +8,8 @@ import numpy as np
 
 from persona_core.vision.base import IdentityEmbedder, ModelEntry
 from persona_core.vision.errors import BadModelInputError
+from persona_core.vision.graph_cache import cached_session
 from persona_core.vision.imageutil import check_bgr
-from persona_core.vision.onnxutil import fold_weights_and_prune
-from persona_core.vision.sessions import make_session
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -20,13 +19,27 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 class SFaceEmbedder(IdentityEmbedder):
-    def __init__(self, entry: ModelEntry, weights: Path, providers: tuple[str, ...]) -> None:
+    def __init__(
+        self, entry: ModelEntry, weights: Path, providers: tuple[str, ...], cache_dir: Path | None = None
+    ) -> None:
         self.entry = entry
         self.dim = int(entry.preprocessing["dim"])
         self.crop_size = int(entry.preprocessing["crop_size"])
+
         # OpenCV 5's FaceRecognizerSF asserts on this file and onnxruntime refuses its 29
-        # unused inputs, so the graph is pruned (and its int8 weights folded) once here.
-        self._session = make_session(fold_weights_and_prune(weights, ("data",)), providers)
+        # unused inputs, so the graph is pruned (and its int8 weights folded): about a second
+        # and the onnx package's import, paid once per weights file and kept in ``cache_dir``.
+        def folded() -> bytes:
+            from persona_core.vision.onnxutil import fold_weights_and_prune  # noqa: PLC0415 - imports onnx
+
+            return fold_weights_and_prune(weights, ("data",))
+
+        sha = tuple(f.sha256 for f in entry.files) or (entry.name,)
+        made = cached_session(
+            entry.name, sha, "sface-fold-prune-v1", folded, cache_dir=cache_dir, providers=providers
+        )
+        self._session = made.session
+        self.graph_from_cache = made.from_cache
         self._input = self._session.get_inputs()[0].name
 
     def embed(self, aligned_crops_bgr: list[np.ndarray]) -> np.ndarray:
@@ -44,4 +57,4 @@ class SFaceEmbedder(IdentityEmbedder):
 
 
 def build(entry: ModelEntry, paths: list[Path], providers: tuple[str, ...], cache_dir: Path) -> SFaceEmbedder:
-    return SFaceEmbedder(entry, paths[0], providers)
+    return SFaceEmbedder(entry, paths[0], providers, cache_dir)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from persona_core.vision.errors import BadModelInputError
 
@@ -16,6 +15,8 @@ from persona_core.vision.errors import BadModelInputError
 def resample(wav: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
     if source_rate == target_rate:
         return wav.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly  # noqa: PLC0415 - ~1 s to import; most clips need no resampling
+
     g = gcd(int(source_rate), int(target_rate))
     # Polyphase filtering: band-limits before decimating, no librosa/numba start-up cost.
     return resample_poly(wav, target_rate // g, source_rate // g).astype(np.float32)

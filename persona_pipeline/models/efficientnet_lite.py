@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from persona_core.vision.base import ModelEntry
+from persona_core.vision.graph_cache import cached_session
 from persona_core.vision.imageutil import center_crop_square, check_bgr
-from persona_core.vision.sessions import make_session
 from persona_core.vision.sface import l2_normalise
 from persona_pipeline.models.base import StyleEmbedder
 
@@ -90,10 +90,17 @@ class EfficientNetLiteStyle(StyleEmbedder):
         self._session: Any = None
         self._torch: Any = None
         onnx_path = cache_dir / f"efficientnet-lite0-features-{entry.files[0].sha256[:16]}.onnx"
-        try:
+
+        def exported() -> Path:
             if not onnx_path.is_file():
                 export_onnx(weights, onnx_path, self.size)
-            self._session = make_session(onnx_path, providers)
+            return onnx_path
+
+        try:
+            made = cached_session(entry.name, tuple(f.sha256 for f in entry.files),
+                                  "efficientnet-lite0-features-export-v1", exported,
+                                  cache_dir=cache_dir, providers=providers)
+            self._session, self.graph_from_cache = made.session, made.from_cache
             self.runtime = "onnxruntime"
         except Exception:  # export/ORT trouble must not take the style step down
             log.warning("EfficientNet-Lite0 ONNX export failed; using torch", exc_info=True)

@@ -16,8 +16,8 @@ import numpy as np
 
 from persona_core.vision.base import ModelEntry
 from persona_core.vision.errors import BadModelInputError
+from persona_core.vision.graph_cache import file_session
 from persona_core.vision.imageutil import check_bgr
-from persona_core.vision.sessions import make_session
 from persona_pipeline.models.base import BBox, FaceMesh, FaceMesher
 
 N_POINTS = 468
@@ -26,12 +26,15 @@ N_POINTS = 468
 class FaceMeshModel(FaceMesher):
     """``mesh(image, bbox, landmarks)``: the face's 468-point mesh in image coordinates."""
 
-    def __init__(self, entry: ModelEntry, weights: Path, providers: tuple[str, ...]) -> None:
+    def __init__(
+        self, entry: ModelEntry, weights: Path, providers: tuple[str, ...], cache_dir: Path | None = None
+    ) -> None:
         self.entry = entry
         pre = entry.preprocessing
         self.size = int(pre["size"])
         self.margin = float(pre["box_scale"])
-        self._session = make_session(weights, providers)
+        made = file_session(entry.name, tuple(f.sha256 for f in entry.files), weights, cache_dir, providers)
+        self._session, self.graph_from_cache = made.session, made.from_cache
         self._input = self._session.get_inputs()[0].name
 
     def crop_transform(self, bbox: BBox, landmarks: np.ndarray | None) -> np.ndarray:
@@ -70,4 +73,4 @@ class FaceMeshModel(FaceMesher):
 
 def build(entry: ModelEntry, paths: list[Path], providers: tuple[str, ...],
           cache_dir: Path) -> FaceMeshModel:
-    return FaceMeshModel(entry, paths[0], providers)
+    return FaceMeshModel(entry, paths[0], providers, cache_dir)

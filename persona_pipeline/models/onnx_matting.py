@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from persona_core.vision.base import ModelEntry
+from persona_core.vision.graph_cache import file_session
 from persona_core.vision.imageutil import check_bgr
-from persona_core.vision.sessions import make_session
 from persona_pipeline.models.base import Matter
 
 
@@ -22,7 +22,9 @@ def _round_to(value: float, multiple: int) -> int:
 
 
 class OnnxMatter(Matter):
-    def __init__(self, entry: ModelEntry, weights: Path, providers: tuple[str, ...]) -> None:
+    def __init__(
+        self, entry: ModelEntry, weights: Path, providers: tuple[str, ...], cache_dir: Path | None = None
+    ) -> None:
         self.entry = entry
         pre = entry.preprocessing
         self._size: Any = pre["size"]
@@ -33,7 +35,8 @@ class OnnxMatter(Matter):
         self._inv_std = (1.0 / std).reshape(1, 1, 3)
         self._output = int(pre.get("output", 0))
         self._range = pre.get("output_range", "unit")
-        self._session = make_session(weights, providers)
+        made = file_session(entry.name, tuple(f.sha256 for f in entry.files), weights, cache_dir, providers)
+        self._session, self.graph_from_cache = made.session, made.from_cache
         self._input = self._session.get_inputs()[0].name
 
     def input_size(self, h: int, w: int) -> tuple[int, int]:
@@ -76,4 +79,4 @@ class OnnxMatter(Matter):
 
 
 def build(entry: ModelEntry, paths: list[Path], providers: tuple[str, ...], cache_dir: Path) -> OnnxMatter:
-    return OnnxMatter(entry, paths[0], providers)
+    return OnnxMatter(entry, paths[0], providers, cache_dir)

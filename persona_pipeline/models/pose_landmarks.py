@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from persona_core.vision.base import ModelEntry
+from persona_core.vision.graph_cache import file_session
 from persona_core.vision.imageutil import check_bgr
-from persona_core.vision.sessions import make_session
 from persona_pipeline.models.base import BBox, Pose, PoseEstimator
 
 N_BODY = 33
@@ -31,12 +31,15 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class PoseLandmarkModel(PoseEstimator):
     """``pose(image)``: 33 body landmarks of the (main) person in a photo."""
 
-    def __init__(self, entry: ModelEntry, weights: Path, providers: tuple[str, ...]) -> None:
+    def __init__(
+        self, entry: ModelEntry, weights: Path, providers: tuple[str, ...], cache_dir: Path | None = None
+    ) -> None:
         self.entry = entry
         self.size = int(entry.preprocessing["size"])
         self.roi_face_heights = float(entry.preprocessing["roi_face_heights"])
         self.roi_center_below = float(entry.preprocessing["roi_center_below"])
-        self._session = make_session(weights, providers)
+        made = file_session(entry.name, tuple(f.sha256 for f in entry.files), weights, cache_dir, providers)
+        self._session, self.graph_from_cache = made.session, made.from_cache
         self._input = self._session.get_inputs()[0].name
         outputs = [o.name for o in self._session.get_outputs()]
         self._wanted = [outputs[0], outputs[1]]  # landmarks (1, 195), pose presence (1, 1)
@@ -73,4 +76,4 @@ class PoseLandmarkModel(PoseEstimator):
 
 def build(entry: ModelEntry, paths: list[Path], providers: tuple[str, ...],
           cache_dir: Path) -> PoseLandmarkModel:
-    return PoseLandmarkModel(entry, paths[0], providers)
+    return PoseLandmarkModel(entry, paths[0], providers, cache_dir)
