@@ -26,6 +26,7 @@ from persona_pipeline.defs.lifecycle import stuck_builds_sensor, version_run_fai
 from persona_pipeline.defs.rebuild import rebuild_newest_version
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.defs.retention import daily_gc_schedule, gc_job
+from persona_pipeline.defs.run_logs import RUN_LOGGER, run_logger
 from persona_pipeline.defs.sensors import upload_manifest_sensor
 
 # The code server and each run worker import this module in a process of their own: log through
@@ -50,6 +51,8 @@ def make_defs(io_manager: Any = None, resources: dict[str, Any] | None = None) -
         sensors=[upload_manifest_sensor, version_run_failure_sensor, stuck_builds_sensor, erasure_sensor],
         schedules=[daily_gc_schedule],
         resources=resources,
+        # Every job's run messages, the UI's asset job's included, when its run config names it.
+        loggers={RUN_LOGGER: run_logger},
     )
 
 

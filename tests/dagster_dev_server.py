@@ -20,6 +20,9 @@ from services import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).parent / "dagster"
+# What `make dagster` sets: `dagster dev` warns, before any logging is set up, that `dg dev`
+# supersedes it (a command the project does not install); the warning names this function.
+DAGSTER_DEV_QUIET = {"PYTHONWARNINGS": "ignore:Function `dev_command` is superseded"}
 ASSETS_QUERY = """{
   version
   assetNodes { assetKey { path } }
@@ -79,8 +82,12 @@ class DagsterDev:
 
 
 @contextmanager
-def dagster_dev(dagster_home: Path, persona_home: Path, log_path: Path) -> Iterator[DagsterDev]:
-    """``dagster dev -w workspace.yaml`` on a free port; SIGTERM to its group on exit.
+def dagster_dev(
+    dagster_home: Path, persona_home: Path, log_path: Path, *, args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[DagsterDev]:
+    """``dagster dev -w workspace.yaml`` on a free port, with ``args`` and the variables in
+    ``env`` (as `make dagster`: no SupersessionWarning); SIGTERM to its group on exit.
 
     Raises AssertionError when the server ignores SIGTERM for 120 s (it is then killed); a loaded
     2-core machine has taken over 60 s to stop the daemon, webserver and code server.
@@ -90,9 +97,9 @@ def dagster_dev(dagster_home: Path, persona_home: Path, log_path: Path) -> Itera
         # Own session = own process group: dagster dev starts the webserver, daemon and code
         # server as children, and the whole group must go when the test ends.
         proc = subprocess.Popen(
-            [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT, env=dagster_env(dagster_home, persona_home), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port), *args],
+            cwd=ROOT, env={**dagster_env(dagster_home, persona_home), **DAGSTER_DEV_QUIET, **(env or {})},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         dev = DagsterDev(proc, port)
         try:

@@ -10,6 +10,7 @@ import dagster as dg
 from persona_core.ingest import resubmit_version
 from persona_pipeline.defs.partitions import ensure_partition, persona_versions, personas
 from persona_pipeline.defs.resources import REBUILD_JOB, StoresResource
+from persona_pipeline.defs.run_logs import RUN_LOGS_CONFIG
 from persona_pipeline.partition_keys import partition_key
 
 
@@ -24,7 +25,7 @@ def resubmit_newest_version(context: dg.OpExecutionContext, stores: StoresResour
     return dg.Output(record.version, metadata={"from_version": newest[-1].version, "new_partition": key})
 
 
-@dg.job(name=REBUILD_JOB, partitions_def=personas,
+@dg.job(name=REBUILD_JOB, partitions_def=personas, config=RUN_LOGS_CONFIG,
         description="Rebuild each persona's newest version as a new version (backfill over personas).")
 def rebuild_newest_version() -> None:
     resubmit_newest_version()

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from persona_core.retention import GcReport, collect_garbage
 from persona_pipeline.defs.resources import StoresResource
+from persona_pipeline.defs.run_logs import RUN_LOGS_CONFIG
 from persona_pipeline.erasure import DagsterPurger
 
 GC_JOB = "gc_job"
@@ -51,7 +52,7 @@ def gc_metadata(report: GcReport, retention_days: float, grace_s: float) -> dict
     }
 
 
-@dg.job(name=GC_JOB, executor_def=dg.in_process_executor,
+@dg.job(name=GC_JOB, executor_def=dg.in_process_executor, config=RUN_LOGS_CONFIG,
         description="Retention: erase expired never-published versions and sweep unreferenced blobs.")
 def gc_job() -> None:
     collect_garbage_op()
