@@ -65,8 +65,13 @@ eval-tags: $(STAMP) ## measure the anchor tags on the labelled photos; writes ta
 serve: $(STAMP) ## run the registry on the embedded default
 	$(BIN)/persona-core serve
 
+# Dagster's own lines (webserver, daemon, code server) as JSON too when PERSONA_LOG_JSON is on; no
+# "superseded, use 'dg dev'" warning (a plain-text line before any logging set-up; dg is not installed).
 dagster: $(STAMP) ## Dagster UI on the project's instance (PERSONA_HOME/dagster; sensors on)
-	DAGSTER_HOME=$$($(BIN)/python -m persona_pipeline.instance) $(BIN)/dagster dev -w workspace.yaml
+	DAGSTER_HOME=$$($(BIN)/python -m persona_pipeline.instance) \
+	PYTHONWARNINGS='ignore:Function `dev_command` is superseded' \
+	$(BIN)/dagster dev -w workspace.yaml --log-format $$($(BIN)/python -c \
+	  'from persona_core.settings import LogSettings; print("json" if LogSettings().log_json else "colored")')
 
 diagrams: $(STAMP) ## write the lifecycle .mmd from the code, render diagrams/*.mmd to PNG and SVG (npm, chromium)
 	$(BIN)/python -m persona_pipeline.diagram
