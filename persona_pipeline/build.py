@@ -19,6 +19,7 @@ from persona_pipeline.defs.partitions import ensure_partition, persona_versions,
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.instance import project_instance
 from persona_pipeline.partition_keys import partition_key
+from persona_pipeline.run_tags import REPOSITORY_LABEL, REPOSITORY_LABEL_TAG, version_tags
 from persona_pipeline.steps.config import PipelineConfig
 
 
@@ -28,7 +29,7 @@ class BuildResult:
     version: int
     partition_key: str
     run_id: str
-    success: bool  # the Dagster run succeeded (a blocked build is not a success)
+    success: bool  # the Dagster run succeeded (a blocked build's run does: publish skipped)
     record: VersionRecord  # the version row after the build: published | blocked | failed
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # check name -> outcome
     materialized: tuple[str, ...] = ()  # asset names materialized in this run
@@ -79,7 +80,9 @@ def build_version(
         instance=instance,
         raise_on_error=False,
         asset_selection=[dg.AssetKey(n) for n in only] if only is not None else None,
-        tags={"persona_id": persona_id, "persona_version": str(version)},
+        # The label Dagster gives the runs it launches from the code location: the build job's
+        # Runs tab lists this run next to the sensor's and the UI's.
+        tags={**version_tags(persona_id, version), REPOSITORY_LABEL_TAG: REPOSITORY_LABEL},
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     meta = open_metadata_store(settings)

@@ -41,14 +41,14 @@ from persona_core.store.tombstones import ErasureJob
 from persona_pipeline import instance_storage as storage
 from persona_pipeline.instance import project_instance
 from persona_pipeline.partition_keys import PERSONA_PARTITIONS, VERSION_PARTITIONS, partition_key
+from persona_pipeline.run_tags import PERSONA_TAG, VERSION_TAG
 
-__all__ = ["DagsterPurger", "PurgeReport", "dagster_purger", "partition_keys_of", "purger_for"]
+# PERSONA_TAG, VERSION_TAG: the tags every build run carries besides its partition (run_tags).
+__all__ = ["PERSONA_TAG", "VERSION_TAG", "DagsterPurger", "PurgeReport", "dagster_purger",
+           "partition_keys_of", "purger_for"]
 
 log = logging.getLogger(__name__)
 
-# The tags every build run carries besides its partition (persona_pipeline.build, the sensor).
-PERSONA_TAG = "persona_id"
-VERSION_TAG = "persona_version"
 
 
 @dataclass(frozen=True, slots=True)

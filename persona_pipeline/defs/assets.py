@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from persona_pipeline.defs.lifecycle import set_outcome
 from persona_pipeline.defs.partitions import persona_versions
 from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResource, StoresResource
 from persona_pipeline.partition_keys import parse_partition_key
+from persona_pipeline.run_tags import runs_asset
 from persona_pipeline.steps import checks
 from persona_pipeline.steps.anchors import AnchorSelection, select_anchors
 from persona_pipeline.steps.assemble import assemble_pack
@@ -48,6 +50,16 @@ _COMMON: dict[str, Any] = {"partitions_def": persona_versions, "group_name": GRO
 
 
 T = TypeVar("T")
+
+
+def _version_check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
+    """A check partitioned like its asset, so each result is stored with its version (GraphQL:
+    ``assetCheckExecutions(..., partition: "<persona>.v<N>")``)."""
+    # Partitioned checks are a Dagster preview (1.13): the import would print its warning in every
+    # process that loads the code location, the CLI included.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(name, asset=asset, partitions_def=persona_versions, description=description)
 
 
 def _report(context: dg.AssetExecutionContext, message: str) -> None:
@@ -235,14 +247,19 @@ def _contact_sheet_markdown(sel: AnchorSelection, qc: QcResult, stores: StoresRe
     return f"![contact sheet](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
+# The gate is a verdict on an upload, not a crash: its check fails at ERROR and masks and
+# persona_pack skip (see gate_failed_here), so the run succeeds and the asset graph stays
+# green. Dagster's `blocking=True` would fail the run and paint the downstream assets red.
+# Every check is partitioned like its asset: its results are found by version.
 @dg.asset(
     **_COMMON,
     description="Anchors per camera mode, tagged, ranked by quality and diversity, canonical marked.",
     check_specs=[
-        dg.AssetCheckSpec(checks.ENOUGH_ANCHORS, asset="anchor_sets", blocking=True,
-                          description="Blocks publish: every required mode has its minimum of anchors."),
-        dg.AssetCheckSpec(checks.IDENTITY_STABILITY, asset="anchor_sets",
-                          description="Warns about anchors whose identity disagrees with the others."),
+        _version_check(checks.ENOUGH_ANCHORS, "anchor_sets",
+                       description="The gate (ERROR): every required mode has its minimum of anchors; "
+                                   "when it fails, publish is skipped and the version is blocked."),
+        _version_check(checks.IDENTITY_STABILITY, "anchor_sets",
+                       description="Warns about anchors whose identity disagrees with the others."),
     ],
 )
 def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources by name
@@ -291,23 +308,36 @@ def anchor_sets(  # noqa: PLR0917 - Dagster passes upstream values and resources
                                             for k, v in outcome.metadata.items()})
 
 
-@dg.asset(**_COMMON, description="Optional head-and-shoulders alpha mask per chosen anchor.")
+def gate_failed_here(context: dg.AssetExecutionContext, anchor_sets: AnchorSelection) -> bool:
+    """The gate failed in this run: anchor_sets ran in it (the whole partition, or a selection
+    holding it) and its enough_anchors check failed. Publish is then skipped, not failed. A run
+    of later steps alone on a blocked version did not evaluate the gate: persona_pack refuses."""
+    return runs_asset(context.run, "anchor_sets") and not checks.enough_anchors(anchor_sets).passed
+
+
+@dg.asset(**_COMMON, output_required=False,
+          description="Optional head-and-shoulders alpha mask per chosen anchor. Skipped, with "
+          "persona_pack after it, when the gate failed in the same run.")
 def masks(
     context: dg.AssetExecutionContext, anchor_sets: AnchorSelection, stores: StoresResource,
     models: ModelsResource,
-) -> dg.Output[MasksResult]:
+) -> Iterator[dg.Output[MasksResult]]:
+    if gate_failed_here(context, anchor_sets):
+        _report(context, f"masks: skipped, with persona_pack: the {checks.ENOUGH_ANCHORS} check failed "
+                         "(the version is blocked; nothing is published)")
+        return
     matter = _with_models(context, models, ("matting",), models.matting_model)
     result = make_masks([c.face for c in anchor_sets.ordered()], stores.blobs(), matter)
     _report(context, f"masks: {len(result.mask_refs)} mask(s)" + ("" if result.model else " (masks off)"))
-    return dg.Output(result, metadata={"masks": len(result.mask_refs), "model": result.model,
-                                       "seconds": result.seconds, **result.counters})
+    yield dg.Output(result, metadata={"masks": len(result.mask_refs), "model": result.model,
+                                      "seconds": result.seconds, **result.counters})
 
 
 @dg.asset(
     **_COMMON,
     description="The PersonaPack, published through persona_core (atomic, immutable) with provenance.",
-    check_specs=[dg.AssetCheckSpec(checks.CONFIG_DEFAULTS, asset="persona_pack",
-                                   description="Defaults written for missing voice/behaviour config.")],
+    check_specs=[_version_check(checks.CONFIG_DEFAULTS, "persona_pack",
+                                description="Defaults written for missing voice/behaviour config.")],
 )
 def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resources by name
     context: dg.AssetExecutionContext, inputs: VersionInputs, qc: QcResult, anchor_sets: AnchorSelection,
@@ -319,8 +349,9 @@ def persona_pack(  # noqa: PLR0917 - Dagster passes upstream values and resource
     persona_id, version = parse_partition_key(context.partition_key)
     gate = checks.enough_anchors(anchor_sets)
     if not gate.passed:
-        # The blocking check stops publish only inside the run that evaluated it: this asset
-        # materialized on its own (from the UI) must refuse too. InvalidTransitionError leaves
+        # A failed gate in this run skips masks, and this step with it: here the gate failed in an
+        # earlier run and this asset was materialized without anchor_sets (from the UI), which
+        # must refuse too. InvalidTransitionError leaves
         # the version's stored `blocked` status and reasons as they are.
         raise InvalidTransitionError(
             f"{persona_id} v{version} is blocked by the {checks.ENOUGH_ANCHORS} check "

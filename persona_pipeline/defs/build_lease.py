@@ -13,6 +13,7 @@ from persona_core.store.base import BuildLease, VersionStatus
 from persona_core.versions import LeaseKeeper, settle_dead_build
 from persona_pipeline.defs.resources import PARTITION_TAG, REBUILD_JOB, StoresResource
 from persona_pipeline.partition_keys import parse_partition_key
+from persona_pipeline.run_tags import runs_asset
 
 
 # Requires the config resources for their order only: Dagster sets a resource up after those
@@ -45,8 +46,7 @@ def _claim(context: dg.InitResourceContext, stores: StoresResource) -> LeaseKeep
     record = settle_dead_build(meta, meta.get_version(persona_id, version), ttl_s=settings.lease_ttl_s)
     if record.status is VersionStatus.PUBLISHED:
         return None  # a re-run of a published version changes nothing (see the inputs asset)
-    from_start = run.asset_selection is None or dg.AssetKey("inputs") in run.asset_selection
-    if record.status is VersionStatus.BLOCKED and not from_start:
+    if record.status is VersionStatus.BLOCKED and not runs_asset(run, "inputs"):
         return None  # some steps re-run on a blocked version: it stays blocked unless they publish
     keeper = LeaseKeeper(meta, persona_id, version, run.run_id, settings.lease_heartbeat_s)
     keeper.start()

@@ -32,15 +32,17 @@ from persona_pipeline.models import (
     register_builder_models,
 )
 from persona_pipeline.models.base import Matter, StyleEmbedder, VoiceEmbedder
-from persona_pipeline.partition_keys import parse_partition_key
+from persona_pipeline.run_tags import PARTITION_TAG, run_version, tag_build_run
 from persona_pipeline.steps.config import PipelineConfig
 
 if TYPE_CHECKING:
     from persona_pipeline.steps.qc import FaceTaggers
 
-PARTITION_TAG = "dagster/partition"
 BUILD_JOB = "build_persona_version"
 REBUILD_JOB = "rebuild_newest_version"
+
+__all__ = ["BUILD_JOB", "PARTITION_TAG", "REBUILD_JOB", "ModelsResource", "PipelineConfigResource",
+           "StoresResource"]
 
 
 class StoresResource(dg.ConfigurableResource):
@@ -78,10 +80,11 @@ class StoresResource(dg.ConfigurableResource):
         return self._blobs
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        run = context.dagster_run
-        key = run.tags.get(PARTITION_TAG) if run is not None else None
-        if run is not None and key is not None and run.job_name == BUILD_JOB:
-            self._version = parse_partition_key(key)
+        # A build run of any job (the build job, the UI's asset job): its blobs are its
+        # version's, and the run carries the persona tags however it was launched.
+        self._version = run_version(context.run)
+        if self._version is not None and context.instance is not None:
+            tag_build_run(context.instance, context.run)
 
     def meta(self) -> MetadataStore:
         if self._meta is None:

@@ -20,6 +20,7 @@ from persona_pipeline.defs.jobs import build_persona_version
 from persona_pipeline.defs.partitions import persona_versions, personas
 from persona_pipeline.defs.resources import StoresResource
 from persona_pipeline.partition_keys import parse_partition_key, partition_key
+from persona_pipeline.run_tags import version_tags
 
 MAX_MANIFESTS_PER_TICK = 50
 LOOKBACK_NS = 10 * 60 * 1_000_000_000  # how late a manifest write may land and still be built
@@ -64,8 +65,7 @@ def upload_manifest_sensor(context: dg.SensorEvaluationContext, stores: StoresRe
         if pk not in partitions:
             partitions.append(pk)
             requests.append(dg.RunRequest(run_key=pk, partition_key=pk,
-                                          tags={"persona_id": manifest.persona_id,
-                                                "persona_version": str(manifest.version),
+                                          tags={**version_tags(manifest.persona_id, manifest.version),
                                                 "manifest": key}))
     if not requests:
         reasons = []
