@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test faults fuzz test-fast lint schema openapi proto bench eval-tags serve dagster diagrams clean
+.PHONY: help install demo test faults fuzz test-fast lint schema openapi proto bench eval-tags serve dagster stack stack-down diagrams clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -72,6 +72,12 @@ dagster: $(STAMP) ## Dagster UI on the project's instance (PERSONA_HOME/dagster;
 	PYTHONWARNINGS='ignore:Function `dev_command` is superseded' \
 	$(BIN)/dagster dev -w workspace.yaml --log-format $$($(BIN)/python -c \
 	  'from persona_core.settings import LogSettings; print("json" if LogSettings().log_json else "colored")')
+
+stack: $(STAMP) ## the deployed topology here: PostgreSQL, S3, Dagster code server + daemon + webserver, registry (2 workers)
+	$(BIN)/python scripts/stack.py up
+
+stack-down: ## stop what make stack started (logs stay in .stack/logs)
+	$(BIN)/python scripts/stack.py down
 
 diagrams: $(STAMP) ## write the lifecycle .mmd from the code, render diagrams/*.mmd to PNG and SVG (npm, chromium)
 	$(BIN)/python -m persona_pipeline.diagram

