@@ -38,7 +38,7 @@ import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -50,8 +50,10 @@ from persona_core.settings import Settings
 from persona_core.store.base import BlobStore, MetadataStore
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.ref_index import BLOB, Held
-from persona_core.store.s3 import S3BlobStore
 from persona_core.version_inputs import UploadedInputs, inputs_of
+
+if TYPE_CHECKING:
+    from persona_core.store.s3 import S3BlobStore
 
 __all__ = ["Places", "Probe", "SubjectFingerprint", "Survivor", "fingerprint", "verify_erased"]
 
@@ -330,6 +332,9 @@ class _Scanner:
             self.content(store, str(path), _read(path), refs=refs)
 
     def blob_store(self, blobs: BlobStore) -> None:
+        # boto3 loads with the S3 store's module: only a process that reads S3 pays for it.
+        from persona_core.store.s3 import S3BlobStore  # noqa: PLC0415
+
         if isinstance(blobs, LocalBlobStore):
             self.folder("blob store", blobs.root)
         elif isinstance(blobs, S3BlobStore):

@@ -12,7 +12,6 @@ from persona_core.store.base import BlobStore
 from persona_core.store.engine import Database
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
-from persona_core.store.s3 import S3BlobStore
 
 
 def open_blob_store(settings: Settings) -> BlobStore:
@@ -28,6 +27,9 @@ def open_blob_store(settings: Settings) -> BlobStore:
             public_base_url=settings.public_base_url,
         )
     if url.scheme == "s3":
+        # boto3 takes ~0.3 s to import: only a process whose blobs are in S3 pays it.
+        from persona_core.store.s3 import S3BlobStore  # noqa: PLC0415
+
         secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
         return S3BlobStore(
             url.netloc,

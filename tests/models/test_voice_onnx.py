@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from persona_pipeline.models import load_voice, voice_features
 from persona_pipeline.models.audio import load_wav
@@ -51,3 +52,19 @@ def test_onnx_voice_embeddings_match_resemblyzer_on_torch(resemblyzer, name: str
     assert ours.shape == (256,)
     assert float(np.dot(ours, theirs)) > 0.99999
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize(("up", "down"), [(320, 441), (1, 6), (2, 1), (5, 3), (1, 3)])
+def test_numpy_resampling_matches_scipy(up: int, down: int) -> None:
+    """Clips at 22.05, 44.1, 48, 96 or 8 kHz are resampled to 16 kHz as scipy's
+    ``resample_poly`` does, sample for sample to float32 rounding (short clips included)."""
+    from scipy.signal import resample_poly as scipy_resample_poly  # noqa: PLC0415
+
+    from persona_pipeline.models.audio import resample_poly  # noqa: PLC0415
+
+    wav, _ = sf.read(VOICES / "a1.wav", dtype="float32")
+    for clip in (wav, wav[:5], wav[:1]):
+        theirs = scipy_resample_poly(clip, up, down)
+        ours = resample_poly(clip, up, down)
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
