@@ -467,8 +467,9 @@ def wait_ended(stack: Stack, versions: dict[str, int], timeout_s: float) -> dict
         if all(r.status.value in ENDED for r in records.values()):
             return records
         if time.monotonic() > deadline:
-            raise AssertionError(f"not ended after {timeout_s:.0f} s: "
-                                 f"{ {p: r.status.value for p, r in records.items()} }")
+            raise AssertionError(
+                f"not ended after {timeout_s:.0f} s: { {p: r.status.value for p, r in records.items()} }"
+            )
         time.sleep(1)
 
 
@@ -503,8 +504,11 @@ def kill_a_run_worker(stack: Stack, timeout_s: float = 240) -> str:
 def rerun(stack: Stack, partition: str) -> str:
     """Launch the build job for ``partition`` as the UI's re-run does (through the queue)."""
     params = {
-        "selector": {"repositoryLocationName": "persona_pipeline", "repositoryName": "__repository__",
-                     "jobName": "build_persona_version"},
+        "selector": {
+            "repositoryLocationName": "persona_pipeline",
+            "repositoryName": "__repository__",
+            "jobName": "build_persona_version",
+        },
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
         "runConfigData": {},
     }
@@ -527,6 +531,8 @@ def wait_drained(stack: Stack, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while unfinished_runs(stack):
         if time.monotonic() > deadline:
-            raise AssertionError(f"runs left in the queue after {timeout_s:.0f} s: "
-                                 f"{[(r.run_id, r.status.value) for r in unfinished_runs(stack)]}")
+            raise AssertionError(
+                f"runs left in the queue after {timeout_s:.0f} s: "
+                f"{[(r.run_id, r.status.value) for r in unfinished_runs(stack)]}"
+            )
         time.sleep(2)
