@@ -46,7 +46,12 @@ GROUP = "persona_build"
 # Progress lines for people watching a build outside the UI (the demo prints them).
 progress_log = logging.getLogger("persona_pipeline.build")
 
-_COMMON: dict[str, Any] = {"partitions_def": persona_versions, "group_name": GROUP}
+# One version per run, backfills included: a run claims its version's build lease, its failure
+# hook and the run-failure sensor fail that version, and a killed worker fails only it. Batching
+# several versions into one run would save each run's start-up, but a fault would then fail the
+# whole batch, and the asset bodies build one partition key.
+_COMMON: dict[str, Any] = {"partitions_def": persona_versions, "group_name": GROUP,
+                           "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=1)}
 
 
 T = TypeVar("T")
