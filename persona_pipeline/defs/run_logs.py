@@ -19,8 +19,7 @@ from typing import Any
 import dagster as dg
 
 from persona_core.logging import make_handler
-from persona_pipeline.defs.resources import PARTITION_TAG
-from persona_pipeline.erasure import PERSONA_TAG, VERSION_TAG
+from persona_pipeline.run_tags import PARTITION_TAG, PERSONA_TAG, VERSION_TAG
 
 RUN_LOGGER = "console"
 # A job's default run config: its runs log through the run logger.
