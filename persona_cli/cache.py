@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from persona_cli.common import JsonOpt, emit_json, handle_errors, out, settings, want_json
-from persona_core.runtime import PackCache
 
 app = typer.Typer(help="The pack cache a renderer keeps on disk (PackCache).", no_args_is_help=True)
 
@@ -39,6 +38,8 @@ def purge(
     any temp file a crashed write left. A running renderer also holds packs in memory: it drops
     them when the registry answers 410 for them or when it calls PackCache.purge (or
     follow_erasures on the registry's erasure feed); otherwise restart it."""
+    from persona_core.runtime import PackCache  # noqa: PLC0415 - the runtime only for this command
+
     folder = cache_dir if cache_dir is not None else default_cache_dir()
     removed = PackCache(folder).purge(persona_id, version or None)
     doc = {"persona_id": persona_id, "cache_dir": str(folder), "removed_versions": removed}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -28,14 +28,9 @@ from persona_cli.common import (
     want_json,
 )
 from persona_core.pack import RefreshPolicy
-from persona_core.runtime import (
-    DriftMeter,
-    DriftStats,
-    FrameDrift,
-    PackCache,
-    StorePackSource,
-    anchor_refresh_policy,
-)
+
+if TYPE_CHECKING:
+    from persona_core.runtime import DriftMeter, DriftStats, FrameDrift
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 
@@ -128,6 +123,8 @@ def frame_rows(results: list[FrameDrift], meter: DriftMeter, policy: RefreshPoli
     """One document per frame; the refresh decision sees this frame and the previous face's;
     ``missed`` lists every criterion the frame misses and ``verdict`` is the worst of them."""
     rows = []
+    from persona_core.runtime import anchor_refresh_policy  # noqa: PLC0415 - see drift()
+
     trend: list[DriftStats] = []
     for r in results:
         row: dict[str, Any] = {
@@ -180,6 +177,9 @@ def drift(  # noqa: PLR0917 - typer maps each parameter to an option
     (warn), no face (warn), an unreadable frame (fail). With --fail-on warn|fail it exits 6
     when a frame's verdict reaches that level. Needs the vision extra (OpenCV, onnxruntime).
     """
+    # The runtime (~0.3 s of imports) only for this command, not for every other CLI command.
+    from persona_core.runtime import DriftMeter, PackCache, StorePackSource  # noqa: PLC0415
+
     s = settings()
     meta, blobs = open_stores(s)
     source = StorePackSource(meta, blobs)

@@ -10,10 +10,8 @@ builds resemblyzer's own encoder lazily, on the first clip."""
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 import threading
-import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,55 +23,13 @@ from persona_core.vision.errors import BadModelInputError
 from persona_core.vision.graph_cache import cached_session
 from persona_pipeline.models import voice_features
 from persona_pipeline.models.base import SILENCE_RMS, VoiceEmbedder
+from persona_pipeline.models.voice_features import ensure_webrtcvad
 
 log = logging.getLogger(__name__)
 
 MIN_SPEECH_S = 0.5
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-
-
-def ensure_webrtcvad() -> None:
-    """Make ``import webrtcvad`` (resemblyzer's voice activity detector) work.
-
-    resemblyzer requires the ``webrtcvad`` distribution, the one that installs that module here;
-    its ``webrtcvad.py`` reads its own version through ``pkg_resources``, which setuptools no
-    longer ships. Its C extension ``_webrtcvad`` is sound: when the module fails on that import
-    alone, the same four-call API is put in its place over the extension."""
-    try:
-        import webrtcvad  # noqa: F401, PLC0415 - checked here, used by resemblyzer
-    except ModuleNotFoundError as exc:
-        if exc.name != "pkg_resources":
-            raise
-        sys.modules["webrtcvad"] = _webrtcvad_over_extension()
-
-
-def _webrtcvad_over_extension() -> types.ModuleType:
-    import _webrtcvad  # noqa: PLC0415 - webrtcvad's extension
-
-    class Vad:
-        def __init__(self, mode: int | None = None) -> None:
-            self._vad = _webrtcvad.create()
-            _webrtcvad.init(self._vad)
-            if mode is not None:
-                self.set_mode(mode)
-
-        def set_mode(self, mode: int) -> None:
-            _webrtcvad.set_mode(self._vad, mode)
-
-        def is_speech(self, buf: bytes, sample_rate: int, length: int | None = None) -> bool:
-            length = length or len(buf) // 2
-            if length * 2 > len(buf):
-                raise IndexError(f"buffer has {len(buf) // 2} frames, but length argument was {length}")
-            return bool(_webrtcvad.process(self._vad, sample_rate, buf, length))
-
-    def valid_rate_and_frame_length(rate: int, frame_length: int) -> bool:
-        return bool(_webrtcvad.valid_rate_and_frame_length(rate, frame_length))
-
-    module = types.ModuleType("webrtcvad", "webrtcvad's API over its C extension (no pkg_resources)")
-    module.Vad = Vad  # type: ignore[attr-defined]
-    module.valid_rate_and_frame_length = valid_rate_and_frame_length  # type: ignore[attr-defined]
-    return module
 
 
 def torch_device(providers: tuple[str, ...]) -> str:

@@ -10,6 +10,8 @@ Constants are resemblyzer's ``hparams``.
 
 from __future__ import annotations
 
+import sys
+import types
 from functools import cache
 
 import numpy as np
@@ -26,6 +28,49 @@ NORM_TARGET_DBFS = -30
 INT16_MAX = (2**15) - 1
 N_FFT = SAMPLE_RATE * MEL_WINDOW_MS // 1000
 HOP = SAMPLE_RATE * MEL_STEP_MS // 1000
+
+
+def ensure_webrtcvad() -> None:
+    """Make ``import webrtcvad`` (resemblyzer's voice activity detector) work.
+
+    resemblyzer requires the ``webrtcvad`` distribution, the one that installs that module here;
+    its ``webrtcvad.py`` reads its own version through ``pkg_resources``, which setuptools no
+    longer ships. Its C extension ``_webrtcvad`` is sound: when the module fails on that import
+    alone, the same four-call API is put in its place over the extension."""
+    try:
+        import webrtcvad  # noqa: F401, PLC0415 - checked here, used by resemblyzer
+    except ModuleNotFoundError as exc:
+        if exc.name != "pkg_resources":
+            raise
+        sys.modules["webrtcvad"] = _webrtcvad_over_extension()
+
+
+def _webrtcvad_over_extension() -> types.ModuleType:
+    import _webrtcvad  # noqa: PLC0415 - webrtcvad's extension
+
+    class Vad:
+        def __init__(self, mode: int | None = None) -> None:
+            self._vad = _webrtcvad.create()
+            _webrtcvad.init(self._vad)
+            if mode is not None:
+                self.set_mode(mode)
+
+        def set_mode(self, mode: int) -> None:
+            _webrtcvad.set_mode(self._vad, mode)
+
+        def is_speech(self, buf: bytes, sample_rate: int, length: int | None = None) -> bool:
+            length = length or len(buf) // 2
+            if length * 2 > len(buf):
+                raise IndexError(f"buffer has {len(buf) // 2} frames, but length argument was {length}")
+            return bool(_webrtcvad.process(self._vad, sample_rate, buf, length))
+
+    def valid_rate_and_frame_length(rate: int, frame_length: int) -> bool:
+        return bool(_webrtcvad.valid_rate_and_frame_length(rate, frame_length))
+
+    module = types.ModuleType("webrtcvad", "webrtcvad's API over its C extension (no pkg_resources)")
+    module.Vad = Vad  # type: ignore[attr-defined]
+    module.valid_rate_and_frame_length = valid_rate_and_frame_length  # type: ignore[attr-defined]
+    return module
 
 
 def normalize_volume(wav: np.ndarray) -> np.ndarray:
@@ -48,8 +93,6 @@ def _moving_average(values: np.ndarray, width: int) -> np.ndarray:
 
 def trim_long_silences(wav: np.ndarray) -> np.ndarray:
     """The clip with every silence longer than ~0.2 s cut out (webrtcvad, mode 3)."""
-    from persona_pipeline.models.resemblyzer_voice import ensure_webrtcvad  # noqa: PLC0415
-
     ensure_webrtcvad()
     import webrtcvad  # noqa: PLC0415 - a C extension, loaded with the first clip
 
