@@ -17,6 +17,13 @@ from typing import Any
 import dagster as dg
 
 from persona_core.logging import ensure_logging
+
+# The code server and each run worker import this module in a process of their own: log through
+# persona-core's handler there (JSON with PERSONA_LOG_JSON=1), set up before the areas below are
+# imported so that a warning one gives as it loads (a Dagster beta notice) is a log line too, not
+# bare text. A process that has set its logging up already (the CLI, a test) keeps its own.
+ensure_logging()
+
 from persona_pipeline.defs.aliases import promote_version, rollback_alias
 from persona_pipeline.defs.assets import build_assets
 from persona_pipeline.defs.build_lease import build_lease
@@ -28,11 +35,6 @@ from persona_pipeline.defs.resources import ModelsResource, PipelineConfigResour
 from persona_pipeline.defs.retention import daily_gc_schedule, gc_job
 from persona_pipeline.defs.run_logs import RUN_LOGGER, run_logger
 from persona_pipeline.defs.sensors import upload_manifest_sensor
-
-# The code server and each run worker import this module in a process of their own: log through
-# persona-core's handler there (JSON with PERSONA_LOG_JSON=1). A process that has set its
-# logging up already (the CLI, a test) keeps its own.
-ensure_logging()
 
 
 def make_defs(io_manager: Any = None, resources: dict[str, Any] | None = None) -> dg.Definitions:
