@@ -33,7 +33,6 @@ import sqlalchemy as sa
 import yaml
 from services import PostgresService, S3Service, _die_with_parent, free_ports, settings_env
 
-from persona_core.settings import Settings
 from persona_core.store.from_settings import migrate_metadata_store
 from persona_core.store.metadata import SqlMetadataStore
 from registry_api.api_keys import create_key
@@ -353,13 +352,7 @@ class Stack:
         doc: dict[str, Any] = resp.json()
         if doc.get("errors"):
             raise RuntimeError(doc["errors"])
-        return doc["data"]  # type: ignore[no-any-return]
-
-    def settings(self) -> Settings:
-        env = self._state().env
-        return Settings(
-            **{k.removeprefix("PERSONA_").lower(): v for k, v in env.items() if k.startswith("PERSONA_")}
-        )
+        return doc["data"]
 
 
 def stop_groups(state: StackState, grace_s: float = 30) -> None:
@@ -412,6 +405,8 @@ def persona_photos(index: int, count: int = 8) -> list[tuple[str, bytes]]:
     photos = []
     for i in range(count):
         img = cv2.imread(str(FACES / PORTRAITS[i % len(PORTRAITS)]))
+        if img is None:
+            raise RuntimeError(f"cannot read {PORTRAITS[i % len(PORTRAITS)]}")
         h, w = img.shape[:2]
         top, left = (int(rng.integers(0, d // 16 + 1)) for d in (h, w))
         img = img[top : h - int(rng.integers(0, h // 16 + 1)), left : w - int(rng.integers(0, w // 16 + 1))]
