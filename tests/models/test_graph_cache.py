@@ -127,3 +127,39 @@ def test_an_unwritable_cache_folder_still_builds_the_model(
         assert model.embed([crop]).shape == (1, 128)
     finally:
         clear_cache()
+
+
+CONCURRENT = """
+import sys
+from pathlib import Path
+from persona_core.vision.graph_cache import file_session
+from persona_core.vision.registry import get_entry, resolve_file
+from persona_pipeline.models import register_builder_models
+register_builder_models()
+entry = get_entry("u2netp")
+path, digest = resolve_file(entry.files[0], None, weights_dir=entry.weights_dir)
+made = file_session(entry.name, (digest,), path, Path(sys.argv[1]))
+print(made.from_cache, made.session.get_inputs()[0].name)
+"""
+
+
+def test_processes_filling_the_cache_at_once_all_get_a_whole_graph(tmp_path: Path) -> None:
+    """Four processes that find the cache empty at the same moment each write the graph under a
+    temporary name and rename it into place: each gets a working session, one whole file is
+    left, and a process after them loads it."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CONCURRENT, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    graphs = list((tmp_path / "graphs").iterdir())
+    assert [g.suffix for g in graphs] == [".ortgraph"], graphs
+    assert graph_cache._read(graphs[0]) is not None  # the digest check itself
+    after = subprocess.run(
+        [sys.executable, "-c", CONCURRENT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert after.stdout.split()[0] == "True"
