@@ -46,13 +46,14 @@ def up(root: Path, ports: Ports) -> int:
     postgres = start_postgres(root / "postgres", die_with_parent=False)
     s3 = start_seaweedfs(root / "s3", die_with_parent=False)
     stack = Stack(root, postgres, s3, ports=ports, detached=True)
-    state = stack.prepare()
-    state.servers = {"postgres": postgres.pid, "s3": s3.pid}
-    state.save()
+    state = StackState(str(root), ports, "", {}, servers={"postgres": postgres.pid, "s3": s3.pid})
     try:
+        state = stack.prepare()
+        state.servers = {"postgres": postgres.pid, "s3": s3.pid}
+        state.save()
         stack.start()
-    except Exception:
-        stop_groups(state)
+    except BaseException:
+        stop_groups(state)  # nothing it started is left running
         raise
     print(f"""persona-core stack in {root} (state: {root}/stack.json, logs: {root}/logs/)
   registry     {state.registry_url}  (gRPC 127.0.0.1:{ports.grpc}, 2 workers)

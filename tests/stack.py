@@ -138,6 +138,7 @@ class Stack:
         self.ports = ports or Ports.free()
         self.max_concurrent_runs = max_concurrent_runs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.killed_workers: set[int] = set()  # a killed run worker's lease stays until it is settled
         self.state: StackState | None = None
 
     # --- set-up ---------------------------------------------------------------------------
@@ -469,28 +470,34 @@ def wait_ended(stack: Stack, versions: dict[str, int], timeout_s: float) -> dict
 
 
 def building_workers(stack: Stack) -> dict[str, int]:
-    """persona -> pid of the run worker building its version now (from the version's lease)."""
+    """persona -> pid of the live run worker building its version now (from the version's
+    lease), leaving out workers this stack has killed (their leases stand until settled)."""
     meta = stack.meta()
     try:
         found = {}
         for summary in meta.list_personas(limit=1000):
             for record in meta.list_versions(summary.persona_id):
-                if record.status.value == "building" and record.lease is not None and record.lease.pid:
-                    found[record.persona_id] = record.lease.pid
+                lease = record.lease
+                if record.status.value != "building" or lease is None or not lease.pid:
+                    continue
+                if lease.pid in stack.killed_workers or lease.process_gone():
+                    continue
+                found[record.persona_id] = lease.pid
         return found
     finally:
         meta.close()
 
 
 def kill_a_run_worker(stack: Stack, timeout_s: float = 240) -> str:
-    """SIGKILL the process of a run that is building a version; the persona it was building."""
+    """SIGKILL the live process of a run that is building a version; the persona it was building."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        workers = building_workers(stack)
-        if workers:
-            persona, pid = next(iter(workers.items()))
-            with contextlib.suppress(ProcessLookupError):
+        for persona, pid in building_workers(stack).items():
+            try:
                 os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            stack.killed_workers.add(pid)
             return persona
         time.sleep(0.5)
     raise AssertionError(f"no run was building within {timeout_s:.0f} s")
