@@ -23,7 +23,8 @@ rounds of SIGKILL of a run worker (mid-build), of the daemon and of the code ser
 restarted; then every failed version is re-run through the queue.
   stack_fault_kills, stack_fault_lost (not published at the end), stack_fault_stuck (left
   building), stack_fault_duplicates (personas with a second version), stack_fault_failed_reruns
-  (failed with a reason, then published by a re-run), stack_fault_queue_drained.
+  (failed with a reason, then published by a re-run), stack_fault_stranded_pending (left pending:
+  its run failed before it claimed the version; re-run too), stack_fault_queue_drained.
   Goal: >= 9 kills, 0 lost, 0 stuck, 0 duplicates.
 """
 
@@ -53,6 +54,7 @@ from stack import (  # noqa: E402
     kill_a_run_worker,
     persona_photos,
     rerun,
+    statuses,
     unfinished_runs,
     upload_persona,
     wait_drained,
@@ -228,11 +230,14 @@ def _faults(stack: Stack, client: RegistryClient) -> dict[str, Any]:
         stack.kill("code", signal.SIGKILL)
         kills.append(("code server", kill_a_run_worker_or_none))
         stack.restart("code")
-    records = wait_ended(stack, versions, timeout_s=FAULT_PERSONAS * 120)
-    wait_drained(stack, timeout_s=300)
+    wait_drained(stack, timeout_s=FAULT_PERSONAS * 120)
+    records = statuses(stack, versions)
     failed = {p: r for p, r in records.items() if r.status.value == "failed"}
     with_reason = sum(bool(r.reasons and r.reasons[0]) for r in failed.values())
-    for persona in failed:
+    # A run that failed before it claimed its version (launched into a killed code server)
+    # leaves the version pending until PERSONA_PENDING_TIMEOUT_S: counted, then re-run too.
+    stranded = sorted(p for p, r in records.items() if r.status.value == "pending")
+    for persona in [*failed, *stranded]:
         rerun(stack, partition_key(persona, versions[persona]))
     drained = True
     try:
@@ -249,7 +254,7 @@ def _faults(stack: Stack, client: RegistryClient) -> dict[str, Any]:
     print("  kill                  building persona")
     for kind, persona in kills:
         print(f"  {kind:<20}  {persona or '-'}")
-    print(f"  failed then re-run: {sorted(failed)}")
+    print(f"  failed then re-run: {sorted(failed)}; left pending, re-run: {stranded}")
     return {
         "stack_fault_personas": FAULT_PERSONAS,
         "stack_fault_kills": len(kills),
@@ -258,6 +263,7 @@ def _faults(stack: Stack, client: RegistryClient) -> dict[str, Any]:
         },
         "stack_fault_failed_reruns": len(failed),
         "stack_fault_failed_with_reason": with_reason,
+        "stack_fault_stranded_pending": len(stranded),
         "stack_fault_lost": sum(s != "published" for s in ended),
         "stack_fault_stuck": sum(s == "building" for s in ended),
         "stack_fault_duplicates": duplicates,
