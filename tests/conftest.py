@@ -24,6 +24,7 @@ not s3"`` runs only the embedded backends.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,15 @@ from persona_core.store.from_settings import open_blob_store
 from persona_core.store.local import LocalBlobStore
 from persona_core.store.metadata import SqlMetadataStore
 from persona_core.store.s3 import S3BlobStore
+
+# A run started in the background by a non-interactive shell (`.ci/run &`, nohup) inherits
+# SIGINT ignored; children inherit an ignored signal across exec, and Dagster maps SIGTERM to
+# SIGINT's disposition, so `dagster dev` and the stack's processes would ignore the SIGTERM the
+# tests stop them with. The tests run with the dispositions of an ordinary terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 SQLITE = pytest.param("sqlite", id="sqlite")
 POSTGRES = pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)
