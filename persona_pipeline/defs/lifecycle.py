@@ -71,6 +71,26 @@ def failure_cause(event: dg.DagsterEvent) -> str:
     return f"{name}: {text}" if name and head.endswith(name) else message
 
 
+def fail_unstarted_version(meta: MetadataStore, instance: dg.DagsterInstance, partition: str,
+                           run_id: str, reason: str) -> bool:
+    """A build run failed before it claimed its ``pending`` version (its worker or code server
+    was killed as it started, a bad Launchpad config): with no other run of that version under
+    way, nothing will build it, so it is failed now with the run's cause instead of sitting
+    ``pending`` until PERSONA_PENDING_TIMEOUT_S. Only a still-``pending`` row moves (a run that
+    claimed it meanwhile keeps it). True when it was failed."""
+    runs = instance.get_runs(dg.RunsFilter(job_name=BUILD_JOB, tags={PARTITION_TAG: partition}))
+    if any(r.run_id != run_id and not r.is_finished for r in runs):
+        return False
+    persona_id, version = parse_partition_key(partition)
+    try:
+        meta.transition(persona_id, version, VersionStatus.FAILED, expected=(VersionStatus.PENDING,),
+                        reasons=[f"{reason} (before it started building); re-run its partition or upload "
+                                 "again"])
+    except (ImmutableVersionError, InvalidTransitionError, NotFoundError):
+        return False
+    return True
+
+
 def run_cause_from(instance: dg.DagsterInstance) -> RunCause:
     """run id -> why that run is over (failed, canceled, gone), None while it runs."""
 
@@ -105,7 +125,8 @@ def version_run_failure_sensor(context: dg.RunFailureSensorContext, stores: Stor
         # A killed worker (run monitoring failed the run) is named as such, not generically.
         record = stores.meta().get_version(*parse_partition_key(partition))
         reason = dead_build_cause(record, ttl_s=stores.settings().lease_ttl_s) or reason
-    fail_version(stores.meta(), partition, reason, run.run_id)
+    if not fail_version(stores.meta(), partition, reason, run.run_id) and partition:
+        fail_unstarted_version(stores.meta(), context.instance, partition, run.run_id, reason)
     ended = stores.meta().get_version(*parse_partition_key(partition)).status if partition else None
     if ended is VersionStatus.FAILED:
         set_outcome(context.instance, run.run_id, "failed")

@@ -1,6 +1,7 @@
 """A bad run config from the Launchpad (thresholds, model choice) fails the build run as it sets
 up, on a real instance: no step runs, no version changes (pending and published alike), and
-the run's failure names the real cause."""
+the run's failure names the real cause. (In a deployment the run-failure sensor then fails a
+`pending` version with that cause: tests/pipeline/test_run_failure_sensor.py.)"""
 
 from __future__ import annotations
 
