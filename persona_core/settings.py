@@ -88,7 +88,8 @@ class Settings(ModelSettings, LogSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     cache_dir: Path | None = None
     # The Dagster instance (run, event and schedule storage) that `make dagster`, the CLI and
-    # the registry's upload sensor share; default: ``home/dagster``.
+    # the registry's upload sensor share; default: the DAGSTER_HOME the platform sets on a
+    # deployed host (resolved_dagster_home), else ``home/dagster``.
     dagster_home: Path | None = None
     # A build holds a lease on its version: a heartbeat every lease_heartbeat_s; a `building`
     # version whose heartbeat is older than lease_ttl_s (or whose process is gone) is failed.
@@ -179,7 +180,13 @@ class Settings(ModelSettings, LogSettings):
 
     @property
     def resolved_dagster_home(self) -> Path:
-        return (self.dagster_home or self.home / "dagster").resolve()
+        """``dagster_home``, else Dagster's own ``DAGSTER_HOME`` when it is set, else
+        ``home/dagster``. On a deployed host the platform sets DAGSTER_HOME for the webserver,
+        the daemon and the code server (deploy/Dockerfile, deploy/compose.yaml): a CLI started
+        there records its builds in that instance, where the UI shows them, and ``erase``
+        purges that instance, not a SQLite folder of its own under ``home``."""
+        platform = os.environ.get("DAGSTER_HOME", "")
+        return (self.dagster_home or (Path(platform) if platform else self.home / "dagster")).resolve()
 
     @property
     def resolved_cache_dir(self) -> Path:

@@ -459,3 +459,23 @@ def test_rebuilding_an_imported_version_names_the_version_with_uploads(home: Pat
     assert code == ExitCode.USAGE
     assert "v2 holds uploaded files: rebuild from that version" in json.loads(stdout)["error"]["message"]
     assert _stored(other) == before
+
+
+def test_the_cli_uses_the_dagster_instance_the_platform_set(home: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a deployed host DAGSTER_HOME names the instance the webserver and the daemon use: the
+    CLI's builds go there (where the UI lists them), not to a SQLite folder under its home;
+    PERSONA_DAGSTER_HOME still names another one, and with neither it is home/dagster."""
+
+    def dagster_home() -> str:
+        code, stdout, stderr = cli(home, "info", "--json")
+        assert code == 0, stderr
+        return str(json.loads(stdout)["dagster_home"])
+
+    monkeypatch.delenv("PERSONA_DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert dagster_home() == str((home / "dagster").resolve())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "deployed"))
+    assert dagster_home() == str(tmp_path / "deployed")
+    monkeypatch.setenv("PERSONA_DAGSTER_HOME", str(tmp_path / "chosen"))
+    assert dagster_home() == str(tmp_path / "chosen")
