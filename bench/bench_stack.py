@@ -18,6 +18,11 @@ a time; every version must publish.
   stack_get_pack_ms_idle / _backfill (p50, p99, max) and stack_get_pack_errors_backfill: GET of
     a published pack over HTTP with a read key, before the uploads (idle) and while the backfill
     runs. Goal: p99 during the backfill <= 3 x idle, 0 errors.
+Rebuild backfill: then a rebuild of every one of those personas launched as data ops would,
+the UI's backfill through Dagster's GraphQL API (launchPartitionBackfill on the rebuild job's
+partition set, one run per persona); each rebuild makes a new version that the upload sensor
+builds through the queue. stack_rebuild_backfill_s / _personas_per_hour / _published /
+_status: launch -> every new version ended.
 Faults: STACK_BENCH_FAULT_PERSONAS (12) more personas uploaded, then STACK_BENCH_FAULT_ROUNDS (3)
 rounds of SIGKILL of a run worker (mid-build), of the daemon and of the code server, each
 restarted; then every failed version is re-run through the queue.
@@ -69,6 +74,13 @@ PERSONAS = int(os.environ.get("STACK_BENCH_PERSONAS", "50"))
 FAULT_PERSONAS = int(os.environ.get("STACK_BENCH_FAULT_PERSONAS", "12"))
 FAULT_ROUNDS = int(os.environ.get("STACK_BENCH_FAULT_ROUNDS", "3"))
 IDLE_GETS = 300
+REBUILD_PARTITION_SET = "rebuild_newest_version_partition_set"  # README: the GraphQL path of an ops script
+REPOSITORY = {"repositoryLocationName": "persona_pipeline", "repositoryName": "__repository__"}
+LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+  ... on PartitionBackfill { status } } }"""
 
 
 class PackProbe(threading.Thread):
@@ -163,7 +175,7 @@ def _warm_inprocess_build() -> float:
     return statistics.median(times[1:])
 
 
-def _backfill(stack: Stack, client: RegistryClient, probe_key: str) -> dict[str, Any]:
+def _backfill(stack: Stack, client: RegistryClient, probe_key: str) -> tuple[dict[str, int], dict[str, Any]]:
     state = stack.state
     assert state is not None
     upload_persona(client, "probe", 999)
@@ -196,7 +208,7 @@ def _backfill(stack: Stack, client: RegistryClient, probe_key: str) -> dict[str,
         # The version is published inside persona_pack, before that step's success is logged.
         "steps_to_published": statistics.median(r["published"] - r["first_step"] for r in rows),
     }
-    return {
+    return versions, {
         "stack_backfill_personas": PERSONAS,
         "stack_backfill_photos_per_persona": 8,
         "stack_backfill_published": statuses_.count("published"),
@@ -211,6 +223,39 @@ def _backfill(stack: Stack, client: RegistryClient, probe_key: str) -> dict[str,
         "stack_get_pack_ms_backfill": percentiles(probe.samples, 1e3),
         "stack_get_pack_errors_backfill": probe.errors,
         "stack_get_pack_requests_backfill": len(probe.samples),
+    }
+
+
+def _rebuild_backfill(stack: Stack, built: dict[str, int]) -> dict[str, Any]:
+    started = time.monotonic()
+    params = {
+        "selector": {"partitionSetName": REBUILD_PARTITION_SET, "repositorySelector": REPOSITORY},
+        "partitionNames": sorted(built),
+    }
+    answer = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    if answer["__typename"] != "LaunchBackfillSuccess":
+        raise RuntimeError(f"the rebuild backfill was not launched: {answer}")
+    deadline = started + len(built) * 240
+    status = ""
+    while time.monotonic() < deadline:
+        doc = stack.graphql(BACKFILL_STATUS, {"id": answer["backfillId"]})
+        status = doc["partitionBackfillOrError"]["status"]
+        if status not in {"REQUESTED", "CANCELING", "FAILING"}:
+            break
+        time.sleep(2)
+    rebuilt = {persona: version + 1 for persona, version in built.items()}
+    records = wait_ended(stack, rebuilt, timeout_s=max(deadline - time.monotonic(), 60))
+    elapsed = time.monotonic() - started
+    published = sum(r.status.value == "published" for r in records.values())
+    print(
+        f"  rebuild backfill through GraphQL: {status}, {published}/{len(built)} published in {elapsed:.0f} s"
+    )
+    return {
+        "stack_rebuild_backfill_personas": len(built),
+        "stack_rebuild_backfill_status": status,
+        "stack_rebuild_backfill_published": published,
+        "stack_rebuild_backfill_s": round(elapsed, 1),
+        "stack_rebuild_backfill_personas_per_hour": round(published / elapsed * 3600, 1),
     }
 
 
@@ -298,7 +343,8 @@ def main() -> None:
             finally:
                 meta.close()
             with RegistryClient(state.registry_url, state.admin_key, timeout_s=120) as client:
-                backfill = _backfill(stack, client, read_key)
+                built, backfill = _backfill(stack, client, read_key)
+                rebuild = _rebuild_backfill(stack, built)
                 faults = _faults(stack, client)
         finally:
             stack.stop()
@@ -313,6 +359,7 @@ def main() -> None:
         "stack",
         {
             **backfill,
+            **rebuild,
             **faults,
             "stack_max_concurrent_runs": MAX_CONCURRENT_RUNS,
             "stack_load_average_1m_at_end": round(os.getloadavg()[0], 2),
