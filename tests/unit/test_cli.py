@@ -461,8 +461,9 @@ def test_rebuilding_an_imported_version_names_the_version_with_uploads(home: Pat
     assert _stored(other) == before
 
 
-def test_the_cli_uses_the_dagster_instance_the_platform_set(home: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_uses_the_dagster_instance_the_platform_set(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On a deployed host DAGSTER_HOME names the instance the webserver and the daemon use: the
     CLI's builds go there (where the UI lists them), not to a SQLite folder under its home;
     PERSONA_DAGSTER_HOME still names another one, and with neither it is home/dagster."""
