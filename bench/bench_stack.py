@@ -12,6 +12,9 @@ a time; every version must publish.
   stack_run_phases_s_p50: where a run's time goes: queued (waiting for a slot; not in the wall),
     dequeue -> run start (the launch and the worker's imports), run start -> first step
     (resources), first step -> published (the steps; each loads its models).
+  stack_run_steps_s_p50: the profile of "steps_to_published": each step's median seconds
+    (its input loads and output writes through the S3 IO manager included) and models_loaded,
+    the sum of the steps' "models loaded in X s" lines.
   stack_warm_inprocess_build_s / stack_run_wall_over_warm_build: persona 0's photos built by
     build_version in this process with its models loaded (median of 3 after a warm-up), and the
     ratio of the run wall p50 to it.
@@ -36,6 +39,7 @@ restarted; then every failed version is re-run through the queue.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import sys
@@ -74,6 +78,7 @@ PERSONAS = int(os.environ.get("STACK_BENCH_PERSONAS", "50"))
 FAULT_PERSONAS = int(os.environ.get("STACK_BENCH_FAULT_PERSONAS", "12"))
 FAULT_ROUNDS = int(os.environ.get("STACK_BENCH_FAULT_ROUNDS", "3"))
 IDLE_GETS = 300
+MODELS_LOADED = re.compile(r"models loaded in ([0-9.]+) s")
 REBUILD_PARTITION_SET = "rebuild_newest_version_partition_set"  # README: the GraphQL path of an ops script
 REPOSITORY = {"repositoryLocationName": "persona_pipeline", "repositoryName": "__repository__"}
 LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) {
@@ -110,13 +115,15 @@ class PackProbe(threading.Thread):
                 time.sleep(0.05)  # ~15-20 requests/s, like a few renderers polling
 
 
-def _events(stack: Stack, versions: dict[str, int]) -> list[dict[str, float]]:
+def _events(stack: Stack, versions: dict[str, int]) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
     """Per published version: enqueue, dequeue (the run launched: Dagster 1.13 logs no separate
-    dequeue event), run start, first step start, last step end, published."""
+    dequeue event), run start, first step start, last step end, published; and the seconds of
+    each step (start -> success or skip, its input loads and output writes through the S3 IO
+    manager included) with the sum of the steps' "models loaded in X s"."""
     import dagster as dg  # noqa: PLC0415
 
     meta = stack.meta()
-    rows = []
+    rows, steps = [], []
     try:
         with stack.instance() as instance:
             for persona, version in versions.items():
@@ -129,8 +136,18 @@ def _events(stack: Stack, versions: dict[str, int]) -> list[dict[str, float]]:
                     continue
                 logs = instance.all_logs(done[0].run_id)
                 at: dict[str, float] = {}
+                step_started: dict[str, float] = {}
+                took: dict[str, float] = {"models_loaded": 0.0}
                 for entry in logs:
                     kind = entry.dagster_event.event_type_value if entry.dagster_event else None
+                    step = entry.step_key or ""
+                    if kind == "STEP_START":
+                        step_started[step] = entry.timestamp
+                    elif kind in {"STEP_SUCCESS", "STEP_SKIPPED", "STEP_FAILURE"} and step in step_started:
+                        took[step] = entry.timestamp - step_started[step]
+                    loaded = MODELS_LOADED.search(entry.user_message or "")
+                    if loaded:
+                        took["models_loaded"] += float(loaded.group(1))
                     if kind == "PIPELINE_ENQUEUED":
                         at.setdefault("enqueued", entry.timestamp)
                     elif kind == "PIPELINE_STARTING":  # the daemon took it off the queue and launched it
@@ -142,9 +159,10 @@ def _events(stack: Stack, versions: dict[str, int]) -> list[dict[str, float]]:
                 at["published"] = record_.published_at.timestamp()
                 if {"dequeued", "started", "first_step"} <= set(at):
                     rows.append(at)
+                    steps.append(took)
     finally:
         meta.close()
-    return rows
+    return rows, steps
 
 
 def _warm_inprocess_build() -> float:
@@ -197,7 +215,7 @@ def _backfill(stack: Stack, client: RegistryClient, probe_key: str) -> tuple[dic
     probe.stop.set()
     probe.join(30)
     statuses_ = [r.status.value for r in records.values()]
-    rows = _events(stack, versions)
+    rows, steps = _events(stack, versions)
     if not rows:
         raise RuntimeError("no published run had its dequeue, start and step events")
     walls = [r["published"] - r["dequeued"] for r in rows]
@@ -218,6 +236,11 @@ def _backfill(stack: Stack, client: RegistryClient, probe_key: str) -> tuple[dic
         "stack_run_wall_s_p50": round(statistics.median(walls), 2),
         "stack_run_wall_s_p99": round(float(percentiles(walls, 1)["p99"]), 2),
         "stack_run_phases_s_p50": {k: round(v, 2) for k, v in phases.items()},
+        # The profile of "steps_to_published": each step's median seconds in a queued run.
+        "stack_run_steps_s_p50": {
+            name: round(statistics.median(t[name] for t in steps if name in t), 2)
+            for name in sorted({name for t in steps for name in t})
+        },
         "stack_get_pack_ms_idle": idle,
         "stack_get_pack_errors_idle": idle_errors,
         "stack_get_pack_ms_backfill": percentiles(probe.samples, 1e3),
