@@ -39,7 +39,6 @@ restarted; then every failed version is re-run through the queue.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import statistics
 import sys
@@ -51,16 +50,19 @@ from typing import Any
 
 import httpx
 
-from bench.common import percentiles, record
+from bench.common import MODELS_LOADED, percentiles, record
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from services import start_postgres, start_seaweedfs  # noqa: E402
 from stack import (  # noqa: E402
+    BACKFILL_RUNNING,
     MAX_CONCURRENT_RUNS,
     Stack,
+    backfill_status,
     kill_a_run_worker,
+    launch_rebuild_backfill,
     persona_photos,
     rerun,
     statuses,
@@ -78,14 +80,6 @@ PERSONAS = int(os.environ.get("STACK_BENCH_PERSONAS", "50"))
 FAULT_PERSONAS = int(os.environ.get("STACK_BENCH_FAULT_PERSONAS", "12"))
 FAULT_ROUNDS = int(os.environ.get("STACK_BENCH_FAULT_ROUNDS", "3"))
 IDLE_GETS = 300
-MODELS_LOADED = re.compile(r"models loaded in ([0-9.]+) s")
-REBUILD_PARTITION_SET = "rebuild_newest_version_partition_set"  # README: the GraphQL path of an ops script
-REPOSITORY = {"repositoryLocationName": "persona_pipeline", "repositoryName": "__repository__"}
-LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
-BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-  ... on PartitionBackfill { status } } }"""
 
 
 class PackProbe(threading.Thread):
@@ -255,19 +249,12 @@ def _backfill(stack: Stack, client: RegistryClient, probe_key: str) -> tuple[dic
 
 def _rebuild_backfill(stack: Stack, built: dict[str, int]) -> dict[str, Any]:
     started = time.monotonic()
-    params = {
-        "selector": {"partitionSetName": REBUILD_PARTITION_SET, "repositorySelector": REPOSITORY},
-        "partitionNames": sorted(built),
-    }
-    answer = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-    if answer["__typename"] != "LaunchBackfillSuccess":
-        raise RuntimeError(f"the rebuild backfill was not launched: {answer}")
+    backfill = launch_rebuild_backfill(stack, sorted(built))
     deadline = started + len(built) * 240
     status = ""
     while time.monotonic() < deadline:
-        doc = stack.graphql(BACKFILL_STATUS, {"id": answer["backfillId"]})
-        status = doc["partitionBackfillOrError"]["status"]
-        if status not in {"REQUESTED", "CANCELING", "FAILING"}:
+        status = backfill_status(stack, backfill)
+        if status not in BACKFILL_RUNNING:
             break
         time.sleep(2)
     rebuilt = {persona: version + 1 for persona, version in built.items()}

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import record
+from bench.common import MODELS_LOADED, record
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "examples" / "photos"
@@ -46,7 +46,6 @@ VOICES = (
     ROOT / "tests" / "fixtures" / "voices" / "a1.wav",
     ROOT / "tests" / "fixtures" / "voices" / "a2.wav",
 )
-LOADED = re.compile(r"models loaded in ([0-9.]+) s")
 STEP = re.compile(r"^\s*[0-9.]+s \S+\.v\d+ ")
 
 
@@ -125,7 +124,7 @@ def breakdown(run: dict[str, Any], pipeline_imports: float) -> dict[str, float]:
     lines: list[tuple[float, str]] = run["lines"]
     at = {key: next(t for t, text in lines if key in text) for key in ("uploading", "building")}
     steps = [t for t, text in lines if STEP.match(text)]
-    loads = sum(float(m.group(1)) for _, text in lines if (m := LOADED.search(text)))
+    loads = sum(float(m.group(1)) for _, text in lines if (m := MODELS_LOADED.search(text)))
     first_step, last_step = steps[0], steps[-1]
     parts = {
         "import_s": at["uploading"] + pipeline_imports,

@@ -1,16 +1,20 @@
-"""Helpers shared by the benchmarks: percentiles and the merged results file."""
+"""Helpers shared by the benchmarks: percentiles, the merged results file and the build's
+model-load line."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
+# A build step's model-load line (persona_pipeline/defs/assets.py, `_with_models`).
+MODELS_LOADED = re.compile(r"models loaded in ([0-9.]+) s")
 
 
 def percentiles(samples_s: list[float] | np.ndarray, scale: float) -> dict[str, float]:

@@ -435,6 +435,15 @@ def upload_persona(client: Any, persona_id: str, index: int, count: int = 8) -> 
 # --- watching the backfill -------------------------------------------------------------------
 
 ENDED = ("published", "blocked", "failed")
+# What an ops script names (README, "The GraphQL path of an ops script").
+REPOSITORY = {"repositoryLocationName": "persona_pipeline", "repositoryName": "__repository__"}
+REBUILD_PARTITION_SET = "rebuild_newest_version_partition_set"
+LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+  ... on PartitionBackfill { status } } }"""
+BACKFILL_RUNNING = ("REQUESTED", "CANCELING", "FAILING")
 UNFINISHED_RUN_STATUSES = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 LAUNCH_RUN = """
 mutation Launch($params: ExecutionParams!) {
@@ -518,6 +527,22 @@ def rerun(stack: Stack, partition: str) -> str:
     if result["__typename"] != "LaunchRunSuccess":
         raise RuntimeError(f"re-run of {partition} refused: {result}")
     return str(result["run"]["runId"])
+
+
+def launch_rebuild_backfill(stack: Stack, personas: list[str]) -> str:
+    """A rebuild of ``personas`` launched as the UI's backfill is, through GraphQL: its id."""
+    params = {
+        "selector": {"partitionSetName": REBUILD_PARTITION_SET, "repositorySelector": REPOSITORY},
+        "partitionNames": personas,
+    }
+    answer = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert answer["__typename"] == "LaunchBackfillSuccess", answer
+    return str(answer["backfillId"])
+
+
+def backfill_status(stack: Stack, backfill_id: str) -> str:
+    """The backfill's status (one of BACKFILL_RUNNING while it still runs)."""
+    return str(stack.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"])
 
 
 def unfinished_runs(stack: Stack) -> list[Any]:

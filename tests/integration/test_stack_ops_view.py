@@ -37,7 +37,15 @@ from chromium import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 from services import PostgresService, S3Service
-from stack import Stack, StackState, upload_persona
+from stack import (
+    BACKFILL_RUNNING,
+    REPOSITORY,
+    Stack,
+    StackState,
+    backfill_status,
+    launch_rebuild_backfill,
+    upload_persona,
+)
 
 from persona_core.client import RegistryClient
 from persona_core.store.base import VersionStatus
@@ -57,17 +65,10 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 PERSONA_CORE = Path(sys.executable).with_name("persona-core")
 BUILD_JOB = "build_persona_version"
-# What an ops script names (README, "The GraphQL path of an ops script").
-REPOSITORY = {"repositoryLocationName": "persona_pipeline", "repositoryName": "__repository__"}
-REBUILD_PARTITION_SET = "rebuild_newest_version_partition_set"
 STRICT = json.dumps({"min_anchors_per_mode": {"A_SELFIE": 9}})  # the example folder has 3 selfies
 
 RUNS = """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs { results {
   runId status pipelineName tags { key value } stepStats { stepKey status } } } } }"""
-BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
-BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-  ... on PartitionBackfill { status numPartitions } } }"""
 LAUNCH = """mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
 CHECK_EXECUTIONS = """query($partition: String) { assetCheckExecutions(assetKey: {path: ["anchor_sets"]},
@@ -249,16 +250,11 @@ def welcomed(page: Page, fleet: Fleet) -> Page:
 
 
 def test_a_rebuild_backfill_over_two_personas_completes(fleet: Fleet) -> None:
-    params = {
-        "selector": {"partitionSetName": REBUILD_PARTITION_SET, "repositorySelector": REPOSITORY},
-        "partitionNames": ["alice", "bob"],
-    }
-    answer = fleet.gql(BACKFILL, params=params)["launchPartitionBackfill"]
-    assert answer["__typename"] == "LaunchBackfillSuccess", answer
+    backfill = launch_rebuild_backfill(fleet.stack, ["alice", "bob"])
 
     def done() -> str | None:
-        status = fleet.gql(BACKFILL_STATUS, id=answer["backfillId"])["partitionBackfillOrError"]["status"]
-        return status if status not in {"REQUESTED", "CANCELING", "FAILING"} else None
+        status = backfill_status(fleet.stack, backfill)
+        return status if status not in BACKFILL_RUNNING else None
 
     assert wait_for("the backfill to finish", done, timeout_s=600) in {"COMPLETED", "COMPLETED_SUCCESS"}
     rebuilds = fleet.runs(pipelineName="rebuild_newest_version")
