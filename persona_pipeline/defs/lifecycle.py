@@ -26,15 +26,17 @@ def set_outcome(instance: dg.DagsterInstance, run_id: str, outcome: str) -> None
     instance.add_run_tags(run_id, {OUTCOME_TAG: outcome})
 
 
-def fail_version(meta: MetadataStore, partition: str | None, reason: str, run_id: str | None = None) -> bool:
+def fail_version(meta: MetadataStore, partition: str | None, reason: str, run_id: str | None = None,
+                 expected: tuple[VersionStatus, ...] | None = None) -> bool:
     """Mark the partition's version ``failed`` unless it already ended (published, blocked,
     failed); with ``run_id``, only while that run holds it (a run that failed before it claimed
-    the version, e.g. on a bad Launchpad config, or a run of another build, changes nothing).
-    True when it was marked."""
+    the version, e.g. on a bad Launchpad config, or a run of another build, changes nothing);
+    ``expected`` narrows the states it may leave. True when it was marked."""
     if not partition:
         return False
     persona_id, version = parse_partition_key(partition)
-    expected = _UNFINISHED if run_id is None else (VersionStatus.BUILDING,)
+    if expected is None:
+        expected = _UNFINISHED if run_id is None else (VersionStatus.BUILDING,)
     try:
         meta.transition(persona_id, version, VersionStatus.FAILED, reasons=[reason], expected=expected,
                         run_id=run_id)
@@ -81,14 +83,8 @@ def fail_unstarted_version(meta: MetadataStore, instance: dg.DagsterInstance, pa
     runs = instance.get_runs(dg.RunsFilter(job_name=BUILD_JOB, tags={PARTITION_TAG: partition}))
     if any(r.run_id != run_id and not r.is_finished for r in runs):
         return False
-    persona_id, version = parse_partition_key(partition)
-    try:
-        meta.transition(persona_id, version, VersionStatus.FAILED, expected=(VersionStatus.PENDING,),
-                        reasons=[f"{reason} (before it started building); re-run its partition or upload "
-                                 "again"])
-    except (ImmutableVersionError, InvalidTransitionError, NotFoundError):
-        return False
-    return True
+    return fail_version(meta, partition, f"{reason} (before it started building); re-run its partition or "
+                        "upload again", expected=(VersionStatus.PENDING,))
 
 
 def run_cause_from(instance: dg.DagsterInstance) -> RunCause:
